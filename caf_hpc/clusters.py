@@ -1,0 +1,106 @@
+"""One Dask cluster and client per target per process, shared by every runner.
+
+CAF builds a new runner for every iteration and runs each calibration in a thread of
+its own; all of them must share one cluster instead of starting workers again. The
+cluster starts on first use and is closed when the process exits.
+
+The local default is Dask's ``SubprocessCluster``: its scheduler and worker processes
+are started as fresh interpreters (``python -m dask spec``). A ``LocalCluster`` of
+worker processes would instead start them with multiprocessing's *spawn*, which
+re-executes the steering script in every worker — and CAF steering scripts run their
+calibration at module level, with no ``if __name__ == "__main__":`` guard.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from typing import Any, Callable, Optional
+
+from distributed import Client
+
+from .basf2_compat import log_info
+from .settings import RunnerSettings
+
+_lock = threading.Lock()
+_clients: dict[tuple, Client] = {}
+_clusters: dict[tuple, Any] = {}
+_site_cluster_factory: Optional[Callable[[RunnerSettings], Any]] = None
+
+
+def local_cluster(settings: RunnerSettings) -> Any:
+    """A cluster of local worker processes, one single-threaded worker per core by default."""
+    from dask.system import CPU_COUNT
+    from distributed.deploy.subprocess import SubprocessCluster
+
+    n_workers = settings.n_workers or CPU_COUNT
+    return SubprocessCluster(
+        host="127.0.0.1",
+        n_workers=n_workers,
+        threads_per_worker=1,
+        dashboard_address=settings.dashboard_address,
+        silence_logs=logging.WARNING,
+    )
+
+
+def register_site_cluster_factory(factory: Callable[[RunnerSettings], Any]) -> None:
+    """Lets the site-config layer build the cluster for ``settings.site``."""
+    global _site_cluster_factory
+    _site_cluster_factory = factory
+
+
+def _make_cluster(settings: RunnerSettings) -> Any:
+    if settings.site:
+        if _site_cluster_factory is None:
+            from . import sites  # noqa: F401  (registers its factory on import)
+        return _site_cluster_factory(settings)
+    return local_cluster(settings)
+
+
+def client_for(settings: RunnerSettings) -> Client:
+    """The shared client for ``settings``' target, creating cluster and client on first use."""
+    key = settings.cluster_key
+    with _lock:
+        client = _clients.get(key)
+        if client is not None and client.status == "running":
+            return client
+        if settings.address:
+            client = Client(settings.address, set_as_default=False)
+        else:
+            cluster = _clusters.get(key)
+            if cluster is None:
+                log_info(f"caf-hpc: starting {settings.description}")
+                cluster = _clusters[key] = _make_cluster(settings)
+                dashboard = getattr(cluster, "dashboard_link", None)
+                if dashboard:
+                    log_info(f"caf-hpc: Dask dashboard at {dashboard}")
+            client = Client(cluster, set_as_default=False)
+        _clients[key] = client
+        return client
+
+
+def cluster_for(settings: RunnerSettings) -> Any:
+    """The cluster object behind ``settings`` (None when connected to an external scheduler)."""
+    with _lock:
+        return _clusters.get(settings.cluster_key)
+
+
+def close_all() -> None:
+    """Closes every client and cluster this process started (registered to run at exit)."""
+    with _lock:
+        clients, clusters = list(_clients.values()), list(_clusters.values())
+        _clients.clear()
+        _clusters.clear()
+    for client in clients:
+        try:
+            client.close(timeout=10)
+        except Exception:  # closing at exit must not raise
+            pass
+    for cluster in clusters:
+        try:
+            cluster.close(timeout=20)
+        except Exception:
+            pass
+
+
+atexit.register(close_all)

@@ -1,0 +1,227 @@
+"""``DaskAlgorithmsRunner``: CAF's algorithm step on a Dask cluster.
+
+CAF builds the runner with ``cls(name=...)``, sets its attributes and calls
+``run(iov, iteration)``. Each algorithm's strategy is submitted as one Dask task, in
+list order; the next one only after the previous one sent its final state and its
+task ended, because it reads the payloads the previous one committed. Results stream
+back through a ``distributed.Queue`` of their own and are appended to ``results`` as
+they arrive. The first ``FAILED`` final state ends the run; a strategy that raises,
+crashes or ends without a final state raises ``RunnerError``.
+"""
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from functools import partial
+from typing import Any, ClassVar, Optional
+
+from distributed import Queue
+
+from . import clusters, messages, shipping
+from .basf2_compat import AlgorithmsRunner, RunnerError, log_error, log_info, log_warning
+from .job import StrategyTask
+from .logs import describe
+from .settings import RunnerSettings, resolve
+from .worker_task import run_strategy_task
+
+#: How long one wait on the queue lasts before the runner checks its own deadline again.
+_QUEUE_WAIT = 30.0
+#: How long past the strategy's time limit the runner waits for the worker to report it.
+_TIMEOUT_GRACE = 60.0
+#: How long a task may take to end after its last record (it only returns then).
+_TASK_END_WAIT = 60.0
+
+
+def _announce_task_done(queue: Queue, future: Any) -> None:
+    """Future callback: wakes the runner when the task ended without its own end record."""
+    record = {"kind": messages.TASK_DONE, "status": future.status, "error": None}
+    if future.status == "error":
+        try:
+            record["error"] = repr(future.exception(timeout=5))
+        except Exception as err:  # the reason is only for the message
+            record["error"] = repr(err)
+    try:
+        queue.put(record, timeout=10)
+    except Exception:
+        pass  # the runner is done with this queue already
+
+
+class _Stream:
+    """Collects one strategy's records; keeps only the newest attempt's."""
+
+    def __init__(self, algorithm_name: str, results: list) -> None:
+        self.algorithm_name = algorithm_name
+        self.results = results
+        self.attempt: Optional[str] = None
+        self.where: dict = {}
+        self.lost: list[dict] = []
+        self.final_state: Optional[str] = None
+        self.exception: Optional[str] = None
+        self.end: Optional[dict] = None
+        self.task_done: Optional[dict] = None
+
+    @property
+    def finished(self) -> bool:
+        return self.end is not None or self.task_done is not None
+
+    def consume(self, record: dict) -> None:
+        kind = record.get("kind")
+        if kind == messages.TASK_DONE:
+            self.task_done = record
+        elif kind == messages.START:
+            if self.attempt is not None:
+                self._drop_attempt()
+            self.attempt, self.where = record["attempt"], record
+        elif record.get("attempt") != self.attempt:
+            return  # a record from an attempt that was given up
+        elif kind == messages.FRAMES:
+            for frame in record["frames"]:
+                self._message(*messages.loads(frame))
+        elif kind == messages.END:
+            self.end = record
+
+    def _message(self, kind: str, value: Any) -> None:
+        if kind == messages.EXCEPTION:
+            self.exception = value
+            return
+        messages.check_message(value, self.final_state is not None)
+        if value["type"] == messages.RESULT:
+            self.results.append(value["value"])
+        else:
+            self.final_state = value["value"]
+
+    def _drop_attempt(self) -> None:
+        self.lost.append(dict(self.where, results=len(self.results)))
+        log_warning(f"caf-hpc: lost the worker running {self.algorithm_name} "
+                    f"({_where(self.where)}); the strategy restarted, dropping {len(self.results)} result(s) "
+                    "of the lost attempt")
+        self.results.clear()
+        self.final_state = self.exception = None
+
+
+def _where(identity: dict) -> str:
+    parts = [f"host {identity.get('host')}"]
+    if identity.get("worker"):
+        parts.append(f"worker {identity['worker']}")
+    if identity.get("job_id"):
+        parts.append(f"batch job {identity['job_id']}")
+    return ", ".join(parts)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class DaskAlgorithmsRunner(AlgorithmsRunner):
+    """Runs a calibration's algorithm strategies in order on a Dask cluster.
+
+    Use the class itself for the local default (``cal.algorithms_runner =
+    DaskAlgorithmsRunner``), or ``runner_for(...)`` for a scheduler address, a site
+    config, time limits or algorithm factories.
+    """
+
+    #: Settings given to ``runner_for``; the environment fills in the rest at run time.
+    overrides: ClassVar[dict] = {}
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.ignored_runs: list = []
+
+    @classmethod
+    def settings(cls) -> RunnerSettings:
+        return resolve(**cls.overrides)
+
+    def run(self, iov: Any, iteration: int) -> None:
+        settings = self.settings()
+        self.final_state = None
+        algorithms = list(self.algorithms or [])
+        params = shipping.strategy_params(self)
+        shipping.register_local_modules(settings.ship_modules)
+        try:  # everything is packed, and refused if it cannot be, before anything is submitted
+            packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name)))
+                      for alg in algorithms]
+        except shipping.ShippingError:
+            self.final_state = self.FAILED
+            raise
+        client = clusters.client_for(settings)
+        for algorithm, payload in packed:
+            state = self._run_strategy(client, settings, algorithm.name, payload)
+            if state == self.FAILED:
+                self.final_state = self.FAILED
+                log_error(f"caf-hpc: {self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
+                          f"  {describe(shipping.log_file(self.output_dir, algorithm.name))}")
+                return
+        self.final_state = self.COMPLETED
+
+    def _run_strategy(self, client: Any, settings: RunnerSettings, name: str, payload: bytes) -> str:
+        """Submits one strategy, streams its results into ``self.results[name]``; returns its final state."""
+        results = self.results.setdefault(name, [])
+        results.clear()
+        log_path = shipping.log_file(self.output_dir, name)
+        token = uuid.uuid4().hex[:16]
+        queue = Queue(f"caf-hpc-{token}", client=client)
+        task = StrategyTask(name, payload, queue.name, str(log_path), str(self.output_dir), settings.timeout)
+        started = time.monotonic()
+        deadline = started + settings.timeout + _TIMEOUT_GRACE if settings.timeout else None
+        stream = _Stream(name, results)
+        future = client.submit(run_strategy_task, task, key=f"caf-strategy-{name}-{token}", pure=False)
+        future.add_done_callback(partial(_announce_task_done, queue))
+        try:
+            while not stream.finished:
+                wait = _QUEUE_WAIT if deadline is None else max(0.1, min(_QUEUE_WAIT, deadline - time.monotonic()))
+                try:
+                    record = queue.get(timeout=wait)
+                except TimeoutError:
+                    if deadline is not None and time.monotonic() > deadline:
+                        return self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s time limit "
+                                          f"+ {_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; "
+                                          "the worker may be hung")
+                    continue
+                stream.consume(record)
+            if stream.end is not None:
+                future.result(timeout=_TASK_END_WAIT)
+        except messages.ProtocolError as err:
+            return self._fail(name, log_path, f"broke CAF's strategy protocol: {err}")
+        finally:
+            if not future.done():
+                future.cancel()
+            for _ in range(1 + len(stream.lost)):  # lost attempts never released their reference
+                queue.close()
+        log_info(f"caf-hpc: {self.name}: {name} ended {stream.final_state} with {len(results)} result(s) "
+                 f"in {time.monotonic() - started:.2f} s on {_where(stream.where)}")
+        return self._judge(name, log_path, stream, settings)
+
+    def _judge(self, name: str, log_path: Any, stream: _Stream, settings: RunnerSettings) -> str:
+        """Turns how the child ended into CAF's outcome, as the reference runner does."""
+        end = stream.end
+        if end is None:
+            done = stream.task_done or {}
+            return self._fail(name, log_path, f"was lost with its worker ({_where(stream.where)}): the task "
+                              f"ended {done.get('status')} ({done.get('error')}). This is a failure of the "
+                              "cluster, not of the algorithm")
+        if end["error"]:
+            return self._fail(name, log_path, f"could not be supervised on {_where(stream.where)}:\n{end['error']}")
+        if end["timed_out"]:
+            return self._fail(name, log_path, f"exceeded its time limit of {settings.timeout:g} s and was killed")
+        if end["cancelled"]:
+            return self._fail(name, log_path, "was cancelled")
+        code = end["returncode"]
+        if stream.exception:
+            return self._fail(name, log_path, f"raised {stream.exception}")
+        if code is not None and code < 0:
+            return self._fail(name, log_path, f"was killed by {_signal_name(-code)} (exit code {code})")
+        if code:
+            return self._fail(name, log_path, f"exited with code {code}"
+                              + (f" after its final state {stream.final_state}" if stream.final_state else ""))
+        if stream.final_state is None:
+            return self._fail(name, log_path, "exited without sending a final state")
+        return stream.final_state
+
+    def _fail(self, name: str, log_path: Any, what: str) -> str:
+        self.final_state = self.FAILED
+        raise RunnerError(f"The strategy of algorithm {name} (calibration {self.name}) {what}.\n"
+                          f"  {describe(log_path)}")

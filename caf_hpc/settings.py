@@ -1,0 +1,125 @@
+"""How a runner reaches its cluster and what limits apply, from arguments and the environment.
+
+Every setting can come from ``runner_for(...)`` or an environment variable, so a
+steering script can stay unchanged between a laptop and a batch site:
+
+==========================  =====================  ============================================
+setting                     environment variable   meaning
+==========================  =====================  ============================================
+``address``                 CAF_HPC_ADDRESS        a running Dask scheduler, e.g. tcp://host:8786
+``site``                    CAF_HPC_SITE           a site config name or YAML file
+``n_workers``               CAF_HPC_WORKERS        local default: worker processes (default: cores)
+``timeout``                 CAF_HPC_TIMEOUT        seconds one strategy may run (default: no limit)
+``dashboard_address``       CAF_HPC_DASHBOARD      local default: dashboard (default 127.0.0.1:0)
+``retries``                 CAF_HPC_RETRIES        re-runs of a strategy after its worker was lost (1)
+``worker_wait``             CAF_HPC_WORKER_WAIT    seconds to wait for a worker to arrive (300)
+==========================  =====================  ============================================
+
+``factories`` ({algorithm name: "package.module:function"}) and ``ship_modules``
+(names of modules to send by value) are arguments only.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping, Optional
+
+ENVIRONMENT = {
+    "address": "CAF_HPC_ADDRESS",
+    "site": "CAF_HPC_SITE",
+    "n_workers": "CAF_HPC_WORKERS",
+    "timeout": "CAF_HPC_TIMEOUT",
+    "dashboard_address": "CAF_HPC_DASHBOARD",
+    "retries": "CAF_HPC_RETRIES",
+    "worker_wait": "CAF_HPC_WORKER_WAIT",
+}
+_INTEGERS = {"n_workers": 1, "retries": 0}      # setting -> smallest allowed value
+_SECONDS = ("timeout", "worker_wait")
+
+
+class SettingsError(ValueError):
+    """A runner setting has a value that cannot work; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    address: Optional[str] = None
+    site: Optional[str] = None
+    n_workers: Optional[int] = None
+    timeout: Optional[float] = None
+    dashboard_address: str = "127.0.0.1:0"
+    retries: int = 1
+    worker_wait: float = 300.0
+    factories: Mapping[str, Any] = field(default_factory=dict)
+    ship_modules: tuple = ()
+
+    def __post_init__(self) -> None:
+        if self.address and self.site:
+            raise SettingsError(f"give either address={self.address!r} or site={self.site!r}, not both")
+        for name, smallest in _INTEGERS.items():
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < smallest):
+                raise SettingsError(f"{name} must be a whole number of at least {smallest}, got {value!r}")
+        for name in _SECONDS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise SettingsError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not isinstance(self.factories, Mapping):
+            raise SettingsError("factories must map algorithm names to 'package.module:function' strings, "
+                                f"got {type(self.factories).__name__}")
+        object.__setattr__(self, "ship_modules", tuple(self.ship_modules))
+
+    @property
+    def cluster_key(self) -> tuple:
+        """Runners whose settings have the same key share one cluster in a process."""
+        if self.address:
+            return ("address", self.address)
+        if self.site:
+            return ("site", self.site)
+        return ("local", self.n_workers, self.dashboard_address)
+
+    @property
+    def description(self) -> str:
+        if self.address:
+            return f"scheduler {self.address}"
+        if self.site:
+            return f"site {self.site!r}"
+        return "local Dask cluster"
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict:
+    values: dict[str, Any] = {}
+    for name, variable in ENVIRONMENT.items():
+        raw = environ.get(variable, "").strip()
+        if not raw:
+            continue
+        if name in _INTEGERS:
+            if not raw.isdigit():
+                raise SettingsError(f"{variable}={raw!r}: expected a whole number, e.g. {_INTEGERS[name] + 1}")
+            values[name] = int(raw)
+        elif name in _SECONDS:
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                raise SettingsError(f"{variable}={raw!r}: expected seconds as a number, e.g. 3600") from None
+        else:
+            values[name] = raw
+    return values
+
+
+def resolve(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> RunnerSettings:
+    """Settings from the environment, with explicit arguments taking precedence."""
+    known = {f.name for f in fields(RunnerSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise SettingsError(f"unknown runner setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    values = _from_environment(os.environ if environ is None else environ)
+    if overrides.get("address") or overrides.get("site"):  # an explicit target replaces the environment's
+        values.pop("address", None)
+        values.pop("site", None)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return RunnerSettings(**values)
+
+
+def with_overrides(settings: RunnerSettings, **overrides: Any) -> RunnerSettings:
+    return replace(settings, **overrides)

@@ -1,0 +1,162 @@
+"""Turning a CAF algorithm into bytes a worker can run, or saying clearly why not.
+
+Pure-Python strategies and algorithms travel with cloudpickle. Code that lives in the
+steering script, or in modules beside it that the workers cannot import, travels by
+value: whatever is not part of the installed software environment (standard library,
+site-packages, a basf2 release) counts as such. Real CAF algorithms hold a C++ object that cannot be pickled: the user names a
+factory (``"package.module:function"`` or a function) that rebuilds it on the worker.
+Everything is checked before the first strategy is submitted.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+import sys
+import sysconfig
+import types
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+import cloudpickle
+
+from .job import StrategyJob
+
+Factory = Union[str, Callable[[], Any]]
+
+_OWN_PACKAGES = {"caf_hpc", "caf", "basf2", "ROOT", "cloudpickle"}
+_INSTALLED_MARKERS = ("site-packages", "dist-packages")
+
+
+class ShippingError(ValueError):
+    """An algorithm cannot be sent to a Dask worker; the message says how to make it shippable."""
+
+
+def resolve_factory(spec: Factory, algorithm_name: str) -> Callable[[], Any]:
+    """Imports ``"package.module:function"`` (or accepts a callable) and checks it is callable."""
+    if callable(spec):
+        return spec
+    module_name, sep, attribute = str(spec).partition(":")
+    if not sep or not module_name or not attribute:
+        raise ShippingError(f"factory {spec!r} for algorithm {algorithm_name!r} is not of the form "
+                            "'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ShippingError(f"factory {spec!r} for algorithm {algorithm_name!r}: cannot import module "
+                            f"{module_name!r} ({err}). Put it on PYTHONPATH or install it.") from None
+    target: Any = module
+    for part in attribute.split("."):
+        target = getattr(target, part, None)
+    if not callable(target):
+        raise ShippingError(f"factory {spec!r} for algorithm {algorithm_name!r}: module {module_name!r} "
+                            f"has no function {attribute!r}")
+    return target
+
+
+def _installed_roots() -> list[Path]:
+    """Directories whose modules every worker of the same software environment imports itself:
+    the standard library, site-packages, and a basf2 release."""
+    roots = {Path(p) for key in ("stdlib", "platstdlib", "purelib", "platlib")
+             if (p := sysconfig.get_paths().get(key))}
+    for variable in ("BELLE2_RELEASE_DIR", "BELLE2_LOCAL_DIR", "BELLE2_EXTERNALS_DIR"):
+        if os.environ.get(variable):
+            roots.add(Path(os.environ[variable]))
+    return sorted(r.resolve() for r in roots)
+
+
+def _is_local(module: Any, installed: Iterable[Path]) -> bool:
+    """True for user code (a steering script's helpers, a test suite): shipped by value."""
+    name = getattr(module, "__name__", "")
+    file = getattr(module, "__file__", None)
+    if not file or name == "__main__" or name.split(".")[0] in _OWN_PACKAGES:
+        return False
+    path = Path(file).resolve()
+    if any(marker in path.parts for marker in _INSTALLED_MARKERS):
+        return False
+    return not any(root == path.parent or root in path.parents for root in installed)
+
+
+def register_local_modules(extra: Iterable[str] = ()) -> list[str]:
+    """Makes cloudpickle ship user modules by value; returns their names.
+
+    ``extra`` names further modules (imported already) that the workers cannot import.
+    """
+    installed = _installed_roots()
+    chosen = [name for name, module in list(sys.modules.items()) if module is not None and _is_local(module, installed)]
+    for name in extra:
+        if name not in sys.modules:
+            raise ShippingError(f"ship_modules names {name!r}, which is not imported in this process; "
+                                "import it in the steering script first")
+        chosen.append(name)
+    for name in chosen:
+        try:
+            cloudpickle.register_pickle_by_value(sys.modules[name])
+        except ValueError:
+            pass  # not a module cloudpickle can ship by value (e.g. a namespace package)
+    return chosen
+
+
+def _without_algorithm_object(algorithm: Any) -> Any:
+    """A copy without ``.algorithm``; methods bound to the original (CAF's default
+    ``data_input`` is one) are bound to the copy, or they would drag the original along."""
+    shipped = copy.copy(algorithm)
+    shipped.algorithm = None
+    for attribute, value in vars(shipped).items():
+        if isinstance(value, types.MethodType) and value.__self__ is algorithm:
+            setattr(shipped, attribute, types.MethodType(value.__func__, shipped))
+    return shipped
+
+
+def _unpicklable_parts(algorithm: Any) -> list[str]:
+    parts = []
+    for attribute in ("algorithm", "strategy", "params", "pre_algorithm", "data_input"):
+        if not hasattr(algorithm, attribute):
+            continue
+        try:
+            cloudpickle.dumps(getattr(algorithm, attribute))
+        except Exception as err:  # any pickling failure counts
+            parts.append(f".{attribute} ({type(err).__name__}: {err})")
+    return parts
+
+
+def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
+         factory: Optional[Factory] = None) -> bytes:
+    """The pickled StrategyJob for one algorithm, or a ShippingError that says how to fix it."""
+    name = getattr(algorithm, "name", repr(algorithm))
+    built_factory = resolve_factory(factory, name) if factory is not None else None
+    shipped = algorithm
+    if built_factory is not None:
+        shipped = _without_algorithm_object(algorithm)
+    try:
+        return cloudpickle.dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
+    except Exception as err:
+        parts = _unpicklable_parts(shipped) or [f"({type(err).__name__}: {err})"]
+        hint = ""
+        if any(p.startswith(".algorithm ") for p in parts):
+            hint = (f"\n  Its algorithm object cannot be pickled (a C++ CalibrationAlgorithm never can): name a "
+                    f"function that builds it, importable on the workers, e.g.\n"
+                    f"      cal.algorithms_runner = runner_for(factories={{{name!r}: "
+                    f"\"my_calibration.algorithms:make_{name.lower()}\"}})\n"
+                    f"  where make_{name.lower()}() returns the same algorithm object you passed to Calibration().")
+        elif built_factory is None:
+            hint = "\n  Make these parts picklable (plain data and module-level functions), or name a factory."
+        raise ShippingError(f"algorithm {name!r} cannot be sent to a Dask worker: "
+                            f"{'; '.join(parts)} cannot be pickled.{hint}") from None
+
+
+def strategy_params(runner: Any) -> dict:
+    """The exact keys CAF hands to ``strategy.setup_from_dict``."""
+    return {
+        "database_chain": runner.database_chain,
+        "dependent_databases": runner.dependent_databases,
+        "output_dir": runner.output_dir,
+        "output_database_dir": runner.output_database_dir,
+        "input_files": runner.input_files,
+        "ignored_runs": getattr(runner, "ignored_runs", []),
+    }
+
+
+def log_file(output_dir: Union[str, os.PathLike], algorithm_name: str) -> Path:
+    """Where CAF's algorithm logging writes: ``<output_dir>/<AlgorithmName>_stdout``."""
+    return Path(output_dir) / f"{algorithm_name}_stdout"

@@ -1,0 +1,48 @@
+"""Process-wide conditions configuration, like ``basf2.conditions``.
+
+A strategy resets it and builds its lookup chain before executing an algorithm; that
+it is *process-wide* state is exactly why each strategy runs in a process of its own.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from . import database
+from .utils import ExpRun
+
+
+class Conditions:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.testing_payloads: list[str] = []
+        self.globaltags: list[str] = []
+        self.save_payloads: Optional[str] = None
+
+    def prepend_testing_payloads(self, database_txt) -> None:
+        self.testing_payloads.insert(0, str(database_txt))
+
+    def prepend_globaltag(self, tag: str) -> None:
+        self.globaltags.insert(0, tag)
+
+    def expert_settings(self, save_payloads=None) -> None:
+        if save_payloads is not None:
+            self.save_payloads = str(save_payloads)
+
+    def get_payload(self, name: str, exp: int, run: int) -> Optional[Any]:
+        """Looks ``name`` up for (exp, run) through the testing payloads, first one wins."""
+        for database_txt in self.testing_payloads:
+            found = database.find_payload(database_txt, name, ExpRun(exp, run))
+            if found is not None:
+                return found
+        return None
+
+    def save(self, name: str, data: Any, iov) -> int:
+        if not self.save_payloads:
+            raise RuntimeError("no output database configured: call conditions.expert_settings(save_payloads=...)")
+        return database.write_payload(Path(self.save_payloads).parent, name, data, iov)
+
+
+conditions = Conditions()

@@ -1,0 +1,144 @@
+"""The Dask task that supervises one strategy on a worker.
+
+It starts the strategy's child process (``caf_hpc.child``) with its output on the
+algorithm's log file, forwards the child's messages to the runner's Dask queue in
+batches as they arrive, enforces the time limit, and reports how the child ended.
+Every record it puts carries the id of this attempt, so that when the scheduler
+re-runs the task after a lost worker, the runner can tell the attempts apart.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from typing import Any, Callable, Optional
+
+from . import messages
+from .job import StrategyTask
+
+#: Batch-system job ids a worker may run under, for error messages.
+JOB_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "JOB_ID", "LSB_JOBID", "CONDOR_JOBID")
+_READ_SIZE = 1 << 20
+_CHECK_INTERVAL = 1.0   # how often a quiet child is checked for time limit and cancellation
+_KILL_GRACE = 5.0
+
+
+def worker_identity() -> dict:
+    """Where this task runs: host, worker address and batch job id, for the runner's messages."""
+    identity: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "worker": None, "job_id": None}
+    for name in JOB_ID_VARIABLES:
+        if os.environ.get(name):
+            identity["job_id"] = os.environ[name]
+            break
+    try:
+        from distributed import get_worker
+
+        identity["worker"] = get_worker().address
+    except ValueError:
+        pass
+    return identity
+
+
+def _task_cancelled() -> bool:
+    """True once the client cancelled this task (Dask cannot interrupt a running task by itself)."""
+    try:
+        from distributed import get_worker
+        from distributed.worker import thread_state
+
+        state = get_worker().state.tasks.get(thread_state.key)
+        return state is None or state.state in ("cancelled", "released", "forgotten")
+    except (ValueError, AttributeError):
+        return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Ends the child and its descendants: SIGTERM to its process group, SIGKILL after a grace period."""
+    for sig, wait in ((signal.SIGTERM, _KILL_GRACE), (signal.SIGKILL, _KILL_GRACE)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def supervise(task: StrategyTask, publish: Callable[[dict], None],
+              cancelled: Callable[[], bool] = lambda: False) -> dict:
+    """Runs the child for ``task``, publishing queue records; returns the end record."""
+    attempt = uuid.uuid4().hex
+    publish({"kind": messages.START, "attempt": attempt, **worker_identity()})
+    end: dict[str, Any] = {"kind": messages.END, "attempt": attempt, "returncode": None,
+                           "timed_out": False, "cancelled": False, "error": None}
+    read_fd, write_fd = os.pipe()
+    process: Optional[subprocess.Popen] = None
+    try:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(task.log_path, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "caf_hpc.child", str(write_fd)],
+                stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write_fd,),
+                cwd=task.output_dir, env=env, start_new_session=True)
+        os.close(write_fd)
+        write_fd = -1
+        try:
+            process.stdin.write(messages.frame(task.payload))
+            process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the child died at start-up; its exit code tells why
+        deadline = time.monotonic() + task.timeout if task.timeout else None
+        frames = messages.FrameBuffer()
+        while True:
+            wait = _CHECK_INTERVAL if deadline is None else max(0.0, min(_CHECK_INTERVAL, deadline - time.monotonic()))
+            ready, _, _ = select.select([read_fd], [], [], wait)
+            if ready:
+                data = os.read(read_fd, _READ_SIZE)
+                if not data:
+                    break
+                complete = frames.feed(data)
+                if complete:
+                    publish({"kind": messages.FRAMES, "attempt": attempt, "frames": complete})
+                continue
+            if deadline is not None and time.monotonic() >= deadline:
+                end["timed_out"] = True
+                _stop(process)
+                break
+            if cancelled():
+                end["cancelled"] = True
+                _stop(process)
+                break
+            if process.poll() is not None:
+                break  # ended, yet something it started still holds the pipe: stop listening
+        end["returncode"] = process.wait(timeout=deadline and max(_KILL_GRACE, deadline - time.monotonic()))
+    except Exception:  # the supervision itself failed: report it instead of losing it
+        end["error"] = traceback.format_exc()
+        if process is not None and process.poll() is None:
+            _stop(process)
+            end["returncode"] = process.poll()
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+        if process is not None and process.stdin:
+            process.stdin.close()
+    publish(end)
+    return end
+
+
+def run_strategy_task(task: StrategyTask) -> dict:
+    """The function submitted to Dask: ``supervise`` with the runner's queue as the destination."""
+    from distributed import Queue
+
+    queue = Queue(task.queue_name)
+    try:
+        return supervise(task, queue.put, _task_cancelled)
+    finally:
+        queue.close()

@@ -1,0 +1,131 @@
+"""Strategies that do, step by step, what a test asks: send results, crash, print, wait.
+
+This module lives in the test suite, which the Dask workers cannot import: every test
+that uses it therefore also checks that user code travels to the worker by value.
+(Shipped by value, a module-level *object* would be copied, so process-wide state such
+as the conditions configuration is reached through its module.)
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from caf_hpc.standins import conditions as conditions_module
+from caf_hpc.standins.framework import Algorithm
+from caf_hpc.standins.strategies import AlgorithmStrategy
+from caf_hpc.standins.utils import IoV, IoV_Result
+
+EVERYWHERE = IoV(0, 0, -1, -1)
+
+
+class ScriptedAlgorithm:
+    """A picklable algorithm object carrying the steps its strategy performs."""
+
+    def __init__(self, name: str, steps: list) -> None:
+        self.name = name
+        self.steps = steps
+        self.input_files: list = []
+
+    def setInputFileNames(self, files) -> None:
+        self.input_files = list(files)
+
+
+class ScriptedStrategy(AlgorithmStrategy):
+    def run(self, iov, iteration, queue):
+        self.queue = queue
+        self.setup_algorithm(iteration)
+        for step, *args in self.algorithm.algorithm.steps:
+            getattr(self, f"_{step}")(*args)
+
+    # -- CAF messages --------------------------------------------------------
+    def _results(self, count, code=0):
+        for i in range(count):
+            self.send_result(IoV_Result(IoV(1, i, 1, i), code))
+
+    def _final(self, state):
+        self.send_final_state(state)
+
+    def _message(self, message):
+        self.queue.put(message)
+
+    # -- output --------------------------------------------------------------
+    def _print(self, text):
+        print(text)
+
+    def _fd1(self, text):
+        os.write(1, f"{text}\n".encode())
+
+    def _fd2(self, text):
+        os.write(2, f"{text}\n".encode())
+
+    def _c_stdout(self, text):
+        libc = ctypes.CDLL(None)
+        libc.printf(f"{text}\n".encode())
+        libc.fflush(None)
+
+    def _log(self, text):
+        logging.getLogger("scripted").warning(text)
+
+    def _record(self, path, text):
+        with open(path, "a") as handle:
+            handle.write(f"{text}\n")
+
+    # -- process-wide changes that must stay in the child ---------------------
+    def _pollute(self):
+        os.environ["CAF_HPC_POLLUTED"] = "yes"
+        logging.getLogger().setLevel(logging.DEBUG)
+        os.chdir("/")
+
+    # -- payload dependency ----------------------------------------------------
+    def _commit(self, name, value):
+        conditions_module.conditions.save(name, value, EVERYWHERE)
+
+    def _expect_payload(self, name, value):
+        found = conditions_module.conditions.get_payload(name, 1, 1)
+        code = 0 if found == value else 3
+        print(f"payload {name}: found {found!r}, expected {value!r}")
+        self.send_result(IoV_Result(EVERYWHERE, code))
+        self.send_final_state(self.COMPLETED if code == 0 else self.FAILED)
+
+    # -- ways to end badly --------------------------------------------------
+    def _raise(self, text):
+        raise ValueError(text)
+
+    def _exit(self, code):
+        sys.stdout.flush()
+        os._exit(code)
+
+    def _signal(self, name):
+        sys.stdout.flush()
+        os.kill(os.getpid(), getattr(signal, name))
+
+    def _segfault(self):
+        sys.stdout.flush()
+        ctypes.string_at(0)
+
+    def _sleep(self, seconds):
+        time.sleep(seconds)
+
+    def _wait_for_file(self, path, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not Path(path).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} did not appear within {timeout} s")
+            time.sleep(0.01)
+
+
+def scripted(name: str, *steps) -> Algorithm:
+    """A CAF Algorithm wrapper whose strategy performs ``steps``."""
+    algorithm = Algorithm(ScriptedAlgorithm(name, list(steps)))
+    algorithm.strategy = ScriptedStrategy
+    return algorithm
+
+
+def ok(name: str, results: int = 1, *before) -> Algorithm:
+    """An algorithm that does ``before``, sends ``results`` results and completes."""
+    return scripted(name, *before, ("results", results), ("final", "COMPLETED"))

@@ -1,0 +1,67 @@
+"""The local default works from a CAF-style steering script: unguarded, module level."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+HELPER = '''
+from caf_hpc.standins.strategies import AlgorithmStrategy
+from caf_hpc.standins.utils import IoV, IoV_Result
+
+
+class BesideTheScript(AlgorithmStrategy):
+    """Defined in a module beside the script, which the workers cannot import."""
+
+    def run(self, iov, iteration, queue):
+        print("beside-the-script strategy ran")
+        queue.put({"type": "result", "value": IoV_Result(IoV(1, 1, 1, 1), 0)})
+        queue.put({"type": "final_state", "value": "COMPLETED"})
+'''
+
+STEERING = '''
+import pathlib
+from beside import BesideTheScript
+from caf_hpc import DaskAlgorithmsRunner
+from caf_hpc.standins.driver import run_algorithms
+from caf_hpc.standins.framework import Algorithm
+from caf_hpc.standins.strategies import AlgorithmStrategy
+from caf_hpc.standins.utils import IoV, IoV_Result
+
+print("STEERING SCRIPT EXECUTED")
+
+
+class InTheScript(AlgorithmStrategy):
+    def run(self, iov, iteration, queue):
+        for run in range(3):
+            queue.put({"type": "result", "value": IoV_Result(IoV(1, run, 1, run), 0)})
+        queue.put({"type": "final_state", "value": "COMPLETED"})
+
+
+class Named:
+    def __init__(self, name):
+        self.name = name
+
+    def setInputFileNames(self, files):
+        pass
+
+
+first, second = Algorithm(Named("InScript")), Algorithm(Named("Beside"))
+first.strategy, second.strategy = InTheScript, BesideTheScript
+outcome = run_algorithms(DaskAlgorithmsRunner, "unguarded", [first, second], [], pathlib.Path("calibration"))
+print("FINAL", outcome.final_state, outcome.error, {k: len(v) for k, v in outcome.results.items()})
+'''
+
+
+def test_unguarded_steering_script_runs_on_the_local_default(tmp_path):
+    (tmp_path / "beside.py").write_text(HELPER)
+    (tmp_path / "steering.py").write_text(textwrap.dedent(STEERING))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAF_HPC_")}
+    done = subprocess.run([sys.executable, "steering.py"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=150)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("STEERING SCRIPT EXECUTED") == 1, done.stdout
+    assert "FINAL COMPLETED None {'InScript': 3, 'Beside': 1}" in done.stdout
+    log = (tmp_path / "calibration" / "0" / "algorithm_output" / "Beside_stdout").read_text()
+    assert "beside-the-script strategy ran" in log

@@ -1,0 +1,68 @@
+"""Fail-fast and the reference runner's error cases: FAILED, raise, no final state, signals."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from scripted import ok, scripted
+
+from caf_hpc import runner_for
+from caf_hpc.basf2_compat import RunnerError
+
+
+def _only_ran(outcome, names):
+    assert list(outcome.results) == names
+    for later in ("Fourth", "Fifth", "After"):
+        assert not (outcome.output_dir / f"{later}_stdout").exists()
+
+
+def test_failed_third_of_five_stops_the_other_two(calibrate, caplog):
+    caplog.set_level(logging.INFO, logger="caf_hpc")
+    failing = scripted("Third", ("print", "third was here"), ("results", 1, 3), ("final", "FAILED"))
+    outcome = calibrate([ok("First"), ok("Second"), failing, ok("Fourth"), ok("Fifth")])
+    assert outcome.error is None
+    assert outcome.final_state == "FAILED"
+    _only_ran(outcome, ["First", "Second", "Third"])
+    assert outcome.results["Third"][0].result == 3
+    error_log = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert "Third" in error_log and "FAILED" in error_log
+    assert "| third was here" in error_log and "Third_stdout" in error_log
+
+
+def test_log_tail_in_the_failure_message_is_the_last_twenty_lines(calibrate, caplog):
+    caplog.set_level(logging.INFO, logger="caf_hpc")
+    prints = [("print", f"line {i}") for i in range(30)]
+    outcome = calibrate([scripted("Noisy", *prints, ("final", "FAILED"))])
+    assert outcome.final_state == "FAILED"
+    message = next(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert "| line 29" in message and "| line 10" in message and "| line 9\n" not in message
+
+
+@pytest.mark.parametrize("steps, expected", [
+    ((("raise", "calibration constant out of range"),), "raised ValueError: calibration constant out of range"),
+    ((("results", 1),), "exited without sending a final state"),
+    ((("segfault",),), "killed by SIGSEGV"),
+    ((("signal", "SIGABRT"),), "killed by SIGABRT"),
+    ((("exit", 7),), "exited with code 7"),
+    ((("final", "COMPLETED"), ("exit", 3)), "exited with code 3 after its final state COMPLETED"),
+    ((("message", {"type": "progress", "value": 1}),), "unknown message type 'progress'"),
+    ((("final", "COMPLETED"), ("results", 1)), "sent after the final state"),
+], ids=["raises", "no-final-state", "segfault", "abort", "exit-code", "exit-after-final", "unknown-type",
+        "after-final"])
+def test_broken_strategy_raises_runner_error_and_stops_the_chain(calibrate, steps, expected):
+    outcome = calibrate([ok("Before"), scripted("Broken", ("print", "broken starts"), *steps), ok("After")])
+    assert outcome.final_state == "FAILED"
+    assert isinstance(outcome.error, RunnerError)
+    message = str(outcome.error)
+    assert expected in message
+    assert "algorithm Broken" in message and "Broken_stdout" in message
+    assert "| broken starts" in message
+    _only_ran(outcome, ["Before", "Broken"])
+
+
+def test_strategy_over_its_time_limit_is_killed(calibrate):
+    outcome = calibrate([scripted("Slow", ("sleep", 60), ("final", "COMPLETED")), ok("After")],
+                        runner=runner_for(timeout=2))
+    assert isinstance(outcome.error, RunnerError)
+    assert "exceeded its time limit of 2 s" in str(outcome.error)
+    _only_ran(outcome, ["Slow"])

@@ -1,0 +1,61 @@
+"""Each algorithm's output lands in its own log file only; the caller's process is untouched."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from scripted import ok, scripted
+
+CHANNELS = ("print", "fd1", "fd2", "c_stdout", "log")
+
+
+def _noisy(name):
+    return scripted(name, *[(channel, f"MARK-{name}-{channel}") for channel in CHANNELS],
+                    ("results", 1), ("final", "COMPLETED"))
+
+
+def test_every_output_channel_lands_only_in_its_own_log(calibrate, capfd):
+    outcome = calibrate([_noisy("Alpha"), _noisy("Beta")])
+    assert outcome.final_state == "COMPLETED", outcome.error
+    captured = capfd.readouterr()
+    for name, other in (("Alpha", "Beta"), ("Beta", "Alpha")):
+        log = (outcome.output_dir / f"{name}_stdout").read_text()
+        for channel in CHANNELS:
+            assert f"MARK-{name}-{channel}" in log
+            assert f"MARK-{other}-{channel}" not in log
+            # the worker processes write to this process's terminal: nothing of the algorithm may
+            assert f"MARK-{name}-{channel}" not in captured.out + captured.err
+
+
+def test_caller_keeps_cwd_logging_and_environment(calibrate):
+    root = logging.getLogger()
+    before = (os.getcwd(), dict(os.environ), root.level, list(root.handlers))
+    outcome = calibrate([ok("Polluter", 1, ("pollute",))])
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert (os.getcwd(), dict(os.environ), root.level, list(root.handlers)) == before
+
+
+def test_two_calibrations_in_parallel_threads_do_not_cross(tmp_path, calibrate):
+    outcomes = {}
+
+    def calibration(tag):
+        algorithms = [_noisy(f"{tag}{i}") for i in range(3)]
+        for i, algorithm in enumerate(algorithms):
+            algorithm.algorithm.steps[-2] = ("results", 5 + i)
+        outcomes[tag] = calibrate(algorithms, name=tag, root=tmp_path / tag)
+
+    threads = [threading.Thread(target=calibration, args=(tag,)) for tag in ("Left", "Right")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not any(t.is_alive() for t in threads)
+    for tag, other in (("Left", "Right"), ("Right", "Left")):
+        outcome = outcomes[tag]
+        assert outcome.final_state == "COMPLETED", outcome.error
+        assert list(outcome.results) == [f"{tag}{i}" for i in range(3)]
+        assert [len(r) for r in outcome.results.values()] == [5, 6, 7]
+        for i in range(3):
+            log = (outcome.output_dir / f"{tag}{i}_stdout").read_text()
+            assert f"MARK-{tag}{i}-fd1" in log and f"MARK-{other}" not in log

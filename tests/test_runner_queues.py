@@ -1,0 +1,59 @@
+"""Results stream through Dask queues: as they come, in order, once, on queues of their own."""
+from __future__ import annotations
+
+import threading
+import time
+
+from scripted import ok, scripted
+
+from caf_hpc import DaskAlgorithmsRunner, clusters
+from caf_hpc.standins.utils import IoV, IoV_Result
+
+
+def _scheduler_queues():
+    client = clusters.client_for(DaskAlgorithmsRunner.settings())
+    return client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.extensions["queues"].queues))
+
+
+def test_a_thousand_results_arrive_in_order_exactly_once(calibrate):
+    outcome = calibrate([ok("Many", 1000)])
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert outcome.results["Many"] == [IoV_Result(IoV(1, i, 1, i), 0) for i in range(1000)]
+
+
+def test_results_are_visible_to_another_thread_while_the_strategy_runs(calibrate, tmp_path):
+    release = tmp_path / "release"
+    seen = {}
+    runners = []
+
+    class Watched(DaskAlgorithmsRunner):
+        def __init__(self, name):
+            super().__init__(name)
+            runners.append(self)
+
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            results = runners[0].results.get("Streaming", []) if runners else []
+            if len(results) >= 2:
+                seen["during"] = list(results)
+                release.touch()  # only now may the strategy go on and finish
+                return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    outcome = calibrate([scripted("Streaming", ("results", 2), ("wait_for_file", str(release), 60),
+                                  ("results", 1), ("final", "COMPLETED"))], runner=Watched)
+    watcher.join(timeout=60)
+    assert seen["during"] == [IoV_Result(IoV(1, i, 1, i), 0) for i in range(2)]
+    assert len(outcome.results["Streaming"]) == 3
+
+
+def test_each_strategy_gets_its_own_queue_removed_afterwards(calibrate):
+    outcome = calibrate([ok("One"), ok("Two"), scripted("Three", ("raise", "boom"))])
+    assert outcome.final_state == "FAILED"
+    deadline = time.monotonic() + 10  # releases travel on the client's batched stream
+    while [q for q in _scheduler_queues() if q.startswith("caf-hpc-")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [q for q in _scheduler_queues() if q.startswith("caf-hpc-")] == []
