@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name == name:
-                continue
+            if err.name and (name == err.name or name.startswith(err.name + ".")):
+                continue  # that part of the package is not installed
             raise
         module.add_commands(subparsers)
     return parser

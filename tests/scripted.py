@@ -68,6 +68,10 @@ class ScriptedStrategy(AlgorithmStrategy):
         libc.printf(f"{text}\n".encode())
         libc.fflush(None)
 
+    def _report_imports(self, *modules):
+        for module in modules:
+            print(f"imported {module}: {module in sys.modules}")
+
     def _log(self, text):
         logging.getLogger("scripted").warning(text)
 

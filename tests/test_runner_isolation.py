@@ -59,3 +59,9 @@ def test_two_calibrations_in_parallel_threads_do_not_cross(tmp_path, calibrate):
         for i in range(3):
             log = (outcome.output_dir / f"{tag}{i}_stdout").read_text()
             assert f"MARK-{tag}{i}-fd1" in log and f"MARK-{other}" not in log
+
+
+def test_strategy_process_does_not_pay_for_importing_dask(calibrate):
+    outcome = calibrate([ok("Light", 1, ("report_imports", "distributed", "dask"))])
+    log = (outcome.output_dir / "Light_stdout").read_text()
+    assert "imported distributed: False" in log and "imported dask: False" in log

@@ -1,0 +1,45 @@
+"""With basf2 importable, the runner uses CAF's own classes and basf2's logging; without, its own."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+# The smallest basf2/caf that shows which classes and log functions the package picks up.
+FAKE_RELEASE = {
+    "basf2/__init__.py": "LOGGED = []\n"
+                         "def B2INFO(m): LOGGED.append(('INFO', m))\n"
+                         "def B2ERROR(m): LOGGED.append(('ERROR', m))\n"
+                         "def B2WARNING(m): LOGGED.append(('WARNING', m))\n"
+                         "def B2DEBUG(level, m): LOGGED.append(('DEBUG', m))\n",
+    "caf/__init__.py": "",
+    "caf/runners.py": "class RunnerError(Exception):\n    pass\n"
+                      "class AlgorithmsRunner:\n"
+                      "    FAILED = 'FAILED'\n    COMPLETED = 'COMPLETED'\n"
+                      "    def __init__(self, name):\n        self.name = name\n        self.results = {}\n"
+                      "        self.final_state = None\n",
+    "caf/utils.py": "from caf_hpc.standins.utils import IoV, IoV_Result, ExpRun\n",
+}
+
+
+def test_importing_caf_hpc_never_needs_basf2():
+    code = "import caf_hpc, caf_hpc.runner, sys; print('basf2' in sys.modules, caf_hpc.basf2_compat.HAVE_BASF2)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def test_real_caf_classes_and_b2_logging_are_used_when_basf2_imports(tmp_path):
+    for path, text in FAKE_RELEASE.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    code = textwrap.dedent("""
+        import basf2, caf.runners
+        from caf_hpc import DaskAlgorithmsRunner, RunnerError
+        from caf_hpc import basf2_compat
+        basf2_compat.log_info("hello")
+        print(issubclass(DaskAlgorithmsRunner, caf.runners.AlgorithmsRunner),
+              RunnerError is caf.runners.RunnerError, basf2.LOGGED == [("INFO", "hello")])
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert done.stdout.split() == ["True", "True", "True"], done.stderr

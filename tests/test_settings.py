@@ -1,0 +1,44 @@
+"""Runner settings come from runner_for() and the environment; mistakes are named clearly."""
+from __future__ import annotations
+
+import pytest
+
+from caf_hpc import DaskAlgorithmsRunner, SettingsError, runner_for
+from caf_hpc.settings import resolve
+
+
+def test_environment_fills_in_what_the_script_does_not_say():
+    settings = resolve(environ={"CAF_HPC_WORKERS": "3", "CAF_HPC_TIMEOUT": "90", "CAF_HPC_RETRIES": "0"},
+                       timeout=30)
+    assert (settings.n_workers, settings.timeout, settings.retries) == (3, 30, 0)
+
+
+def test_explicit_address_replaces_a_site_from_the_environment():
+    settings = resolve(environ={"CAF_HPC_SITE": "slurm"}, address="tcp://127.0.0.1:8786")
+    assert (settings.address, settings.site) == ("tcp://127.0.0.1:8786", None)
+
+
+def test_runner_for_returns_a_runner_class_bound_to_its_settings():
+    runner = runner_for(address="tcp://127.0.0.1:8786", timeout=600)
+    assert issubclass(runner, DaskAlgorithmsRunner)
+    assert runner.settings().address == "tcp://127.0.0.1:8786"
+    assert DaskAlgorithmsRunner.overrides == {}
+
+
+@pytest.mark.parametrize("kwargs, environ, message", [
+    ({"n_workers": 0}, {}, "n_workers must be a whole number of at least 1, got 0"),
+    ({"timeout": "long"}, {}, "timeout must be a positive number of seconds, got 'long'"),
+    ({"retries": -1}, {}, "retries must be a whole number of at least 0, got -1"),
+    ({"workers": 2}, {}, "unknown runner setting(s) workers; allowed: address,"),
+    ({"factories": ["x"]}, {}, "factories must map algorithm names"),
+    ({}, {"CAF_HPC_WORKERS": "two"}, "CAF_HPC_WORKERS='two': expected a whole number"),
+    ({}, {"CAF_HPC_TIMEOUT": "1h"}, "CAF_HPC_TIMEOUT='1h': expected seconds as a number"),
+    ({"address": "tcp://h:1"}, {"CAF_HPC_SITE": ""}, None),
+])
+def test_bad_settings_name_the_setting_and_what_is_allowed(kwargs, environ, message):
+    if message is None:
+        resolve(environ=environ, **kwargs)
+        return
+    with pytest.raises(SettingsError) as caught:
+        resolve(environ=environ, **kwargs)
+    assert message in str(caught.value)
