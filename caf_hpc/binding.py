@@ -4,17 +4,33 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .runner import DaskAlgorithmsRunner
-from .settings import resolve
+from .settings import SettingsError, resolve
+
+#: Keywords of ``runner_for`` that override sections of the site config, not runner settings.
+SITE_SECTIONS = ("cluster", "scale", "container", "security")
 
 
 def runner_for(site: Optional[str] = None, **settings: Any) -> type:
     """A ``DaskAlgorithmsRunner`` subclass bound to ``site`` (a name or YAML file) or ``address=``.
 
     CAF wants a class, not an instance, so the settings live on the class. They are
-    checked now, so a mistake shows in the steering script, not hours later.
+    checked now, so a mistake shows in the steering script, not hours later: a site
+    config is read and validated here, before anything is submitted.
+    ``cluster={...}``, ``scale={...}``, ``container={...}`` and ``security={...}``
+    override keys of the site's sections (``runner_for("slurm", cluster={"memory": "8GB"})``).
     """
+    site_overrides = {key: settings.pop(key) for key in SITE_SECTIONS if key in settings}
     overrides = dict(settings, site=site) if site is not None else dict(settings)
     resolved = resolve(**overrides)  # validates names and values now
+    if site_overrides and not resolved.site:
+        raise SettingsError(f"{'=, '.join(site_overrides)}= override parts of a site config; name a site too")
+    if resolved.site:
+        from . import sites
+
+        bound = sites.bind(resolved.site, site_overrides)  # reads and validates the site config now
+        if bound != resolved.site:
+            overrides["site"] = bound
+            resolved = resolve(**overrides)
     label = resolved.description
     return type("DaskAlgorithmsRunner", (DaskAlgorithmsRunner,),
                 {"overrides": overrides, "__doc__": f"DaskAlgorithmsRunner bound to {label}.",

@@ -1,7 +1,8 @@
-"""The process in which one strategy runs: ``python -m caf_hpc.child MESSAGE_FD``.
+"""The process in which one strategy runs.
 
-Started by the Dask worker with file descriptors 1 and 2 already on the algorithm's
-log file, the pickled ``StrategyJob`` on standard input and a pipe for messages on
+Forked by the worker's fork server (``caf_hpc.forkserver``), or started as
+``python -m caf_hpc.child MESSAGE_FD``, with file descriptors 1 and 2 already on the
+algorithm's log file, the pickled ``StrategyJob`` on standard input and a pipe for messages on
 ``MESSAGE_FD``. Whatever the strategy does to the process (chdir, logging, conditions,
 a crash) ends with it. When the worker goes away, standard input closes and the child
 ends itself and everything it started, so no orphan keeps computing.
@@ -66,8 +67,8 @@ def _configure_logging() -> None:
         basf2.logging.add_console()
 
 
-def main(argv: list[str]) -> int:
-    message_fd = int(argv[1])
+def run(message_fd: int) -> int:
+    """Runs the strategy of the job on standard input; returns the process's exit code."""
     os.set_inheritable(message_fd, False)  # programs the strategy starts must not hold the pipe open
     queue = PipeQueue(message_fd)
     stdin_fd = sys.stdin.fileno()
@@ -90,5 +91,33 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+_libc: Any = None
+
+
+def libc() -> Any:
+    """The C library, loaded once (the fork server does it before forking)."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None)
+    return _libc
+
+
+def exit_forked(code: int) -> None:
+    """Ends a forked child as a normal interpreter exit would: atexit hooks, Python and C
+    buffers flushed. (``sys.exit`` would unwind into the fork server's loop instead.)"""
+    try:
+        import atexit
+
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        libc().fflush(None)
+    finally:
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))  # a normal exit, so C stdio buffers are flushed too
+    sys.exit(run(int(sys.argv[1])))  # a normal exit, so C stdio buffers are flushed too

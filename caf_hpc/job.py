@@ -38,3 +38,4 @@ class StrategyTask:
     log_path: str
     output_dir: str
     timeout: Optional[float] = None
+    fork_server: bool = True

@@ -35,6 +35,8 @@ _TASK_END_WAIT = 60.0
 
 def _announce_task_done(queue: Queue, future: Any) -> None:
     """Future callback: wakes the runner when the task ended without its own end record."""
+    if future.status == "finished":
+        return  # the task put its end record before it returned
     record = {"kind": messages.TASK_DONE, "status": future.status, "error": None}
     if future.status == "error":
         try:
@@ -137,6 +139,9 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
 
     def run(self, iov: Any, iteration: int) -> None:
         settings = self.settings()
+        if settings.site:
+            from . import sites
+            settings = sites.apply_runner_section(settings)
         self.final_state = None
         algorithms = list(self.algorithms or [])
         params = shipping.strategy_params(self)
@@ -164,7 +169,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         log_path = shipping.log_file(self.output_dir, name)
         token = uuid.uuid4().hex[:16]
         queue = Queue(f"caf-hpc-{token}", client=client)
-        task = StrategyTask(name, payload, queue.name, str(log_path), str(self.output_dir), settings.timeout)
+        task = StrategyTask(name, payload, queue.name, str(log_path), str(self.output_dir), settings.timeout,
+                            settings.fork_server)
         started = time.monotonic()
         deadline = started + settings.timeout + _TIMEOUT_GRACE if settings.timeout else None
         stream = _Stream(name, results)

@@ -13,6 +13,8 @@ setting                     environment variable   meaning
 ``dashboard_address``       CAF_HPC_DASHBOARD      local default: dashboard (default 127.0.0.1:0)
 ``retries``                 CAF_HPC_RETRIES        re-runs of a strategy after its worker was lost (1)
 ``worker_wait``             CAF_HPC_WORKER_WAIT    seconds to wait for a worker to arrive (300)
+``fork_server``             CAF_HPC_FORK_SERVER    fork strategies from a server on each worker (1);
+                                                   0 starts a fresh interpreter for each instead
 ==========================  =====================  ============================================
 
 ``factories`` ({algorithm name: "package.module:function"}) and ``ship_modules``
@@ -32,7 +34,9 @@ ENVIRONMENT = {
     "dashboard_address": "CAF_HPC_DASHBOARD",
     "retries": "CAF_HPC_RETRIES",
     "worker_wait": "CAF_HPC_WORKER_WAIT",
+    "fork_server": "CAF_HPC_FORK_SERVER",
 }
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 _INTEGERS = {"n_workers": 1, "retries": 0}      # setting -> smallest allowed value
 _SECONDS = ("timeout", "worker_wait")
 
@@ -50,6 +54,7 @@ class RunnerSettings:
     dashboard_address: str = "127.0.0.1:0"
     retries: int = 1
     worker_wait: float = 300.0
+    fork_server: bool = True
     factories: Mapping[str, Any] = field(default_factory=dict)
     ship_modules: tuple = ()
 
@@ -64,6 +69,8 @@ class RunnerSettings:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
                 raise SettingsError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not isinstance(self.fork_server, bool):
+            raise SettingsError(f"fork_server must be True or False, got {self.fork_server!r}")
         if not isinstance(self.factories, Mapping):
             raise SettingsError("factories must map algorithm names to 'package.module:function' strings, "
                                 f"got {type(self.factories).__name__}")
@@ -97,6 +104,10 @@ def _from_environment(environ: Mapping[str, str]) -> dict:
             if not raw.isdigit():
                 raise SettingsError(f"{variable}={raw!r}: expected a whole number, e.g. {_INTEGERS[name] + 1}")
             values[name] = int(raw)
+        elif name == "fork_server":
+            if raw.lower() not in _BOOLEANS:
+                raise SettingsError(f"{variable}={raw!r}: expected 1 or 0 (also true/false, yes/no, on/off)")
+            values[name] = _BOOLEANS[raw.lower()]
         elif name in _SECONDS:
             try:
                 values[name] = float(raw)

@@ -49,8 +49,10 @@ def test_log_tail_in_the_failure_message_is_the_last_twenty_lines(calibrate, cap
     ((("final", "COMPLETED"), ("results", 1)), "sent after the final state"),
 ], ids=["raises", "no-final-state", "segfault", "abort", "exit-code", "exit-after-final", "unknown-type",
         "after-final"])
-def test_broken_strategy_raises_runner_error_and_stops_the_chain(calibrate, steps, expected):
-    outcome = calibrate([ok("Before"), scripted("Broken", ("print", "broken starts"), *steps), ok("After")])
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
+def test_broken_strategy_raises_runner_error_and_stops_the_chain(calibrate, steps, expected, fork_server):
+    outcome = calibrate([ok("Before"), scripted("Broken", ("print", "broken starts"), *steps), ok("After")],
+                        runner=runner_for(fork_server=fork_server))
     assert outcome.final_state == "FAILED"
     assert isinstance(outcome.error, RunnerError)
     message = str(outcome.error)

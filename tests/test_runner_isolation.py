@@ -5,7 +5,10 @@ import logging
 import os
 import threading
 
+import pytest
 from scripted import ok, scripted
+
+from caf_hpc import runner_for
 
 CHANNELS = ("print", "fd1", "fd2", "c_stdout", "log")
 
@@ -15,8 +18,9 @@ def _noisy(name):
                     ("results", 1), ("final", "COMPLETED"))
 
 
-def test_every_output_channel_lands_only_in_its_own_log(calibrate, capfd):
-    outcome = calibrate([_noisy("Alpha"), _noisy("Beta")])
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
+def test_every_output_channel_lands_only_in_its_own_log(calibrate, capfd, fork_server):
+    outcome = calibrate([_noisy("Alpha"), _noisy("Beta")], runner=runner_for(fork_server=fork_server))
     assert outcome.final_state == "COMPLETED", outcome.error
     captured = capfd.readouterr()
     for name, other in (("Alpha", "Beta"), ("Beta", "Alpha")):

@@ -1,0 +1,98 @@
+"""Per-strategy overhead of the runner on a warm local cluster.
+
+A calibration of N trivial algorithms (each sends one result and its final state) is
+run through ``DaskAlgorithmsRunner`` exactly as CAF would; the wall time per strategy
+is its overhead. The baseline, measured in the same run, is the pattern of CAF's
+reference runner: a forked child per strategy, its queue polled every 5 seconds.
+
+    python benchmarks/strategy_overhead.py [--strategies 20] [--repeats 5] [--baseline-strategies 2]
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from caf_hpc import DaskAlgorithmsRunner, clusters
+from caf_hpc.standins.driver import run_algorithms
+from caf_hpc.standins.framework import Algorithm
+from caf_hpc.standins.strategies import AlgorithmStrategy
+from caf_hpc.standins.utils import IoV, IoV_Result
+
+REFERENCE_POLL_SECONDS = 5.0
+
+
+class Trivial:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def setInputFileNames(self, files) -> None:
+        pass
+
+
+class TrivialStrategy(AlgorithmStrategy):
+    def run(self, iov, iteration, queue):
+        queue.put({"type": "result", "value": IoV_Result(IoV(1, 1, 1, 1), 0)})
+        queue.put({"type": "final_state", "value": "COMPLETED"})
+
+
+def algorithms(count: int) -> list:
+    made = []
+    for i in range(count):
+        algorithm = Algorithm(Trivial(f"Trivial{i}"))
+        algorithm.strategy = TrivialStrategy
+        made.append(algorithm)
+    return made
+
+
+def reference_pattern(count: int) -> float:
+    """Seconds per strategy with a forked child and a 5 s poll, as CAF's SeqAlgorithmsRunner does."""
+    context = multiprocessing.get_context("fork")
+    started = time.monotonic()
+    for algorithm in algorithms(count):
+        queue = context.Queue()
+        strategy = algorithm.strategy(algorithm)
+        child = context.Process(target=strategy.run, args=(None, 0, queue))
+        child.start()
+        while True:
+            time.sleep(REFERENCE_POLL_SECONDS)
+            messages = []
+            while not queue.empty():
+                messages.append(queue.get())
+            if any(m["type"] == "final_state" for m in messages) or not child.is_alive():
+                break
+        child.join(timeout=30)
+    return (time.monotonic() - started) / count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategies", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline-strategies", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run_algorithms(DaskAlgorithmsRunner, "warm-up", algorithms(2), [], Path(tmp, "warm"))
+        per_strategy = []
+        for repeat in range(args.repeats):
+            started = time.monotonic()
+            outcome = run_algorithms(DaskAlgorithmsRunner, "bench", algorithms(args.strategies), [],
+                                     Path(tmp, str(repeat)))
+            assert outcome.final_state == "COMPLETED", outcome.error
+            per_strategy.append((time.monotonic() - started) / args.strategies)
+    clusters.close_all()
+    median = statistics.median(per_strategy)
+    baseline = reference_pattern(args.baseline_strategies)
+    print(f"caf-hpc runner, warm local cluster: median {median * 1000:.1f} ms per strategy "
+          f"(runs: {', '.join(f'{x * 1000:.1f}' for x in per_strategy)} ms)")
+    print(f"reference pattern (fork + {REFERENCE_POLL_SECONDS:g} s poll): {baseline * 1000:.0f} ms per strategy")
+    print(f"ratio reference / caf-hpc: {baseline / median:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

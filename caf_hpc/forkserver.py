@@ -1,0 +1,258 @@
+"""A fork server on each Dask worker, so that a strategy's process starts in milliseconds.
+
+Starting a fresh interpreter and importing the child machinery costs about 100 ms per
+strategy. Instead, each worker process starts this server once (``python -m
+caf_hpc.forkserver CONTROL_FD``): a single-threaded process that has imported what a
+strategy's process needs and never runs a strategy itself. For each request it forks;
+the child becomes a session of its own, takes the standard input, log file and message
+pipe it was sent, changes into the output directory and runs ``caf_hpc.child.run``
+exactly as ``python -m caf_hpc.child`` would. The server reports each child's pid and,
+when the child ends, its exit code. When the worker goes away, the control socket
+closes and the server kills its children and exits.
+
+CAF's own runner forks from the steering process in the same way; this server's state
+is pristine, so no strategy sees another's.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Optional
+
+#: Modules imported once by the server, so that children do not import them again.
+PRELOAD = ("caf_hpc.child", "caf_hpc.job", "cloudpickle", "caf_hpc.standins.strategies",
+           "caf_hpc.standins.framework", "caf_hpc.standins.calibration_algorithm")
+#: More modules to preload, comma-separated (for example ``basf2``, whose import takes seconds).
+PRELOAD_VARIABLE = "CAF_HPC_PRELOAD"
+_MAX_MESSAGE = 65536
+
+
+def _send(control: socket.socket, message: dict) -> None:
+    control.sendall(json.dumps(message).encode())
+
+
+# --------------------------------------------------------------------------- server side
+def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tuple, ready_fd: int) -> None:
+    """In the forked child: take the sent descriptors and run the strategy; never returns."""
+    code = 70
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        control.close()
+        for fd in wakeup:
+            os.close(fd)
+        os.setsid()
+        os.close(ready_fd)  # from now on the child's process group can be signalled
+        stdin_fd, log_fd, message_fd = fds
+        os.dup2(stdin_fd, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(stdin_fd)
+        os.close(log_fd)
+        os.chdir(request["cwd"])
+        sys.stdout.reconfigure(line_buffering=True, write_through=True)
+        sys.stderr.reconfigure(line_buffering=True, write_through=True)
+        from caf_hpc import child
+
+        code = child.run(message_fd)
+    except BaseException:  # noqa: B902 - whatever happens, the fork must not return into the server loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        from caf_hpc import child
+
+        child.exit_forked(code)
+
+
+def _reap(children: set, control: socket.socket) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+        _send(control, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+def serve(control: socket.socket) -> None:
+    """Forks a child per request until the control socket closes, then kills the children."""
+    children: set = set()
+    wakeup = os.pipe()
+    os.set_blocking(wakeup[1], False)
+    signal.set_wakeup_fd(wakeup[1])
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    try:
+        while True:
+            ready, _, _ = select.select([control, wakeup[0]], [], [])
+            if wakeup[0] in ready:
+                os.read(wakeup[0], 4096)
+                _reap(children, control)
+            if control in ready:
+                try:
+                    data, fds, _, _ = socket.recv_fds(control, _MAX_MESSAGE, 3)
+                except ConnectionError:
+                    data = b""
+                if not data:
+                    return
+                request = json.loads(data)
+                ready_read, ready_write = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    os.close(ready_read)
+                    _become_child(request, fds, control, wakeup, ready_write)
+                os.close(ready_write)
+                os.read(ready_read, 1)  # EOF once the child has its own session
+                os.close(ready_read)
+                for fd in fds:
+                    os.close(fd)
+                children.add(pid)
+                _send(control, {"id": request["id"], "pid": pid})
+                _reap(children, control)
+    finally:
+        for pid in children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def main(argv: list) -> int:
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    extra = [m for m in os.environ.get(PRELOAD_VARIABLE, "").split(",") if m.strip()]
+    for module in (*PRELOAD, *extra):
+        try:
+            importlib.import_module(module.strip())
+        except ImportError as err:
+            print(f"caf-hpc fork server: cannot preload {module}: {err}", file=sys.stderr)
+    from caf_hpc import child
+
+    child.libc()
+    serve(socket.socket(fileno=int(argv[1])))
+    return 0
+
+
+# --------------------------------------------------------------------------- worker side
+class ForkedChild:
+    """The worker's handle on a forked child, shaped like ``subprocess.Popen`` where it is used."""
+
+    def __init__(self, server: "ForkServer", pid: int) -> None:
+        self._server = server
+        self.pid = pid
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None:
+            self.returncode = self._server.exit_code(self.pid, timeout=0)
+        return self.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        if self.returncode is not None:
+            return self.returncode
+        code = self._server.exit_code(self.pid, timeout=timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(f"forked strategy process {self.pid}", timeout)
+        self.returncode = code
+        return code
+
+
+class ForkServerError(RuntimeError):
+    """The fork server is gone or did not answer."""
+
+
+class ForkServer:
+    """The worker side: starts the server and asks it for children, from any thread."""
+
+    def __init__(self, start_timeout: float = 60.0) -> None:
+        self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._process = subprocess.Popen([sys.executable, "-m", "caf_hpc.forkserver", str(theirs.fileno())],
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        theirs.close()
+        self._start_timeout = start_timeout
+        self._send_lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._pids: dict = {}
+        self._exits: dict = {}
+        self._next_id = 0
+        self.alive = True
+        threading.Thread(target=self._listen, daemon=True, name="caf-hpc-forkserver").start()
+
+    def _listen(self) -> None:
+        while True:
+            try:
+                data = self._control.recv(_MAX_MESSAGE)
+            except OSError:
+                data = b""
+            with self._changed:
+                if not data:
+                    self.alive = False
+                    self._changed.notify_all()
+                    return
+                message = json.loads(data)
+                if "id" in message:
+                    self._pids[message["id"]] = message["pid"]
+                else:
+                    self._exits[message["pid"]] = message["returncode"]
+                self._changed.notify_all()
+
+    def spawn(self, stdin_fd: int, log_fd: int, message_fd: int, cwd: str) -> ForkedChild:
+        """Forks a strategy process with these descriptors as stdin, stdout+stderr and message pipe."""
+        with self._changed:
+            self._next_id += 1
+            request_id = self._next_id
+        with self._send_lock:
+            socket.send_fds(self._control, [json.dumps({"id": request_id, "cwd": cwd}).encode()],
+                            [stdin_fd, log_fd, message_fd])
+        with self._changed:
+            if not self._changed.wait_for(lambda: request_id in self._pids or not self.alive,
+                                          timeout=self._start_timeout):
+                raise ForkServerError(f"the fork server did not answer within {self._start_timeout:g} s")
+            if request_id not in self._pids:
+                raise ForkServerError("the fork server ended")
+            return ForkedChild(self, self._pids.pop(request_id))
+
+    def exit_code(self, pid: int, timeout: Optional[float]) -> Optional[int]:
+        with self._changed:
+            self._changed.wait_for(lambda: pid in self._exits or not self.alive, timeout=timeout)
+            if pid in self._exits:
+                return self._exits.pop(pid)
+            if not self.alive:
+                raise ForkServerError(f"the fork server ended before reporting on process {pid}")
+            return None
+
+    def close(self) -> None:
+        try:
+            self._control.shutdown(socket.SHUT_RDWR)  # wakes the listener; the server sees EOF
+        except OSError:
+            pass
+        self._control.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+
+_server: Optional[ForkServer] = None
+_server_lock = threading.Lock()
+
+
+def shared() -> ForkServer:
+    """This process's fork server, started on first use and again if it died."""
+    global _server
+    with _server_lock:
+        if _server is None or not _server.alive:
+            _server = ForkServer()
+        return _server
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

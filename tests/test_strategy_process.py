@@ -1,0 +1,81 @@
+"""The worker side: a strategy's process starts, reports and never outlives its supervisor."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from scripted import ok, scripted
+
+from caf_hpc import forkserver, messages, shipping, worker_task
+from caf_hpc.job import StrategyTask
+
+
+def _task(tmp_path, algorithm, fork_server=True, timeout=None):
+    shipping.register_local_modules()
+    params = {"database_chain": [], "dependent_databases": [], "output_dir": tmp_path,
+              "output_database_dir": tmp_path / "db", "input_files": [], "ignored_runs": []}
+    payload = shipping.pack(algorithm, params, None, 0)
+    return StrategyTask(algorithm.name, payload, "unused", str(tmp_path / f"{algorithm.name}_stdout"),
+                        str(tmp_path), timeout, fork_server)
+
+
+def _wait_gone(pid, seconds=10):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
+def test_supervise_publishes_start_frames_and_end(tmp_path, fork_server):
+    records = []
+    end = worker_task.supervise(_task(tmp_path, ok("Plain", 3), fork_server), records.append)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "start" and kinds[-1] == "end" and set(kinds[1:-1]) == {"frames"}
+    assert end["returncode"] == 0 and end is records[-1]
+    sent = [messages.loads(f) for r in records if r["kind"] == "frames" for f in r["frames"]]
+    assert [m["type"] for _, m in sent] == ["result"] * 3 + ["final_state"]
+    assert len({r["attempt"] for r in records}) == 1
+
+
+def test_time_limit_kills_the_whole_process_group(tmp_path):
+    end = worker_task.supervise(_task(tmp_path, scripted("Sleepy", ("sleep", 60)), timeout=1), lambda r: None)
+    assert end["timed_out"] and end["returncode"] == -signal.SIGTERM
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
+def test_strategy_process_ends_when_its_supervisor_goes_away(tmp_path, fork_server):
+    read_fd, write_fd = os.pipe()
+    process, stdin = worker_task._start_child(_task(tmp_path, scripted("Orphan", ("sleep", 60)), fork_server),
+                                              write_fd)
+    os.close(write_fd)
+    stdin.write(messages.frame(_task(tmp_path, scripted("Orphan", ("sleep", 60))).payload))
+    stdin.flush()
+    time.sleep(0.3)
+    assert process.poll() is None
+    stdin.close()  # what happens when the worker process dies
+    assert process.wait(timeout=10) == -signal.SIGKILL
+    os.close(read_fd)
+
+
+def test_fork_server_takes_its_children_along_when_the_worker_goes(tmp_path):
+    server = forkserver.ForkServer()
+    stdin_read, stdin_write = os.pipe()
+    message_read, message_write = os.pipe()
+    log_fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
+    child = server.spawn(stdin_read, log_fd, message_write, str(tmp_path))
+    for fd in (stdin_read, message_write, log_fd):
+        os.close(fd)
+    assert child.poll() is None
+    server.close()
+    assert _wait_gone(child.pid)
+    for fd in (stdin_write, message_read):
+        os.close(fd)
