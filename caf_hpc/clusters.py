@@ -85,6 +85,17 @@ def cluster_for(settings: RunnerSettings) -> Any:
         return _clusters.get(settings.cluster_key)
 
 
+def describe(settings: RunnerSettings) -> str:
+    """Where the workers come from, for error messages: the site, its queue and job logs."""
+    if settings.site:
+        from . import sites
+
+        return sites.describe(settings.site)
+    if settings.address:
+        return f"the Dask scheduler at {settings.address}"
+    return "the local Dask cluster"
+
+
 def close_all() -> None:
     """Closes every client and cluster this process started (registered to run at exit)."""
     with _lock:

@@ -26,6 +26,7 @@ START = "start"
 FRAMES = "frames"
 END = "end"
 TASK_DONE = "task-done"
+LOST = "lost"
 
 _HEADER = struct.Struct("!Q")
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Optional
 
 from distributed import Queue
 
-from . import clusters, messages, shipping
+from . import clusters, messages, shipping, worker_loss
 from .basf2_compat import AlgorithmsRunner, RunnerError, log_error, log_info, log_warning
 from .job import StrategyTask
 from .logs import describe
@@ -50,7 +50,12 @@ def _announce_task_done(queue: Queue, future: Any) -> None:
 
 
 class _Stream:
-    """Collects one strategy's records; keeps only the newest attempt's."""
+    """Collects one strategy's records; keeps only the current attempt's.
+
+    An attempt is lost when the scheduler removes its worker (a ``lost`` record) or
+    when a new attempt starts elsewhere; its results are dropped, so that after the
+    run ``results`` hold exactly the attempt that finished.
+    """
 
     def __init__(self, algorithm_name: str, results: list) -> None:
         self.algorithm_name = algorithm_name
@@ -58,6 +63,7 @@ class _Stream:
         self.attempt: Optional[str] = None
         self.where: dict = {}
         self.lost: list[dict] = []
+        self.lost_workers: set = set()
         self.final_state: Optional[str] = None
         self.exception: Optional[str] = None
         self.end: Optional[dict] = None
@@ -71,11 +77,15 @@ class _Stream:
         kind = record.get("kind")
         if kind == messages.TASK_DONE:
             self.task_done = record
+        elif kind == messages.LOST:
+            self._lose(record["worker"])
         elif kind == messages.START:
+            if record.get("worker") in self.lost_workers:
+                return  # announced by an attempt whose worker is already gone
             if self.attempt is not None:
-                self._drop_attempt()
+                self._lose(self.where.get("worker"))
             self.attempt, self.where = record["attempt"], record
-        elif record.get("attempt") != self.attempt:
+        elif record.get("attempt") != self.attempt or self.attempt is None:
             return  # a record from an attempt that was given up
         elif kind == messages.FRAMES:
             for frame in record["frames"]:
@@ -93,22 +103,34 @@ class _Stream:
         else:
             self.final_state = value["value"]
 
-    def _drop_attempt(self) -> None:
-        self.lost.append(dict(self.where, results=len(self.results)))
-        log_warning(f"caf-hpc: lost the worker running {self.algorithm_name} "
-                    f"({_where(self.where)}); the strategy restarted, dropping {len(self.results)} result(s) "
-                    "of the lost attempt")
-        self.results.clear()
-        self.final_state = self.exception = None
+    def _lose(self, worker: Optional[str]) -> None:
+        if worker in self.lost_workers:
+            return  # this loss is counted already
+        self.lost_workers.add(worker)
+        current = self.attempt is not None and self.where.get("worker") == worker
+        where = self.where if current else {"worker": worker}
+        self.lost.append(dict(where, results=len(self.results) if current else 0))
+        if current:
+            log_warning(f"caf-hpc: lost the worker running {self.algorithm_name} ({_where(where)}); "
+                        f"dropping {len(self.results)} result(s) of the lost attempt")
+            self.results.clear()
+            self.final_state = self.exception = None
+            self.attempt, self.where = None, {}
 
 
 def _where(identity: dict) -> str:
-    parts = [f"host {identity.get('host')}"]
+    parts = [f"host {identity['host']}"] if identity.get("host") else []
     if identity.get("worker"):
         parts.append(f"worker {identity['worker']}")
     if identity.get("job_id"):
         parts.append(f"batch job {identity['job_id']}")
-    return ", ".join(parts)
+    return ", ".join(parts) or "no worker yet"
+
+
+def _lost_message(stream: _Stream, settings: RunnerSettings, client: Any) -> str:
+    lost = "; ".join(_where(where) for where in stream.lost)
+    return (f"lost its worker {len(stream.lost)} time(s) ({lost}), more than retries={settings.retries} allows. "
+            f"This is a failure of the cluster, not of the algorithm: {clusters.describe(settings)}")
 
 
 def _signal_name(number: int) -> str:
@@ -174,41 +196,65 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         started = time.monotonic()
         deadline = started + settings.timeout + _TIMEOUT_GRACE if settings.timeout else None
         stream = _Stream(name, results)
-        future = client.submit(run_strategy_task, task, key=f"caf-strategy-{name}-{token}", pure=False)
+        key = f"caf-strategy-{name}-{token}"
+        watch = worker_loss.watch_for(client)
+        watch.watch(key, queue)
+        future = client.submit(run_strategy_task, task, key=key, pure=False)
         future.add_done_callback(partial(_announce_task_done, queue))
+        waiting_since = started  # for a worker: no attempt is running
         try:
             while not stream.finished:
-                wait = _QUEUE_WAIT if deadline is None else max(0.1, min(_QUEUE_WAIT, deadline - time.monotonic()))
+                wait = _QUEUE_WAIT
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                if stream.attempt is None:
+                    wait = min(wait, waiting_since + settings.worker_wait - time.monotonic())
                 try:
-                    record = queue.get(timeout=wait)
+                    record = queue.get(timeout=max(0.1, wait))
                 except TimeoutError:
-                    if deadline is not None and time.monotonic() > deadline:
-                        return self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s time limit "
-                                          f"+ {_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; "
-                                          "the worker may be hung")
+                    self._check_waiting(client, settings, name, log_path, stream, waiting_since, deadline)
                     continue
+                had_attempt = stream.attempt is not None
                 stream.consume(record)
+                if len(stream.lost) > settings.retries:
+                    return self._fail(name, log_path, _lost_message(stream, settings, client))
+                if had_attempt and stream.attempt is None:
+                    waiting_since = time.monotonic()
             if stream.end is not None:
                 future.result(timeout=_TASK_END_WAIT)
         except messages.ProtocolError as err:
             return self._fail(name, log_path, f"broke CAF's strategy protocol: {err}")
         finally:
+            watch.forget(key)
             if not future.done():
                 future.cancel()
-            for _ in range(1 + len(stream.lost)):  # lost attempts never released their reference
+            # the queue goes when every holder let go; a lost attempt's worker never will
+            for _ in range(1 + sum(1 for where in stream.lost if where.get("attempt"))):
                 queue.close()
         log_info(f"caf-hpc: {self.name}: {name} ended {stream.final_state} with {len(results)} result(s) "
                  f"in {time.monotonic() - started:.2f} s on {_where(stream.where)}")
         return self._judge(name, log_path, stream, settings)
+
+    def _check_waiting(self, client: Any, settings: RunnerSettings, name: str, log_path: Any, stream: _Stream,
+                       waiting_since: float, deadline: Optional[float]) -> None:
+        """After a quiet spell: fails when the time limit passed or no worker came in time."""
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
+            self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s (its time limit) + "
+                       f"{_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; the worker may be hung")
+        if stream.attempt is None and now - waiting_since >= settings.worker_wait \
+                and not client.scheduler_info(n_workers=-1).get("workers"):
+            self._fail(name, log_path, f"found no worker to run it within {settings.worker_wait:g} s "
+                       f"(worker_wait) on {clusters.describe(settings)}")
 
     def _judge(self, name: str, log_path: Any, stream: _Stream, settings: RunnerSettings) -> str:
         """Turns how the child ended into CAF's outcome, as the reference runner does."""
         end = stream.end
         if end is None:
             done = stream.task_done or {}
-            return self._fail(name, log_path, f"was lost with its worker ({_where(stream.where)}): the task "
-                              f"ended {done.get('status')} ({done.get('error')}). This is a failure of the "
-                              "cluster, not of the algorithm")
+            return self._fail(name, log_path, f"ended without a report from its worker ({_where(stream.where)}): "
+                              f"the Dask task ended {done.get('status')} ({done.get('error')}). This is a failure "
+                              "of the cluster, not of the algorithm")
         if end["error"]:
             return self._fail(name, log_path, f"could not be supervised on {_where(stream.where)}:\n{end['error']}")
         if end["timed_out"]:
@@ -228,6 +274,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         return stream.final_state
 
     def _fail(self, name: str, log_path: Any, what: str) -> str:
+        """Marks the run FAILED and raises RunnerError naming the algorithm, the cause and its log."""
         self.final_state = self.FAILED
         raise RunnerError(f"The strategy of algorithm {name} (calibration {self.name}) {what}.\n"
                           f"  {describe(log_path)}")

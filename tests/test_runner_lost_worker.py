@@ -1,0 +1,41 @@
+"""A worker lost mid-strategy: re-run elsewhere within the retries, else an infrastructure error."""
+from __future__ import annotations
+
+import time
+
+from scripted import scripted
+
+from caf_hpc import DaskAlgorithmsRunner, clusters, runner_for
+from caf_hpc.basf2_compat import RunnerError
+from caf_hpc.standins.utils import IoV, IoV_Result
+
+
+def _losing(tmp_path):
+    return scripted("Unlucky", ("results", 3), ("kill_worker_once", str(tmp_path / "killed")), ("results", 2),
+                    ("final", "COMPLETED"))
+
+
+def _wait_for_workers(count, seconds=60):
+    """The nanny restarts a killed worker; later tests want the cluster whole again."""
+    client = clusters.client_for(DaskAlgorithmsRunner.settings())
+    client.wait_for_workers(count, timeout=seconds)
+
+
+def test_lost_worker_reruns_the_strategy_and_drops_the_lost_results(calibrate, tmp_path):
+    outcome = calibrate([_losing(tmp_path)], runner=runner_for(retries=1))
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert outcome.results["Unlucky"] == [IoV_Result(IoV(1, i, 1, i), 0) for i in range(3)] + \
+        [IoV_Result(IoV(1, i, 1, i), 0) for i in range(2)]
+    _wait_for_workers(2)
+
+
+def test_lost_worker_without_retries_is_an_infrastructure_error(calibrate, tmp_path):
+    started = time.monotonic()
+    outcome = calibrate([_losing(tmp_path), scripted("After", ("final", "COMPLETED"))], runner=runner_for(retries=0))
+    assert isinstance(outcome.error, RunnerError)
+    message = str(outcome.error)
+    assert "lost its worker 1 time(s)" in message and "more than retries=0 allows" in message
+    assert "failure of the cluster, not of the algorithm" in message and "host " in message
+    assert list(outcome.results) == ["Unlucky"]
+    assert time.monotonic() - started < 30
+    _wait_for_workers(2)
