@@ -64,6 +64,7 @@ class _Stream:
         self.where: dict = {}
         self.lost: list[dict] = []
         self.lost_workers: set = set()
+        self.abandoned_queue_refs = 0  # each attempt that announced itself holds the queue until it ends
         self.final_state: Optional[str] = None
         self.exception: Optional[str] = None
         self.end: Optional[dict] = None
@@ -81,6 +82,7 @@ class _Stream:
             self._lose(record["worker"])
         elif kind == messages.START:
             if record.get("worker") in self.lost_workers:
+                self.abandoned_queue_refs += 1
                 return  # announced by an attempt whose worker is already gone
             if self.attempt is not None:
                 self._lose(self.where.get("worker"))
@@ -111,6 +113,7 @@ class _Stream:
         where = self.where if current else {"worker": worker}
         self.lost.append(dict(where, results=len(self.results) if current else 0))
         if current:
+            self.abandoned_queue_refs += 1
             log_warning(f"caf-hpc: lost the worker running {self.algorithm_name} ({_where(where)}); "
                         f"dropping {len(self.results)} result(s) of the lost attempt")
             self.results.clear()
@@ -229,7 +232,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             if not future.done():
                 future.cancel()
             # the queue goes when every holder let go; a lost attempt's worker never will
-            for _ in range(1 + sum(1 for where in stream.lost if where.get("attempt"))):
+            for _ in range(1 + stream.abandoned_queue_refs):
                 queue.close()
         log_info(f"caf-hpc: {self.name}: {name} ended {stream.final_state} with {len(results)} result(s) "
                  f"in {time.monotonic() - started:.2f} s on {_where(stream.where)}")
