@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: creates the environment, installs the package
-# with its test extra, and runs pytest. Extra arguments go to pytest.
+# with its test extra, starts the single-node batch systems the batch tests submit to
+# (Slurm, PBS over Slurm, SGE: Debian packages, so as root), runs pytest, and stops again
+# whatever it started. Extra arguments go to pytest.
+#
+# CAF_HPC_TESTBED=0 skips the batch systems (their tests then skip, saying how to start
+# them); with the batch systems started here, a skipped batch test is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,4 +13,22 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
-exec .venv/bin/python -m pytest "$@"
+started=()
+stop_started() {
+    if ((${#started[@]})); then
+        .venv/bin/caf-hpc testbed down "${started[@]}" || true
+    fi
+}
+trap stop_started EXIT
+
+if [[ "${CAF_HPC_TESTBED:-1}" != 0 && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    for name in slurm pbs sge; do
+        if ! .venv/bin/caf-hpc testbed status "$name" >/dev/null 2>&1; then
+            started+=("$name")
+        fi
+    done
+    .venv/bin/caf-hpc testbed up slurm pbs sge
+    export CAF_HPC_REQUIRE_BATCH=1
+fi
+
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,120 @@
+"""Turning a site config into a running dask-jobqueue cluster (or the local default one).
+
+Registered with ``caf_hpc.clusters`` when ``caf_hpc.sites`` is imported, so a runner
+whose settings name a site gets its cluster from here.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import shlex
+from dataclasses import replace
+from typing import Any, Optional, Sequence
+
+from dask.utils import parse_bytes
+
+from .. import clusters
+from ..settings import RunnerSettings
+from . import schema
+from .config import SiteConfig, load_site
+from .container import container_command
+from .dry_run import submit_problem
+from .errors import SiteConfigError
+from .runner_section import explicit_settings
+from .security import security_for, tls_directory
+
+
+def _expand(path: str) -> str:
+    """Paths read on the submit host (batch directives expand nothing) are made absolute there."""
+    return os.path.abspath(os.path.expandvars(os.path.expanduser(path)))
+
+
+def job_class(base: type, submit_extra: Sequence[str] = (), cancel_extra: Sequence[str] = ()) -> type:
+    """``base`` with extra arguments on its submit/cancel commands (dask-jobqueue 0.9 has them for HTCondor only).
+
+    The PBS commands of ``slurm-wlm-torque``, for one, ignore ``#PBS -o/-e`` and need
+    ``qsub -o DIR/%x-%j.out -e DIR/%x-%j.err`` for the logs to land in DIR.
+    """
+    if not submit_extra and not cancel_extra:
+        return base
+    attributes: dict[str, Any] = {"__module__": __name__}
+    if submit_extra:
+        attributes["submit_command"] = " ".join([base.submit_command, *map(shlex.quote, submit_extra)])
+    if cancel_extra:
+        attributes["cancel_command"] = " ".join([base.cancel_command, *map(shlex.quote, cancel_extra)])
+    return type(base.__name__, (base,), attributes)
+
+
+def container_directories(site: SiteConfig, cluster: dict, directories: Sequence[str] = ()) -> list:
+    """What a containerised worker must see: TLS files, logs, local directory, the starting directory, ``directories``."""
+    found = []
+    if site.tls:
+        found.append(str(tls_directory(site.security["directory"])))
+    found += [cluster.get("log_directory"), cluster.get("local_directory"), os.getcwd(), *directories]
+    return found
+
+
+def cluster_arguments(site: SiteConfig, security: Any = None, directories: Sequence[str] = (),
+                      dashboard_address: Optional[str] = None) -> tuple:
+    """``(cluster class, keyword arguments)`` for dask-jobqueue, exactly as caf-hpc passes them."""
+    cls = schema.cluster_class(site.scheduler)
+    kwargs = copy.deepcopy(site.cluster)
+    if kwargs.get("log_directory"):
+        kwargs["log_directory"] = _expand(kwargs["log_directory"])
+    if site.scheduler == "lsf" and isinstance(kwargs.get("mem"), str):
+        kwargs["mem"] = parse_bytes(kwargs["mem"])  # LSFJob wants bytes as a number
+    if dashboard_address:
+        kwargs["scheduler_options"] = dict(kwargs.get("scheduler_options") or {}, dashboard_address=dashboard_address)
+    if site.scheduler != "htcondor":
+        submit_extra = [_expand_word(word) for word in kwargs.pop("submit_command_extra", None) or []]
+        cancel_extra = [_expand_word(word) for word in kwargs.pop("cancel_command_extra", None) or []]
+        job_cls = job_class(cls.job_cls, submit_extra, cancel_extra)
+        if job_cls is not cls.job_cls:
+            kwargs["job_cls"] = job_cls
+    if site.container:
+        kwargs["python"] = container_command(site.container, kwargs.get("python"),
+                                             container_directories(site, kwargs, directories))
+    if security is not None:
+        kwargs["security"] = security
+    return cls, kwargs
+
+
+def _expand_word(word: str) -> str:
+    """Submit commands run without a shell: expand ``~`` and ``$VARIABLES`` here."""
+    return os.path.expandvars(os.path.expanduser(word))
+
+
+def apply_scale(cluster: Any, scale: dict) -> None:
+    """A fixed number of jobs, or adaptive between minimum_jobs and maximum_jobs."""
+    if "maximum_jobs" in scale:
+        cluster.adapt(minimum_jobs=scale.get("minimum_jobs", 0), maximum_jobs=scale["maximum_jobs"])
+    elif scale.get("jobs"):
+        cluster.scale(jobs=scale["jobs"])
+
+
+def _local_settings(settings: RunnerSettings, site: SiteConfig, chosen: set) -> RunnerSettings:
+    updates = {key: site.cluster[key] for key in schema.LOCAL_CLUSTER_KEYS
+               if site.cluster.get(key) is not None and key not in chosen}
+    return replace(settings, **updates) if updates else settings
+
+
+def build_cluster(settings: RunnerSettings) -> Any:
+    """The cluster for ``settings.site``: dask-jobqueue's class for a batch site, scaled as the site says."""
+    site = load_site(settings.site)
+    chosen = explicit_settings(settings)
+    if site.scheduler == "local":
+        return clusters.local_cluster(_local_settings(settings, site, chosen))
+    security = security_for(site.security["directory"]) if site.tls else None
+    dashboard = settings.dashboard_address if "dashboard_address" in chosen else None
+    cls, kwargs = cluster_arguments(site, security, dashboard_address=dashboard)
+    job_cls = kwargs.get("job_cls", cls.job_cls)
+    problem = submit_problem(site, getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
+    if problem:  # dask-jobqueue would only log it, and the runner would wait for workers in vain
+        raise SiteConfigError(f"{site.source}: {problem}")
+    cluster = cls(**kwargs)
+    apply_scale(cluster, site.scale)
+    return cluster
+
+
+def register() -> None:
+    clusters.register_site_cluster_factory(build_cluster)

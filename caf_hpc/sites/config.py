@@ -1,0 +1,153 @@
+"""A site config as the rest of caf-hpc sees it: read, merged with overrides, validated, defaults filled in.
+
+``runner_for("site", cluster={...})`` may override the ``cluster``, ``scale``,
+``container`` and ``security`` sections: each given key replaces the file's key of the
+same name (``scale`` is replaced as a whole, since fixed and adaptive scaling exclude
+each other). Such a combination is registered in this process under a name of its own,
+``"<site>+<digest>"``, so that runners with different overrides get different clusters.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from . import lookup, schema
+from .errors import SiteConfigError
+from .validate import validate
+
+#: Sections ``runner_for`` may override.
+OVERRIDABLE = ("cluster", "scale", "container", "security")
+#: The dashboard stays on this machine unless the site says otherwise.
+DEFAULT_DASHBOARD = "127.0.0.1:0"
+
+_bound_lock = threading.Lock()
+_bound: dict[str, tuple[str, dict]] = {}
+
+
+@dataclass
+class SiteConfig:
+    """A validated site config with caf-hpc's defaults filled in."""
+
+    name: str
+    path: Optional[Path]
+    source: str
+    scheduler: str
+    cluster: dict = field(default_factory=dict)
+    scale: dict = field(default_factory=dict)
+    container: Optional[dict] = None
+    security: dict = field(default_factory=dict)
+    runner: dict = field(default_factory=dict)
+    description: Optional[str] = None
+
+    @property
+    def is_batch(self) -> bool:
+        return self.scheduler in schema.BATCH_SCHEDULERS
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.security.get("tls"))
+
+    def as_dict(self) -> dict:
+        """The merged config in the file's own layout (for ``caf-hpc sites show``)."""
+        out: dict[str, Any] = {"scheduler": self.scheduler}
+        if self.description:
+            out["description"] = self.description
+        out["cluster"] = copy.deepcopy(self.cluster)
+        for section in ("scale", "container", "security", "runner"):
+            value = getattr(self, section)
+            if value:
+                out[section] = copy.deepcopy(value)
+        return out
+
+
+def read_yaml(path: Path, source: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return yaml.safe_load(stream)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise SiteConfigError(f"{source}: {where}not valid YAML: {err.problem}") from None
+    except yaml.YAMLError as err:
+        raise SiteConfigError(f"{source}: not valid YAML: {err}") from None
+    except OSError as err:
+        raise SiteConfigError(f"{source}: cannot read: {err.strerror}") from None
+
+
+def merge_overrides(raw: Any, overrides: Mapping[str, Any]) -> Any:
+    """``raw`` with ``overrides``' sections merged in (keys compared as dask-jobqueue spells them)."""
+    if not isinstance(raw, dict):
+        return raw
+    merged = dict(raw)
+    for section, given in overrides.items():
+        if section not in OVERRIDABLE:
+            raise SiteConfigError(f"runner_for: {section}=: not a site section that can be overridden; "
+                                  f"allowed: {', '.join(OVERRIDABLE)}")
+        if not isinstance(given, Mapping):
+            raise SiteConfigError(f"runner_for: {section}=: expected a dict, got {type(given).__name__}")
+        base = merged.get(section)
+        if section == "scale" or not isinstance(base, dict):
+            merged[section] = dict(given)
+            continue
+        replaced = {schema.normalise_key(key) for key in given}
+        merged[section] = {k: v for k, v in base.items() if schema.normalise_key(k) not in replaced}
+        merged[section].update(given)
+    return merged
+
+
+def with_defaults(config: dict, name: str) -> dict:
+    """caf-hpc's defaults for what the file leaves out: one job, TLS on, the dashboard on 127.0.0.1."""
+    config = copy.deepcopy(config)
+    if config["scheduler"] in schema.BATCH_SCHEDULERS:
+        config.setdefault("scale", {"jobs": 1})
+        security = {"tls": True, "directory": schema.DEFAULT_TLS_DIRECTORY}
+        security.update(config.get("security") or {})
+        if isinstance(security.get("directory"), str):
+            security["directory"] = security["directory"].replace("{site}", name)
+        config["security"] = security
+        options = dict(config["cluster"].get("scheduler_options") or {})
+        options.setdefault("dashboard_address", DEFAULT_DASHBOARD)
+        config["cluster"]["scheduler_options"] = options
+    return config
+
+
+def _digest(overrides: Mapping[str, Any]) -> str:
+    text = json.dumps(overrides, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def load_site(site: str, overrides: Optional[Mapping[str, Any]] = None) -> SiteConfig:
+    """The validated config of ``site`` (a name, a file, or a name registered by ``bind``)."""
+    with _bound_lock:
+        bound = _bound.get(site)
+    if bound is not None:
+        site, registered = bound
+        overrides = dict(registered, **(overrides or {}))
+    path = lookup.find(site)
+    name = path.stem if lookup.looks_like_path(site) else site
+    source = lookup.display(path)
+    raw = read_yaml(path, source)
+    if overrides:
+        source = f"{source} (with runner_for overrides)"
+        raw = merge_overrides(raw, overrides)
+    config = with_defaults(validate(raw, source), name)
+    return SiteConfig(name=name, path=path, source=source, **config)
+
+
+def bind(site: str, overrides: Optional[Mapping[str, Any]] = None) -> str:
+    """Validates ``site`` with ``overrides`` now; returns the name that finds this combination later."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    load_site(site, overrides)
+    if not overrides:
+        return site
+    key = f"{site}+{_digest(overrides)}"
+    with _bound_lock:
+        _bound[key] = (site, copy.deepcopy(overrides))
+    return key

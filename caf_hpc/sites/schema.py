@@ -1,0 +1,189 @@
+"""What a site config may contain: its sections, and the keys and value kinds of each.
+
+The ``cluster`` section is handed to a dask-jobqueue class, so its keys are that
+class's own argument names, read from the class signatures and dask-jobqueue's
+``jobqueue.yaml`` rather than listed here: a new dask-jobqueue argument is allowed as
+soon as dask-jobqueue has it, and a section of an existing ``jobqueue.yaml`` (whose
+keys use ``-`` instead of ``_``) pastes in unchanged. The other sections are caf-hpc's.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from functools import lru_cache
+
+SCHEDULERS = ("local", "slurm", "pbs", "sge", "lsf", "htcondor")
+BATCH_SCHEDULERS = SCHEDULERS[1:]
+SECTIONS = ("scheduler", "description", "cluster", "scale", "container", "security", "runner")
+CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman")
+
+#: dask-jobqueue's cluster class for each batch scheduler.
+CLUSTER_CLASSES = {
+    "slurm": "SLURMCluster",
+    "pbs": "PBSCluster",
+    "sge": "SGECluster",
+    "lsf": "LSFCluster",
+    "htcondor": "HTCondorCluster",
+}
+
+#: The local default cluster (``clusters.local_cluster``) takes only these.
+LOCAL_CLUSTER_KEYS = ("n_workers", "dashboard_address")
+
+#: dask-jobqueue arguments caf-hpc sets itself, and what to write instead.
+MANAGED = {
+    "security": "set by caf-hpc; use the security section (tls, directory)",
+    "protocol": "set by caf-hpc; use the security section (tls, directory)",
+    "n_workers": "use the scale section (jobs, or minimum_jobs and maximum_jobs)",
+    "dashboard_address": "put it in cluster.scheduler_options, as dask-jobqueue requires",
+    "host": "put it in cluster.scheduler_options, as dask-jobqueue requires",
+    "config_name": "caf-hpc takes every value from the site config; paste that section's keys here instead",
+    "scheduler": "set by dask-jobqueue when it submits a job",
+}
+#: Arguments that only make sense from Python, never in a config file.
+_INTERNAL = {"loop", "asynchronous", "job_cls", "scheduler_cls", "extra", "job_extra", "env_extra", "header_skip"}
+
+#: dask-jobqueue's deprecated names and their replacements.
+RENAMED = {
+    "extra": "worker_extra_args",
+    "job_extra": "job_extra_directives",
+    "env_extra": "job_script_prologue",
+    "header_skip": "job_directives_skip",
+}
+#: ``project`` was renamed ``account`` for these schedulers only (SGE and LSF keep ``project``).
+PROJECT_RENAMED = ("slurm", "pbs")
+
+#: ``jobqueue.yaml`` calls the job name ``name``; the class argument is ``job_name``.
+ALIASES = {"name": "job_name"}
+
+#: Keys caf-hpc adds to every batch scheduler (dask-jobqueue 0.9 has them for HTCondor only).
+COMMAND_EXTRAS = ("submit_command_extra", "cancel_command_extra")
+
+#: Value kinds of cluster keys whose ``jobqueue.yaml`` default (``null``) does not tell.
+CLUSTER_KINDS = {
+    "cores": "count",
+    "processes": "count",
+    "job_cpu": "count",
+    "ncpus": "count",
+    "n_workers": "count",
+    "memory": "memory",
+    "disk": "memory",
+    "mem": "memory",
+    "job_mem": "slurm_memory",
+    "walltime": "walltime",
+    "death_timeout": "seconds",
+    "nanny": "bool",
+    "use_stdin": "bool",
+    "job_script_prologue": "strings",
+    "worker_extra_args": "strings",
+    "job_directives_skip": "strings",
+    "submit_command_extra": "strings",
+    "cancel_command_extra": "strings",
+    "job_extra_directives": "strings",
+    "scheduler_options": "mapping",
+    "silence_logs": "string",
+}
+#: HTCondor's extra directives are submit-file attributes (key = value), not lines.
+HTCONDOR_KINDS = {"job_extra_directives": "mapping"}
+
+#: Keys that every batch site must set: dask-jobqueue cannot size a job without them.
+REQUIRED_CLUSTER_KEYS = {
+    "slurm": ("cores", "memory"),
+    "pbs": ("cores", "memory"),
+    "sge": ("cores", "memory"),
+    "lsf": ("cores", "memory"),
+    "htcondor": ("cores", "memory", "disk"),
+}
+
+#: caf-hpc's own sections: key -> value kind.
+SCALE_KEYS = {"jobs": "count0", "minimum_jobs": "count0", "maximum_jobs": "count0"}
+CONTAINER_KEYS = {"runtime": "string", "image": "string", "binds": "strings", "env": "env", "options": "strings"}
+SECURITY_KEYS = {"tls": "bool", "directory": "optional_string"}
+RUNNER_KEYS = {"timeout": "optional_seconds", "retries": "count0", "worker_wait": "seconds"}
+SECTION_KEYS = {"scale": SCALE_KEYS, "container": CONTAINER_KEYS, "security": SECURITY_KEYS, "runner": RUNNER_KEYS}
+
+#: Where TLS files go unless the site says otherwise; ``{site}`` is the site's name.
+DEFAULT_TLS_DIRECTORY = os.path.join("~", ".caf-hpc", "tls", "{site}")
+
+
+def normalise_key(key: str) -> str:
+    """``jobqueue.yaml`` writes ``death-timeout``; the Python argument is ``death_timeout``."""
+    return str(key).replace("-", "_")
+
+
+def cluster_class(scheduler: str) -> type:
+    """dask-jobqueue's cluster class for a batch scheduler (imports dask-jobqueue)."""
+    import dask_jobqueue
+
+    return getattr(dask_jobqueue, CLUSTER_CLASSES[scheduler])
+
+
+def _parameters(function) -> set:
+    return {name for name, p in inspect.signature(function).parameters.items()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name != "self"}
+
+
+@lru_cache(maxsize=None)
+def _jobqueue_defaults() -> dict:
+    """dask-jobqueue's own ``jobqueue.yaml`` (not the user's copy), keys normalised."""
+    import dask_jobqueue
+    import yaml
+
+    path = os.path.join(os.path.dirname(dask_jobqueue.__file__), "jobqueue.yaml")
+    with open(path, encoding="utf-8") as stream:
+        raw = yaml.safe_load(stream)["jobqueue"]
+    return {scheduler: {normalise_key(k): v for k, v in section.items()} for scheduler, section in raw.items()}
+
+
+def jobqueue_defaults(scheduler: str) -> dict:
+    """dask-jobqueue's defaults for ``scheduler``'s section of ``jobqueue.yaml``."""
+    return dict(_jobqueue_defaults().get(scheduler, {}))
+
+
+@lru_cache(maxsize=None)
+def cluster_keys(scheduler: str) -> tuple:
+    """The ``cluster`` keys a site of this scheduler may set, sorted."""
+    if scheduler == "local":
+        return LOCAL_CLUSTER_KEYS
+    from dask_jobqueue.core import Job, JobQueueCluster
+
+    cls = cluster_class(scheduler)
+    names = _parameters(cls.job_cls.__init__) | _parameters(Job.__init__) | _parameters(JobQueueCluster.__init__)
+    names |= set(_jobqueue_defaults().get(scheduler, {}))
+    names |= set(COMMAND_EXTRAS)
+    names -= set(MANAGED) | _INTERNAL | set(ALIASES)
+    if scheduler in PROJECT_RENAMED:
+        names.discard("project")
+    return tuple(sorted(names))
+
+
+@lru_cache(maxsize=None)
+def cluster_only_keys() -> frozenset:
+    """Cluster-class arguments that dask-jobqueue does not pass on to the job class."""
+    from dask_jobqueue.core import JobQueueCluster
+
+    return frozenset(_parameters(JobQueueCluster.__init__) - {"interface", "protocol", "config_name"})
+
+
+def cluster_kind(scheduler: str, key: str) -> str:
+    """The value kind of ``cluster.<key>``: from caf-hpc's table, else jobqueue.yaml's default."""
+    if scheduler == "htcondor" and key in HTCONDOR_KINDS:
+        return HTCONDOR_KINDS[key]
+    if key in CLUSTER_KINDS:
+        return CLUSTER_KINDS[key]
+    default = _jobqueue_defaults().get(scheduler, {}).get(key)
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "count"
+    if isinstance(default, list):
+        return "strings"
+    if isinstance(default, dict):
+        return "mapping"
+    return "string"
+
+
+def schedulers_with_key(key: str) -> list:
+    """Batch schedulers whose cluster section allows ``key`` (for "does not apply" messages)."""
+    return [s for s in SCHEDULERS if key in cluster_keys(s)]
+
+

@@ -1,0 +1,334 @@
+"""Checking a site config before anything is submitted, with messages that say how to fix it.
+
+Every mistake found is reported at once, one line each, as
+``<file>: <section>.<key>: <what is wrong>; <what is allowed>``, in one
+``SiteConfigError``. A config that passes comes back normalised: ``jobqueue.yaml``
+spellings (``death-timeout``, ``name``) turned into dask-jobqueue's argument names,
+``container.env`` as ``NAME=value`` strings.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from typing import Any, Optional
+
+from dask.utils import parse_bytes
+
+from . import schema
+from .errors import SiteConfigError
+
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
+
+#: Time-limit formats per scheduler: (pattern, how to write it, an example).
+WALLTIME_FORMATS = {
+    "slurm": (re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$", re.I),
+              "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS", "01:00:00"),
+    "pbs": (re.compile(r"^\d+(:\d{1,2}){0,2}$"), "HH:MM:SS, MM:SS or seconds", "01:00:00"),
+    "sge": (re.compile(r"^\d+(:\d{1,2}){0,2}$"), "HH:MM:SS, MM:SS or seconds", "01:00:00"),
+    "lsf": (re.compile(r"^\d+(:\d{1,2})?$"), "HH:MM or minutes", "01:00"),
+}
+SLURM_MEMORY = re.compile(r"^\d+[KMGT]?$", re.I)
+#: Image references Apptainer/Singularity fetch themselves; anything else must be a file here.
+IMAGE_URI = re.compile(r"^(docker|docker-archive|oci|oci-archive|library|oras|shub|https?)://")
+#: Directories that are never shared between nodes.
+NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _did_you_mean(key: str, choices) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else "."
+
+
+def find_placeholder(value: Any) -> Optional[str]:
+    """The first ``<PLACEHOLDER>`` a site admin was meant to replace, anywhere in ``value``."""
+    if isinstance(value, str):
+        match = PLACEHOLDER.search(value)
+        return match.group(0) if match else None
+    if isinstance(value, dict):
+        value = list(value.keys()) + list(value.values())
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = find_placeholder(item)
+            if found:
+                return found
+    return None
+
+
+class _Checker:
+    """Collects the problems of one config; each ``kind`` method returns the normalised value."""
+
+    def __init__(self, source: str, scheduler: Optional[str] = None) -> None:
+        self.source = source
+        self.scheduler = scheduler
+        self.errors: list[str] = []
+
+    def error(self, where: str, message: str) -> None:
+        self.errors.append(f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}")
+
+    def value(self, where: str, kind: str, value: Any) -> Any:
+        placeholder = find_placeholder(value)
+        if placeholder:
+            self.error(where, f"placeholder {placeholder!r} not filled in; replace it with the value for your site")
+            return value
+        return getattr(self, f"_{kind}")(where, value)
+
+    # -- value kinds -------------------------------------------------------------------------
+
+    def _count(self, where: str, value: Any, smallest: int = 1) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+            self.error(where, f"expected a whole number of at least {smallest}, got {value!r}")
+        return value
+
+    def _count0(self, where: str, value: Any) -> Any:
+        return self._count(where, value, smallest=0)
+
+    def _seconds(self, where: str, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            self.error(where, f"expected a positive number of seconds, got {value!r}")
+        return value
+
+    def _optional_seconds(self, where: str, value: Any) -> Any:
+        return None if value is None else self._seconds(where, value)
+
+    def _bool(self, where: str, value: Any) -> Any:
+        if not isinstance(value, bool):
+            self.error(where, f"expected true or false, got {value!r}")
+        return value
+
+    def _string(self, where: str, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str) or not value.strip():
+            self.error(where, f"expected text, got {_type_name(value)}" + (f" {value!r}" if value is not None else ""))
+        return value
+
+    def _optional_string(self, where: str, value: Any) -> Any:
+        return None if value is None else self._string(where, value)
+
+    def _strings(self, where: str, value: Any) -> Any:
+        if isinstance(value, str):
+            self.error(where, f"expected a list of strings, got the single string {value!r}; write it as [{value!r}]")
+            return value
+        if not isinstance(value, list):
+            self.error(where, f"expected a list of strings, got {_type_name(value)}")
+            return value
+        for index, item in enumerate(value):
+            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                self.error(f"{where}[{index}]", f"expected a string, got {_type_name(item)}")
+        return [str(item) for item in value]
+
+    def _mapping(self, where: str, value: Any) -> Any:
+        if not isinstance(value, dict):
+            self.error(where, f"expected a mapping (key: value), got {_type_name(value)}")
+        return value
+
+    def _env(self, where: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            return [f"{name}={item}" for name, item in value.items()]
+        value = self._strings(where, value)
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", item):
+                    self.error(f"{where}[{index}]", f"expected NAME=value, got {item!r}")
+        return value
+
+    def _memory(self, where: str, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        try:
+            ok = isinstance(value, str) and bool(re.search(r"\d", value)) and parse_bytes(value) > 0
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            self.error(where, f"{value!r} is not an amount of memory; write e.g. '4GB' or '3.5GiB'")
+        return value
+
+    def _slurm_memory(self, where: str, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return str(value)
+        if not isinstance(value, str) or not SLURM_MEMORY.match(value):
+            self.error(where, f"{value!r} is not a Slurm memory size; write e.g. '4000M' or '4G'")
+        return value
+
+    def _walltime(self, where: str, value: Any) -> Any:
+        pattern, formats, example = WALLTIME_FORMATS[self.scheduler]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            self.error(where, f"expected a quoted time such as {example!r}, got the number {value!r} "
+                              "(YAML reads an unquoted time like 12:00:00 as a number of seconds)")
+        elif not isinstance(value, str) or not pattern.match(value.strip()):
+            self.error(where, f"{value!r} is not a valid walltime for {self.scheduler}; write {formats}")
+        return value
+
+
+def _check_keys(check: _Checker, section: str, given: dict, allowed: dict) -> dict:
+    """Checks one of caf-hpc's own sections against ``allowed`` (key -> kind); returns it normalised."""
+    result = {}
+    for raw_key, value in given.items():
+        key = schema.normalise_key(raw_key)
+        where = f"{section}.{raw_key}"
+        if key not in allowed:
+            check.error(where, f"unknown key{_did_you_mean(key, allowed)} Allowed keys: {', '.join(allowed)}")
+            continue
+        result[key] = check.value(where, allowed[key], value)
+    return result
+
+
+def _check_cluster(check: _Checker, given: dict) -> dict:
+    scheduler = check.scheduler
+    allowed = schema.cluster_keys(scheduler)
+    listing = f"Allowed keys for {scheduler}: {', '.join(allowed)}"
+    result: dict = {}
+    spelled: dict = {}
+    for raw_key, value in given.items():
+        key = schema.normalise_key(raw_key)
+        key = schema.ALIASES.get(key, key)
+        where = f"cluster.{raw_key}"
+        if key in spelled:
+            check.error(where, f"given twice (also as {spelled[key]!r})")
+            continue
+        spelled[key] = raw_key
+        if key in allowed:
+            result[key] = check.value(where, schema.cluster_kind(scheduler, key), value)
+        elif key in schema.MANAGED and scheduler != "local":
+            check.error(where, schema.MANAGED[key])
+        elif key in schema.RENAMED:
+            check.error(where, f"renamed by dask-jobqueue; use {schema.RENAMED[key]!r}")
+        elif key == "project" and scheduler in schema.PROJECT_RENAMED:
+            check.error(where, f"renamed by dask-jobqueue for {scheduler}; use 'account'")
+        elif schema.schedulers_with_key(key):
+            owners = ", ".join(schema.schedulers_with_key(key))
+            check.error(where, f"does not apply to {scheduler} (it is a key for {owners}). {listing}")
+        else:
+            check.error(where, f"unknown key{_did_you_mean(key, allowed)} {listing}")
+    if scheduler != "local":
+        for key in schema.REQUIRED_CLUSTER_KEYS[scheduler]:
+            if key not in result:
+                needed = " and ".join(schema.REQUIRED_CLUSTER_KEYS[scheduler])
+                check.error(f"cluster.{key}", f"missing; dask-jobqueue needs {needed} per job")
+        cores, processes = result.get("cores"), result.get("processes")
+        if isinstance(cores, int) and isinstance(processes, int) and processes > cores:
+            check.error("cluster.processes", f"{processes} worker processes cannot share {cores} core(s); "
+                                             "give at most as many processes as cores")
+    return result
+
+
+def _check_scale(check: _Checker, scale: dict) -> None:
+    fixed = "jobs" in scale
+    adaptive = {"minimum_jobs", "maximum_jobs"} & set(scale)
+    if fixed and adaptive:
+        check.error("scale", "give either jobs (a fixed number) or minimum_jobs and maximum_jobs (adaptive), not both")
+    elif adaptive and "maximum_jobs" not in scale:
+        check.error("scale.maximum_jobs", "missing; adaptive scaling needs the largest number of jobs to ask for")
+    low, high = scale.get("minimum_jobs", 0), scale.get("maximum_jobs")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        check.error("scale.minimum_jobs", f"{low} is more than maximum_jobs {high}")
+
+
+def _check_container(check: _Checker, container: dict) -> None:
+    runtime = container.get("runtime")
+    if find_placeholder(runtime):
+        pass  # already reported
+    elif runtime is None:
+        check.error("container.runtime", f"missing; allowed: {', '.join(schema.CONTAINER_RUNTIMES)}")
+    elif runtime not in schema.CONTAINER_RUNTIMES:
+        hint = _did_you_mean(str(runtime), schema.CONTAINER_RUNTIMES)
+        check.error("container.runtime", f"unknown runtime {runtime!r}{hint} Allowed: "
+                                         f"{', '.join(schema.CONTAINER_RUNTIMES)}")
+    image = container.get("image")
+    if image is None:
+        check.error("container.image", "missing; give the image file (apptainer, singularity) or name (podman)")
+    elif (runtime in ("apptainer", "singularity") and isinstance(image, str) and not find_placeholder(image)
+          and not IMAGE_URI.match(image)):
+        path = os.path.expandvars(os.path.expanduser(image))
+        if not os.path.isfile(path):
+            check.error("container.image", f"{image} does not exist; {runtime} needs an image file that the "
+                                           "workers can read (or a docker://, library:// or oras:// URI)")
+
+
+def _check_security(check: _Checker, security: dict) -> None:
+    if not security.get("tls", True):
+        return
+    directory = security.get("directory", schema.DEFAULT_TLS_DIRECTORY)
+    if not directory or not isinstance(directory, str) or find_placeholder(directory):
+        if directory is None or directory == "":
+            check.error("security.directory", "TLS is on but no directory is given; give one that the workers "
+                                              "can read, on a file system they share (e.g. "
+                                              f"{schema.DEFAULT_TLS_DIRECTORY}), or set tls: false")
+        return
+    if directory.startswith(("~", "$")):
+        return
+    if not os.path.isabs(directory):
+        check.error("security.directory", f"{directory!r} is relative; give an absolute path (or one starting "
+                                          "with ~) on a file system the workers share")
+        return
+    if any(directory == top or directory.startswith(top + "/") for top in NODE_LOCAL):
+        check.error("security.directory", f"{directory} is on a node-local file system; workers on other nodes "
+                                          "cannot read it: give a directory on a shared file system, e.g. "
+                                          f"{schema.DEFAULT_TLS_DIRECTORY}")
+
+
+#: Sections that mean nothing for the local default cluster, and why.
+_NOT_LOCAL = {
+    "scale": "does not apply to local; set cluster.n_workers instead",
+    "container": "does not apply to local (its workers are processes on this machine)",
+    "security": "does not apply to local (its scheduler and workers listen on 127.0.0.1 only)",
+}
+
+
+def validate(raw: Any, source: str) -> dict:
+    """The normalised config, or a ``SiteConfigError`` listing every problem of ``raw``."""
+    check = _Checker(source)
+    if not isinstance(raw, dict):
+        check.error("", f"expected a mapping of sections ({', '.join(schema.SECTIONS)}), got {_type_name(raw)}")
+        raise SiteConfigError("\n".join(check.errors))
+    sections: dict = {}
+    for raw_key, value in raw.items():
+        key = schema.normalise_key(raw_key)
+        if key not in schema.SECTIONS:
+            check.error(str(raw_key), f"unknown section{_did_you_mean(key, schema.SECTIONS)} "
+                                      f"Allowed sections: {', '.join(schema.SECTIONS)}")
+        elif key not in ("scheduler", "description") and value is not None and not isinstance(value, dict):
+            check.error(str(raw_key), f"expected a mapping of keys to values, got {_type_name(value)}")
+        else:
+            sections[key] = value
+    scheduler = sections.get("scheduler")
+    if scheduler is None:
+        check.error("scheduler", f"missing; allowed: {', '.join(schema.SCHEDULERS)}")
+    elif scheduler not in schema.SCHEDULERS:
+        check.error("scheduler", f"unknown scheduler {scheduler!r}{_did_you_mean(str(scheduler), schema.SCHEDULERS)} "
+                                 f"Allowed: {', '.join(schema.SCHEDULERS)}")
+    if check.errors:
+        raise SiteConfigError("\n".join(check.errors))
+
+    check.scheduler = scheduler
+    result: dict = {"scheduler": scheduler}
+    if sections.get("description") is not None:
+        result["description"] = check.value("description", "string", sections["description"])
+    if scheduler == "local":
+        for section, why in _NOT_LOCAL.items():
+            if sections.get(section):
+                check.error(section, why)
+    result["cluster"] = _check_cluster(check, sections.get("cluster") or {})
+    for section in ("scale", "container", "security", "runner"):
+        given = sections.get(section)
+        if given is None or (scheduler == "local" and section in _NOT_LOCAL):
+            continue
+        result[section] = _check_keys(check, section, given, schema.SECTION_KEYS[section])
+    if "scale" in result:
+        _check_scale(check, result["scale"])
+    if "container" in result:
+        _check_container(check, result["container"])
+    if scheduler != "local":
+        _check_security(check, result.get("security", {}))
+    if check.errors:
+        raise SiteConfigError("\n".join(check.errors))
+    return result
+

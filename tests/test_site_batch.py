@@ -1,0 +1,58 @@
+"""The localhost-* sites against the real batch systems of ``caf-hpc testbed up NAME`` (skipped when down)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from distributed import Client
+
+from caf_hpc import testbed
+from caf_hpc.cli import main
+from caf_hpc.settings import resolve
+from caf_hpc.sites import build_cluster
+
+pytestmark = [pytest.mark.batch, pytest.mark.timeout(90)]
+
+#: site -> (testbed, the environment variable holding the job id inside a job)
+SITES = {"localhost-slurm": ("slurm", "SLURM_JOB_ID"),
+         "localhost-pbs": ("pbs", "SLURM_JOB_ID"),
+         "localhost-sge": ("sge", "JOB_ID")}
+
+
+@pytest.fixture
+def batch_system(request, tmp_path, monkeypatch):
+    """The site's testbed environment, with HOME (so TLS files and logs) under tmp_path."""
+    name, job_variable = SITES[request.param]
+    if not testbed.is_up(name):
+        pytest.skip(f"the {name} testbed is down (caf-hpc testbed up {name})")
+    for key, value in testbed.environment(name).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    return request.param, job_variable
+
+
+@pytest.mark.parametrize("batch_system", list(SITES), indirect=True)
+def test_site_check_dry_submission_is_accepted(batch_system, capsys):
+    site, _ = batch_system
+    code = main(["sites", "check", site])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "accepted the job" in out
+
+
+@pytest.mark.parametrize("batch_system", list(SITES), indirect=True)
+def test_site_cluster_runs_a_task_in_a_batch_job_over_tls(batch_system, tmp_path):
+    site, job_variable = batch_system
+    cluster = build_cluster(resolve(site=site))
+    try:
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        with Client(cluster, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            # os.getenv travels by reference; a function of this test module would not import on the worker
+            job_id = client.submit(os.getenv, job_variable, "", pure=False).result(timeout=30)
+        assert job_id.isdigit()
+    finally:
+        cluster.close()
+    logs = tmp_path / "home" / ".caf-hpc" / "logs" / site
+    assert any(job_id in path.name for path in logs.iterdir()), sorted(p.name for p in logs.iterdir())

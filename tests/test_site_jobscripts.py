@@ -1,0 +1,158 @@
+"""Golden job scripts: the exact batch script of each scheduler, with and without a container.
+
+Only what must vary between machines is normalised: the temporary directory (which
+holds HOME, the working directory and the images) and the Python executable. Any
+other difference fails. ``CAF_HPC_UPDATE_GOLDEN=1`` rewrites the golden files.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dask
+import pytest
+
+from caf_hpc.sites import load_site, schema
+from caf_hpc.sites.jobscript import job_script, submit_command
+
+pytestmark = pytest.mark.timeout(20)
+
+GOLDEN = Path(__file__).parent / "golden" / "jobscripts"
+
+COMMON = """\
+  cores: 2
+  processes: 1
+  memory: "4GB"
+  death_timeout: 120
+  log_directory: ~/logs/{name}
+  job_script_prologue: ["source /cvmfs/belle.cern.ch/tools/b2setup release-08"]
+"""
+
+CLUSTERS = {
+    "slurm": """\
+scheduler: slurm
+cluster:
+  queue: belle
+  account: b2cal
+  walltime: "02:00:00"
+  job_extra_directives: ["--qos=normal"]
+""",
+    "pbs": """\
+scheduler: pbs
+cluster:
+  queue: workq
+  account: b2cal
+  walltime: "02:00:00"
+  resource_spec: "select=1:ncpus=2:mpiprocs=1:mem=4gb"
+""",
+    "sge": """\
+scheduler: sge
+cluster:
+  queue: long.q
+  project: belle
+  walltime: "02:00:00"
+  resource_spec: "h_vmem=4G"
+  job_extra_directives: ["-pe smp 2"]
+""",
+    "lsf": """\
+scheduler: lsf
+cluster:
+  queue: l
+  project: belle
+  walltime: "02:00"
+  lsf_units: mb
+""",
+    "htcondor": """\
+scheduler: htcondor
+cluster:
+  disk: "4GB"
+  job_extra_directives: {accounting_group: belle.cal}
+""",
+}
+
+CONTAINERS = {
+    "slurm": "container: {runtime: apptainer, image: ~/images/belle2.sif, binds: [/cvmfs, '/group/belle2:/belle2'], "
+             "env: [OMP_NUM_THREADS=1], options: [--cleanenv]}\n",
+    "pbs": "container: {runtime: singularity, image: ~/images/belle2.sif, binds: [/cvmfs]}\n",
+    "sge": "container: {runtime: podman, image: 'localhost/caf-hpc:latest', env: {OMP_NUM_THREADS: '1'}}\n",
+    "lsf": "container: {runtime: apptainer, image: 'docker://belle2/externals:v2'}\n",
+    "htcondor": "container: {runtime: podman, image: 'localhost/caf-hpc:latest', options: ['--user', '$UID']}\n",
+}
+
+CASES = [(s, False) for s in CLUSTERS] + [(s, True) for s in CLUSTERS]
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    """A home and working directory under tmp_path, an image file, and dask-jobqueue's own defaults only."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / "images").mkdir(parents=True)
+    (home / "images" / "belle2.sif").write_bytes(b"")
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("CAF_HPC_SITE_PATH", raising=False)
+    monkeypatch.chdir(work)
+    defaults = {name: schema._jobqueue_defaults()[name] for name in schema.BATCH_SCHEDULERS}
+    raw = {name: {k.replace("_", "-"): v for k, v in section.items()} for name, section in defaults.items()}
+    with dask.config.set({f"jobqueue.{name}": section for name, section in raw.items()}):
+        yield tmp_path
+
+
+def normalise(text: str, tmp_path: Path) -> str:
+    return text.replace(str(tmp_path), "<TMP>").replace(sys.executable, "<PYTHON>")
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / f"{name}.sh"
+    if os.environ.get("CAF_HPC_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.is_file(), f"no golden file {path}; run with CAF_HPC_UPDATE_GOLDEN=1 to write it"
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("scheduler, in_container", CASES,
+                         ids=[f"{s}-{'container' if c else 'plain'}" for s, c in CASES])
+def test_job_script_matches_golden(machine, scheduler, in_container):
+    name = f"{scheduler}-{'container' if in_container else 'plain'}"
+    text = CLUSTERS[scheduler] + COMMON.format(name=name) + (CONTAINERS[scheduler] if in_container else "")
+    path = machine / f"{name}.yaml"
+    path.write_text(text)
+    script = job_script(load_site(str(path)), directories=[str(machine / "work" / "calibration_results")])
+    check_golden(name, normalise(script, machine))
+
+
+@pytest.mark.parametrize("name", ["localhost-slurm", "localhost-pbs", "localhost-sge"])
+def test_shipped_localhost_job_script_matches_golden(machine, name):
+    check_golden(name, normalise(job_script(load_site(name)), machine))
+
+
+def test_job_script_without_tls_has_no_tls_arguments(machine):
+    path = machine / "plain.yaml"
+    path.write_text(CLUSTERS["slurm"] + COMMON.format(name="x") + "security: {tls: false}\n")
+    script = job_script(load_site(str(path)))
+    assert "tcp://<insert-scheduler-address-here>:8786" in script
+    assert "--tls" not in script and "--protocol" not in script
+
+
+def test_localhost_pbs_submits_with_log_paths_on_the_qsub_command_line(machine):
+    logs = machine / "home" / ".caf-hpc" / "logs" / "localhost-pbs"
+    assert submit_command(load_site("localhost-pbs")) == f"qsub -o {logs}/%x-%j.out -e {logs}/%x-%j.err"
+    assert submit_command(load_site("localhost-slurm")) == "sbatch"
+
+
+def test_printing_a_job_script_creates_no_tls_files(machine):
+    job_script(load_site("localhost-slurm"))
+    assert not (machine / "home" / ".caf-hpc" / "tls").exists()
+
+
+def test_container_words_are_quoted_for_the_shell_but_variables_expand():
+    from caf_hpc.sites.container import container_command
+
+    command = container_command({"runtime": "apptainer", "image": "/images/b2.sif",
+                                 "binds": ["/data with space", "$TMPDIR"], "options": ["--home=$HOME"]},
+                                None, ["/data with space/", "$SCRATCH/x", None, "/work"])
+    assert command == ("apptainer exec --bind '/data with space' --bind $TMPDIR --bind /work --home=$HOME "
+                       "/images/b2.sif python")

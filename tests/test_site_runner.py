@@ -1,0 +1,147 @@
+"""A site config reaching the runner: runner_for validates it, its runner section fills settings, build makes the cluster."""
+from __future__ import annotations
+
+import pytest
+
+from caf_hpc import clusters, runner_for
+from caf_hpc.settings import SettingsError, resolve
+from caf_hpc.sites import SiteConfigError, apply_runner_section, build_cluster, load_site
+from caf_hpc.sites.jobscript import SCHEDULER_ADDRESS, WORKER_NAME, job_script
+
+pytestmark = pytest.mark.timeout(30)
+
+SLURM = """\
+scheduler: slurm
+cluster: {queue: debug, cores: 1, memory: 1GB, walltime: "00:10:00", interface: lo,
+          log_directory: ~/logs}
+runner: {timeout: 1200, retries: 3, worker_wait: 45}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("CAF_HPC_SITE_PATH", str(tmp_path / "sites"))
+    for variable in ("CAF_HPC_SITE", "CAF_HPC_ADDRESS", "CAF_HPC_TIMEOUT", "CAF_HPC_RETRIES", "CAF_HPC_WORKER_WAIT",
+                     "CAF_HPC_WORKERS", "CAF_HPC_DASHBOARD"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "sites").mkdir()
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def fake_bin(tmp_path, monkeypatch):
+    """Stand-ins for batch commands, alone on PATH; none of them may be called by these tests."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    monkeypatch.setenv("PATH", str(directory))
+
+    def add(name: str, body: str = "echo called >&2; exit 99\n") -> None:
+        (directory / name).write_text("#!/bin/sh\n" + body)
+        (directory / name).chmod(0o755)
+    return add
+
+
+def site(tmp_path, text: str = SLURM, name: str = "mysite") -> str:
+    (tmp_path / "sites" / f"{name}.yaml").write_text(text)
+    return name
+
+
+def test_runner_section_fills_settings_the_user_did_not_set(tmp_path):
+    settings = apply_runner_section(resolve(site=site(tmp_path)))
+    assert (settings.timeout, settings.retries, settings.worker_wait) == (1200, 3, 45)
+
+
+def test_arguments_and_environment_win_over_the_runner_section(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAF_HPC_RETRIES", "1")  # the built-in default, but chosen explicitly
+    settings = apply_runner_section(resolve(site=site(tmp_path), timeout=60))
+    assert (settings.timeout, settings.retries, settings.worker_wait) == (60, 1, 45)
+
+
+def test_runner_for_validates_the_site_when_the_class_is_made(tmp_path):
+    bad = site(tmp_path, SLURM.replace("memory: 1GB", "memroy: 1GB"), "bad")
+    with pytest.raises(SiteConfigError, match=r"bad\.yaml: cluster\.memroy: unknown key; did you mean 'memory'\?"):
+        runner_for(bad)
+    with pytest.raises(SiteConfigError, match="placeholder '<PARTITION>'"):
+        runner_for("slurm")
+
+
+def test_runner_for_merges_cluster_overrides_into_the_site(tmp_path):
+    name = site(tmp_path)
+    runner = runner_for(name, cluster={"memory": "2GB", "job-extra-directives": ["--qos=high"]}, scale={"jobs": 2})
+    bound = runner.settings().site
+    assert bound.startswith(f"{name}+") and bound != name
+    merged = load_site(bound)
+    assert merged.cluster["memory"] == "2GB" and merged.cluster["queue"] == "debug"
+    assert merged.cluster["job_extra_directives"] == ["--qos=high"] and merged.scale == {"jobs": 2}
+    assert load_site(name).cluster["memory"] == "1GB"  # the file itself is unchanged
+    assert runner_for(name, cluster={"memory": "2GB", "job-extra-directives": ["--qos=high"]},
+                      scale={"jobs": 2}).settings().site == bound  # same overrides, same cluster
+
+
+def test_runner_for_override_mistakes_are_reported_now(tmp_path):
+    name = site(tmp_path)
+    with pytest.raises(SiteConfigError, match=r"\(with runner_for overrides\): cluster\.memroy: unknown key"):
+        runner_for(name, cluster={"memroy": "2GB"})
+    with pytest.raises(SettingsError, match="cluster= override parts of a site config; name a site too"):
+        runner_for(cluster={"memory": "2GB"})
+
+
+def test_importing_sites_registers_the_cluster_factory():
+    import caf_hpc.sites  # noqa: F401
+
+    assert clusters._site_cluster_factory is build_cluster
+
+
+def test_local_site_builds_the_local_default_cluster(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(clusters, "local_cluster", lambda settings: seen.append(settings) or "cluster")
+    name = site(tmp_path, "scheduler: local\ncluster: {n_workers: 3, dashboard_address: '127.0.0.1:8799'}\n", "here")
+    assert build_cluster(resolve(site=name)) == "cluster"
+    assert (seen[0].n_workers, seen[0].dashboard_address) == (3, "127.0.0.1:8799")
+    build_cluster(resolve(site=name, n_workers=2))
+    assert seen[1].n_workers == 2
+
+
+def test_batch_cluster_submits_exactly_the_printed_job_script(tmp_path, fake_bin):
+    """A real SLURMCluster (scheduler only, no jobs) with TLS: its job script is what `job-script` prints."""
+    fake_bin("sbatch")
+    name = site(tmp_path, SLURM + "scale: {jobs: 0}\n")
+    cluster = build_cluster(resolve(site=name))
+    try:
+        address = cluster.scheduler.address
+        assert address.startswith("tls://127.0.0.1:")
+        assert cluster.security.require_encryption is True
+        assert cluster.dashboard_link.startswith("http://127.0.0.1:")
+        printed = job_script(load_site(name)).replace(SCHEDULER_ADDRESS.format(protocol="tls"), address)
+        assert cluster.job_script() == printed
+        assert f"--name {WORKER_NAME}" in printed and "--tls-key" in printed
+        assert not cluster.workers  # nothing was submitted
+    finally:
+        cluster.close()
+
+
+def test_adaptive_scale_and_submit_extras_reach_the_cluster(tmp_path, fake_bin):
+    fake_bin("sbatch")
+    text = SLURM.replace("log_directory: ~/logs}", "log_directory: ~/logs, submit_command_extra: ['--hold']}")
+    name = site(tmp_path, text + "scale: {minimum_jobs: 0, maximum_jobs: 2}\nsecurity: {tls: false}\n")
+    cluster = build_cluster(resolve(site=name))
+    try:
+        assert cluster.scheduler.address.startswith("tcp://")
+        assert cluster.job_cls.submit_command == "sbatch --hold"
+        assert (cluster._adaptive.minimum, cluster._adaptive.maximum) == (0, 2)
+    finally:
+        cluster.close()
+
+
+def test_a_missing_submit_command_is_reported_before_the_cluster_starts(tmp_path, fake_bin):
+    with pytest.raises(SiteConfigError, match="mysite.yaml: sbatch not found on PATH: this machine cannot submit "
+                                              "slurm jobs"):
+        build_cluster(resolve(site=site(tmp_path)))
+
+
+def test_a_grid_engine_qsub_is_not_used_for_pbs(tmp_path, fake_bin):
+    fake_bin("qsub", "echo 'SGE 8.1.9'\n")
+    with pytest.raises(SiteConfigError, match=r"the qsub on PATH \(.*\) is Grid Engine's \(SGE 8.1.9\), not PBS's"):
+        build_cluster(resolve(site="localhost-pbs"))
