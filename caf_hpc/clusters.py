@@ -75,6 +75,10 @@ def client_for(settings: RunnerSettings) -> Client:
                 if dashboard:
                     log_info(f"caf-hpc: Dask dashboard at {dashboard}")
             client = Client(cluster, set_as_default=False)
+            if hasattr(cluster, "job_cls"):  # a dask-jobqueue cluster
+                from .job_replacement import keep_jobs
+
+                keep_jobs(client, cluster)
         _clients[key] = client
         return client
 
@@ -96,14 +100,27 @@ def describe(settings: RunnerSettings) -> str:
     return "the local Dask cluster"
 
 
+def close(settings: RunnerSettings) -> None:
+    """Closes the client and cluster behind ``settings`` (its batch jobs are cancelled)."""
+    with _lock:
+        clients = [c for c in [_clients.pop(settings.cluster_key, None)] if c is not None]
+        clusters = [c for c in [_clusters.pop(settings.cluster_key, None)] if c is not None]
+    _close(clients, clusters)
+
+
 def close_all() -> None:
     """Closes every client and cluster this process started (registered to run at exit)."""
     with _lock:
         clients, clusters = list(_clients.values()), list(_clusters.values())
         _clients.clear()
         _clusters.clear()
+    _close(clients, clusters)
+
+
+def _close(clients: list, clusters: list) -> None:
     for client in clients:
         try:
+            client.unsubscribe_topic("all")  # else the scheduler reports this client's leaving to it, closed
             client.close(timeout=10)
         except Exception:  # closing at exit must not raise
             pass

@@ -23,8 +23,14 @@ class LossWatch:
 
     def __init__(self, client: Any) -> None:
         self._queues: dict = {}
+        self._listeners: list = []
         self._lock = threading.Lock()
         client.subscribe_topic("all", self._on_event)
+
+    def add_listener(self, listener: Any) -> None:
+        """Calls ``listener(message)`` in a thread of its own for every worker added or removed."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def watch(self, key: str, queue: Any) -> None:
         with self._lock:
@@ -36,7 +42,13 @@ class LossWatch:
 
     def _on_event(self, event: tuple) -> None:
         _, message = event
-        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+        action = message.get("action") if isinstance(message, dict) else None
+        if action in ("add-worker", "remove-worker"):
+            with self._lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                threading.Thread(target=listener, args=(message,), daemon=True, name="caf-hpc-workers").start()
+        if action != "remove-worker":
             return
         with self._lock:
             hit = [(key, self._queues[key]) for key in message.get("processing-tasks", ()) if key in self._queues]

@@ -22,3 +22,21 @@ def calibrate(tmp_path):
     def _calibrate(algorithms, runner=DaskAlgorithmsRunner, name="cal", root=None, **kwargs):
         return run_algorithms(runner, name, algorithms, kwargs.pop("input_files", []), root or tmp_path, **kwargs)
     return _calibrate
+
+
+def require_testbed(name: str) -> dict:
+    """The environment for submitting to testbed ``name``; skips (or, in CI, fails) when it is down.
+
+    ``tests/run.sh`` starts the testbeds and sets CAF_HPC_REQUIRE_BATCH=1, so that a batch
+    test can never pass by being skipped there.
+    """
+    import os
+
+    from caf_hpc import testbed
+
+    if not testbed.is_up(name):
+        reason = f"the {name} testbed is down: start it with `caf-hpc testbed up {name}` (as root)"
+        if os.environ.get("CAF_HPC_REQUIRE_BATCH") == "1":
+            pytest.fail(f"{reason}; CAF_HPC_REQUIRE_BATCH=1 forbids skipping batch tests")
+        pytest.skip(reason)
+    return testbed.environment(name)

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,17 +113,19 @@ class ScriptedStrategy(AlgorithmStrategy):
         sys.stdout.flush()
         ctypes.string_at(0)
 
-    def _kill_worker_once(self, marker):
-        """SIGKILLs the Dask worker process running this strategy, the first time only."""
-        if Path(marker).exists():
-            return
-        Path(marker).touch()
-        pid = os.getppid()
-        if b"caf_hpc.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        sys.stdout.flush()
-        os.kill(pid, signal.SIGKILL)
-        time.sleep(60)  # ended long before: with its worker gone, the strategy ends itself
+    def _signal_worker_once(self, marker, name):
+        """Sends signal ``name`` to the Dask worker process running this strategy, the first time only."""
+        if _first_time(marker):
+            sys.stdout.flush()
+            os.kill(_worker_pid(), getattr(signal, name))
+            time.sleep(60)  # a killed worker takes this process along; a stopped one is given up on
+
+    def _cancel_own_job_once(self, marker, job_variable, command):
+        """Cancels the batch job this strategy runs in (``command JOB_ID``), the first time only."""
+        if _first_time(marker):
+            print(f"cancelling batch job {os.environ[job_variable]}")
+            subprocess.run([command, os.environ[job_variable]], check=True, timeout=30)
+            time.sleep(60)
 
     def _sleep(self, seconds):
         time.sleep(seconds)
@@ -133,6 +136,21 @@ class ScriptedStrategy(AlgorithmStrategy):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{path} did not appear within {timeout} s")
             time.sleep(0.01)
+
+
+def _first_time(marker) -> bool:
+    if Path(marker).exists():
+        return False
+    Path(marker).touch()
+    return True
+
+
+def _worker_pid() -> int:
+    """The Dask worker process above this one (the fork server, if any, sits in between)."""
+    pid = os.getppid()
+    if b"caf_hpc.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return pid
 
 
 def scripted(name: str, *steps) -> Algorithm:

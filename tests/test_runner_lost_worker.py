@@ -11,7 +11,7 @@ from caf_hpc.standins.utils import IoV, IoV_Result
 
 
 def _losing(tmp_path):
-    return scripted("Unlucky", ("results", 3), ("kill_worker_once", str(tmp_path / "killed")), ("results", 2),
+    return scripted("Unlucky", ("results", 3), ("signal_worker_once", str(tmp_path / "killed"), "SIGKILL"), ("results", 2),
                     ("final", "COMPLETED"))
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import require_testbed
 from distributed import Client
 
-from caf_hpc import testbed
 from caf_hpc.cli import main
 from caf_hpc.settings import resolve
 from caf_hpc.sites import build_cluster
@@ -23,9 +23,7 @@ SITES = {"localhost-slurm": ("slurm", "SLURM_JOB_ID"),
 def batch_system(request, tmp_path, monkeypatch):
     """The site's testbed environment, with HOME (so TLS files and logs) under tmp_path."""
     name, job_variable = SITES[request.param]
-    if not testbed.is_up(name):
-        pytest.skip(f"the {name} testbed is down (caf-hpc testbed up {name})")
-    for key, value in testbed.environment(name).items():
+    for key, value in require_testbed(name).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

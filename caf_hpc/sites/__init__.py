@@ -8,10 +8,10 @@ Importing this package registers ``build.build_cluster`` with ``caf_hpc.clusters
 from __future__ import annotations
 
 from .build import build_cluster, register
-from .config import SiteConfig, bind, load_site
+from .config import SiteConfig, bind, describe, load_site
 from .errors import SiteConfigError
 from .runner_section import apply_runner_section
 
-__all__ = ["SiteConfig", "SiteConfigError", "apply_runner_section", "bind", "build_cluster", "load_site"]
+__all__ = ["SiteConfig", "SiteConfigError", "apply_runner_section", "bind", "build_cluster", "describe", "load_site"]
 
 register()

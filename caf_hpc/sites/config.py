@@ -8,6 +8,7 @@ each other). Such a combination is registered in this process under a name of it
 """
 from __future__ import annotations
 
+import os
 import copy
 import hashlib
 import json
@@ -151,3 +152,16 @@ def bind(site: str, overrides: Optional[Mapping[str, Any]] = None) -> str:
     with _bound_lock:
         _bound[key] = (site, copy.deepcopy(overrides))
     return key
+
+
+def describe(site: str) -> str:
+    """The site, its scheduler, queue and job log directory, for messages about missing workers."""
+    config = load_site(site)
+    parts = [config.scheduler]
+    if config.cluster.get("queue"):
+        parts.append(f"queue {config.cluster['queue']}")
+    if config.cluster.get("log_directory"):
+        parts.append(f"job logs in {os.path.expanduser(config.cluster['log_directory'])}")
+    elif config.is_batch:
+        parts.append("no log_directory set, so job logs are wherever the batch system puts them")
+    return f"site {config.name!r} ({', '.join(parts)}; {config.source})"

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
+import sys
 from functools import lru_cache
+from typing import Any
 
 SCHEDULERS = ("local", "slurm", "pbs", "sge", "lsf", "htcondor")
 BATCH_SCHEDULERS = SCHEDULERS[1:]
@@ -110,11 +113,29 @@ def normalise_key(key: str) -> str:
     return str(key).replace("-", "_")
 
 
+def jobqueue() -> Any:
+    """``dask_jobqueue``, imported without the side effect of its ``runner`` module.
+
+    On import that module sets the SIGINT handler to ``sys.exit()``: Ctrl-C of a steering
+    script would end it silently with exit code 0, and importing it from a thread other
+    than the main one (CAF runs each calibration in a thread) raises ValueError. The
+    handler in force before stays in force.
+    """
+    if "dask_jobqueue" in sys.modules:
+        return sys.modules["dask_jobqueue"]
+    real_signal = signal.signal
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal = lambda signalnum, handler: previous  # type: ignore[assignment]
+    try:
+        import dask_jobqueue
+    finally:
+        signal.signal = real_signal
+    return dask_jobqueue
+
+
 def cluster_class(scheduler: str) -> type:
     """dask-jobqueue's cluster class for a batch scheduler (imports dask-jobqueue)."""
-    import dask_jobqueue
-
-    return getattr(dask_jobqueue, CLUSTER_CLASSES[scheduler])
+    return getattr(jobqueue(), CLUSTER_CLASSES[scheduler])
 
 
 def _parameters(function) -> set:
@@ -125,10 +146,9 @@ def _parameters(function) -> set:
 @lru_cache(maxsize=None)
 def _jobqueue_defaults() -> dict:
     """dask-jobqueue's own ``jobqueue.yaml`` (not the user's copy), keys normalised."""
-    import dask_jobqueue
     import yaml
 
-    path = os.path.join(os.path.dirname(dask_jobqueue.__file__), "jobqueue.yaml")
+    path = os.path.join(os.path.dirname(jobqueue().__file__), "jobqueue.yaml")
     with open(path, encoding="utf-8") as stream:
         raw = yaml.safe_load(stream)["jobqueue"]
     return {scheduler: {normalise_key(k): v for k, v in section.items()} for scheduler, section in raw.items()}
@@ -144,9 +164,9 @@ def cluster_keys(scheduler: str) -> tuple:
     """The ``cluster`` keys a site of this scheduler may set, sorted."""
     if scheduler == "local":
         return LOCAL_CLUSTER_KEYS
+    cls = cluster_class(scheduler)
     from dask_jobqueue.core import Job, JobQueueCluster
 
-    cls = cluster_class(scheduler)
     names = _parameters(cls.job_cls.__init__) | _parameters(Job.__init__) | _parameters(JobQueueCluster.__init__)
     names |= set(_jobqueue_defaults().get(scheduler, {}))
     names |= set(COMMAND_EXTRAS)
@@ -159,7 +179,7 @@ def cluster_keys(scheduler: str) -> tuple:
 @lru_cache(maxsize=None)
 def cluster_only_keys() -> frozenset:
     """Cluster-class arguments that dask-jobqueue does not pass on to the job class."""
-    from dask_jobqueue.core import JobQueueCluster
+    JobQueueCluster = jobqueue().JobQueueCluster
 
     return frozenset(_parameters(JobQueueCluster.__init__) - {"interface", "protocol", "config_name"})
 

@@ -1,0 +1,61 @@
+"""Replacing batch jobs whose workers were lost.
+
+dask-jobqueue keeps a fixed-size cluster's job objects after their batch job died
+(cancelled, killed, out of walltime, its worker removed as hung): the cluster still
+counts them, so ``scale()`` submits nothing new and the next strategy waits for a worker
+that never comes. This keeper watches the scheduler's worker events: a job that once had
+workers connected and now has none is cancelled (in case it still sits in the batch
+queue, e.g. hung) and dropped, and the cluster is asked to reach its size again, which
+submits a new job under the same name. Adaptive clusters get the same treatment.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .basf2_compat import log_warning
+
+
+class JobKeeper:
+    def __init__(self, client: Any, cluster: Any) -> None:
+        self._client = client
+        self._cluster = cluster
+        self._seen: set = set()   # jobs that had workers connected at some point
+        self._lock = threading.Lock()
+
+    def _connected_jobs(self) -> set:
+        names = {str(w.get("name")) for w in self._client.scheduler_info(n_workers=-1)["workers"].values()}
+        return {job for job in list(self._cluster.workers)
+                if any(name == job or name.startswith(f"{job}-") for name in names)}
+
+    def on_worker_event(self, message: dict) -> None:
+        """Listener for add-worker/remove-worker events (runs in a thread of its own)."""
+        try:
+            with self._lock:
+                connected = self._connected_jobs()
+                self._seen |= connected
+                lost = sorted(self._seen - connected) if message.get("action") == "remove-worker" else []
+                self._seen -= set(lost)
+            if lost:
+                self._cluster.loop.add_callback(self._replace, lost)
+        except Exception as err:  # a closing client or cluster: nothing left to keep
+            log_warning(f"caf-hpc: could not check the batch jobs after a worker event: {err!r}")
+
+    async def _replace(self, lost: list) -> None:
+        jobs = [self._cluster.workers.pop(name) for name in lost if name in self._cluster.workers]
+        for job in jobs:
+            log_warning(f"caf-hpc: batch job {getattr(job, 'job_id', '?')} ({job.name}) lost its workers; "
+                        "submitting a replacement")
+            try:
+                await job.close()  # cancels it if the batch system still has it
+            except Exception:
+                pass
+        if jobs:
+            await self._cluster._correct_state()
+
+
+def keep_jobs(client: Any, cluster: Any) -> None:
+    """Replaces ``cluster``'s lost batch jobs from now on."""
+    from . import worker_loss
+
+    worker_loss.watch_for(client).add_listener(JobKeeper(client, cluster).on_worker_event)

@@ -1,0 +1,140 @@
+"""Losing workers on the real Slurm: cancelled and hung jobs, replacement, waiting in vain, Ctrl-C."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from batch_queues import jobs_named, wait_until_no_jobs
+from conftest import require_testbed
+from scripted import ok, scripted
+
+from caf_hpc import clusters, runner_for
+from caf_hpc.basf2_compat import RunnerError
+from caf_hpc.standins.utils import IoV, IoV_Result
+
+pytestmark = [pytest.mark.batch, pytest.mark.timeout(180)]
+
+SITE = "localhost-slurm"
+
+
+@pytest.fixture
+def slurm(tmp_path, monkeypatch, request):
+    """A Slurm cluster of this test's own (named after it), closed afterwards with no job left."""
+    for key, value in require_testbed("slurm").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    job_name = f"caf-{request.node.name[5:30]}"
+    runners = []
+
+    def make(jobs=2, **settings):
+        cluster = dict(settings.pop("cluster", {}), job_name=job_name)
+        runner = runner_for(SITE, cluster=cluster, scale={"jobs": jobs}, **settings)
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        clusters.close(runner.settings())
+    assert wait_until_no_jobs("slurm", job_name) == []
+
+
+def _cancelling(tmp_path, name="Cancelled"):
+    return scripted(name, ("results", 3), ("cancel_own_job_once", str(tmp_path / "cancelled"), "SLURM_JOB_ID",
+                                           "scancel"), ("results", 2), ("final", "COMPLETED"))
+
+
+def _five_results():
+    return [IoV_Result(IoV(1, i, 1, i), 0) for i in range(3)] + [IoV_Result(IoV(1, i, 1, i), 0) for i in range(2)]
+
+
+def test_cancelled_job_mid_strategy_reruns_it_on_another_worker(slurm, calibrate, tmp_path):
+    outcome = calibrate([_cancelling(tmp_path), ok("Next")], runner=slurm(retries=1))
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert outcome.results["Cancelled"] == _five_results()  # the lost attempt's three are gone
+    assert "cancelling batch job" in (outcome.output_dir / "Cancelled_stdout").read_text()
+
+
+def test_cancelled_job_without_retries_is_reported_as_infrastructure_failure(slurm, calibrate, tmp_path):
+    outcome = calibrate([_cancelling(tmp_path), ok("Next")], runner=slurm(retries=0))
+    assert isinstance(outcome.error, RunnerError)
+    message = str(outcome.error)
+    assert "lost its worker 1 time(s)" in message and "failure of the cluster, not of the algorithm" in message
+    assert "batch job " in message and "job logs in " in message and "localhost-slurm" in message
+    assert list(outcome.results) == ["Cancelled"]
+
+
+def test_lost_job_is_replaced_so_the_strategy_finds_a_worker(slurm, calibrate, tmp_path):
+    outcome = calibrate([_cancelling(tmp_path), ok("Next")], runner=slurm(jobs=1, retries=1))
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert outcome.results["Cancelled"] == _five_results()
+    assert len(outcome.results["Next"]) == 1
+
+
+def test_hung_worker_is_noticed_within_the_worker_ttl(slurm, calibrate, tmp_path):
+    runner = slurm(retries=1, cluster={"scheduler_options": {"worker_ttl": "4s"}})
+    hanging = scripted("Hanging", ("results", 1), ("signal_worker_once", str(tmp_path / "stopped"), "SIGSTOP"),
+                       ("final", "COMPLETED"))
+    calibrate([ok("WarmUp")], runner=runner)  # the workers are up: time only the hang
+    started = time.monotonic()
+    outcome = calibrate([hanging], runner=runner)
+    elapsed = time.monotonic() - started
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert outcome.results["Hanging"] == [IoV_Result(IoV(1, 0, 1, 0), 0)]
+    assert elapsed < 4 + 10, f"noticed after {elapsed:.1f} s"
+
+
+def test_no_worker_arriving_in_time_is_a_clear_error(slurm, calibrate, tmp_path):
+    runner = slurm(jobs=1, retries=1, worker_wait=5)
+    calibrate([ok("WarmUp")], runner=runner)
+    subprocess.run(["scontrol", "update", "PartitionName=debug", "State=DOWN"], check=True, timeout=30)
+    try:
+        outcome = calibrate([_cancelling(tmp_path)], runner=runner)
+    finally:
+        subprocess.run(["scontrol", "update", "PartitionName=debug", "State=UP"], check=True, timeout=30)
+    assert isinstance(outcome.error, RunnerError)
+    message = str(outcome.error)
+    assert "found no worker to run it within 5 s (worker_wait)" in message
+    assert "site 'localhost-slurm" in message and "queue debug" in message and "job logs in " in message
+
+
+STEERING = """
+import pathlib, sys
+sys.path.insert(0, {tests!r})
+from scripted import scripted
+from caf_hpc import runner_for
+from caf_hpc.standins.driver import run_algorithms
+
+runner = runner_for("localhost-slurm", cluster={{"job_name": {job_name!r}}}, scale={{"jobs": 1}})
+algorithm = scripted("Long", ("record", {started!r}, "running"), ("sleep", 120), ("final", "COMPLETED"))
+run_algorithms(runner, "interrupted", [algorithm], [], pathlib.Path("calibration"))
+"""
+
+
+def test_ctrl_c_of_the_steering_script_leaves_no_job_behind(tmp_path, monkeypatch):
+    env = dict(os.environ, **require_testbed("slurm"), HOME=str(tmp_path / "home"))
+    job_name = "caf-ctrl-c"
+    started = tmp_path / "started"
+    script = tmp_path / "steering.py"
+    script.write_text(textwrap.dedent(STEERING.format(tests=os.path.dirname(__file__), job_name=job_name,
+                                                      started=str(started))))
+    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not started.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
+        assert started.exists(), process.communicate(timeout=30)[0] if process.poll() is not None else "no start"
+        assert jobs_named("slurm", job_name)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0, output
+    assert "KeyboardInterrupt" in output
+    assert wait_until_no_jobs("slurm", job_name, seconds=15) == []

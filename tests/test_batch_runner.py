@@ -1,0 +1,71 @@
+"""The runner end to end on the real Slurm, PBS and SGE of `caf-hpc testbed up`: the demo
+calibration, ordering, isolation from the worker jobs' logs, fail-fast, and no job left."""
+from __future__ import annotations
+
+import pytest
+from batch_queues import wait_until_no_jobs
+from conftest import require_testbed
+from scripted import ok, scripted
+
+from caf_hpc import clusters, runner_for
+from caf_hpc.demo.run import run_demo
+from caf_hpc.standins.utils import ExpRun
+
+pytestmark = [pytest.mark.batch, pytest.mark.timeout(180)]
+
+#: site -> testbed
+SITES = {"localhost-slurm": "slurm", "localhost-pbs": "pbs", "localhost-sge": "sge"}
+
+
+@pytest.fixture(scope="module", params=list(SITES))
+def site_runner(request, tmp_path_factory):
+    """A runner on the site with a cluster of its own (two jobs, named for this module);
+    afterwards the cluster is closed and no job of it may remain in the batch queue."""
+    site = request.param
+    system = SITES[site]
+    home = tmp_path_factory.mktemp(f"home-{system}")
+    job_name = f"caf-e2e-{system}"
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in require_testbed(system).items():
+            patch.setenv(key, value)
+        patch.setenv("HOME", str(home))
+        runner = runner_for(site, cluster={"job_name": job_name}, scale={"jobs": 2})
+        try:
+            yield runner, home / ".caf-hpc" / "logs" / site
+        finally:
+            clusters.close(runner.settings())
+            assert wait_until_no_jobs(system, job_name) == []
+
+
+def test_demo_calibration_runs_in_batch_jobs(site_runner, tmp_path):
+    runner, _ = site_runner
+    report = run_demo(runner, tmp_path / "demo", runs=5)
+    outcome = report.outcome
+    assert outcome.final_state == "COMPLETED", outcome.error
+    pedestal_runs = [ExpRun(r.iov.exp_low, r.iov.run_low) for r in outcome.results["PedestalCalibration"]]
+    assert pedestal_runs == [ExpRun(e, r) for e in (1, 2) for r in range(1, 6)]  # in order, each once
+    assert [len(outcome.results[n]) for n in ("GainCalibration", "TimeOffsetCalibration")] == [1, 1]
+    assert report.residuals["Pedestals"] < 0.5 and report.residuals["Gains"] < 0.02
+    assert report.residuals["TimeOffsets"] < 0.2
+
+
+def test_output_stays_in_each_algorithm_log_not_in_the_job_logs(site_runner, calibrate):
+    runner, job_logs = site_runner
+    channels = ("print", "fd1", "fd2", "c_stdout", "log")
+    algorithms = [scripted(name, *[(c, f"MARK-{name}-{c}") for c in channels], ("results", 2), ("final", "COMPLETED"))
+                  for name in ("Alpha", "Beta")]
+    outcome = calibrate(algorithms, runner=runner)
+    assert outcome.final_state == "COMPLETED", outcome.error
+    for name, other in (("Alpha", "Beta"), ("Beta", "Alpha")):
+        log = (outcome.output_dir / f"{name}_stdout").read_text()
+        assert all(f"MARK-{name}-{c}" in log for c in channels) and f"MARK-{other}" not in log
+    job_log_text = "".join(p.read_text(errors="replace") for p in job_logs.iterdir() if p.is_file())
+    assert job_log_text and "MARK-" not in job_log_text
+
+
+def test_failed_strategy_stops_the_chain_on_a_batch_site(site_runner, calibrate):
+    runner, _ = site_runner
+    outcome = calibrate([ok("First"), scripted("Second", ("results", 1, 3), ("final", "FAILED")), ok("Third")],
+                        runner=runner)
+    assert outcome.final_state == "FAILED" and outcome.error is None
+    assert list(outcome.results) == ["First", "Second"]
