@@ -6,6 +6,9 @@ import sys
 
 from . import NAMES, TestbedError, down, environment, is_up, up
 
+#: Exit code of ``status`` when a named system is down (as the scripts' own ``status``).
+STATUS_DOWN = 3
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,7 +21,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     actions.required = True
     for action, text in (("up", "start (installing what is missing); returns once a job has run"),
                          ("down", "cancel the testbed's jobs and stop the daemons it started"),
-                         ("status", "say which systems are up")):
+                         ("status", "say which systems are up; exit code 3 if any named one is down")):
         sub = actions.add_parser(action, help=text, description=text)
         sub.add_argument("names", nargs="*", choices=[[], *NAMES], metavar="NAME",
                          help=f"one or more of {', '.join(NAMES)} (default: all)")
@@ -33,6 +36,7 @@ def _run_action(args: argparse.Namespace) -> int:
     names = list(args.names) or list(NAMES)
     if args.action == "down":
         names.reverse()  # PBS rides on Slurm: stop it first
+    all_up = True
     try:
         for name in names:
             if args.action == "up":
@@ -42,11 +46,13 @@ def _run_action(args: argparse.Namespace) -> int:
                 down(name)
                 print(f"{name}: down")
             else:
-                print(f"{name}: {'up' if is_up(name) else 'down'}")
+                running = is_up(name)
+                all_up = all_up and running
+                print(f"{name}: {'up' if running else 'down'}")
     except TestbedError as err:
         print(f"caf-hpc testbed: {err}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if all_up else STATUS_DOWN
 
 
 def _print_environment(args: argparse.Namespace) -> int:
