@@ -1,11 +1,12 @@
-"""Per-strategy overhead of the runner on a warm local cluster.
+"""Per-strategy overhead of the runner on warm workers, and its cold start.
 
 A calibration of N trivial algorithms (each sends one result and its final state) is
-run through ``DaskAlgorithmsRunner`` exactly as CAF would; the wall time per strategy
-is its overhead. The baseline, measured in the same run, is the pattern of CAF's
-reference runner: a forked child per strategy, its queue polled every 5 seconds.
+run through the runner exactly as CAF would; the wall time per strategy is its
+overhead. The cold start is the time from the first ``run()`` (no cluster yet) to the
+first strategy running. The baseline, measured in the same run, is the pattern of
+CAF's reference runner: a forked child per strategy, its queue polled every 5 seconds.
 
-    python benchmarks/strategy_overhead.py [--strategies 20] [--repeats 5] [--baseline-strategies 2]
+    python benchmarks/strategy_overhead.py [--site NAME] [--strategies 20] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from caf_hpc import DaskAlgorithmsRunner, clusters
+from caf_hpc import DaskAlgorithmsRunner, clusters, runner_for
 from caf_hpc.standins.driver import run_algorithms
 from caf_hpc.standins.framework import Algorithm
 from caf_hpc.standins.strategies import AlgorithmStrategy
@@ -36,6 +37,9 @@ class Trivial:
 
 class TrivialStrategy(AlgorithmStrategy):
     def run(self, iov, iteration, queue):
+        started = Path(self.output_dir, "first-strategy-started")
+        if not started.exists():
+            started.write_text(repr(time.time()))
         queue.put({"type": "result", "value": IoV_Result(IoV(1, 1, 1, 1), 0)})
         queue.put({"type": "final_state", "value": "COMPLETED"})
 
@@ -74,20 +78,25 @@ def main() -> int:
     parser.add_argument("--strategies", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline-strategies", type=int, default=2)
+    parser.add_argument("--site", help="a site config (default: the local Dask cluster)")
     args = parser.parse_args()
+    runner = runner_for(args.site) if args.site else DaskAlgorithmsRunner
     with tempfile.TemporaryDirectory() as tmp:
-        run_algorithms(DaskAlgorithmsRunner, "warm-up", algorithms(2), [], Path(tmp, "warm"))
+        called = time.time()
+        run_algorithms(runner, "warm-up", algorithms(2), [], Path(tmp, "warm"))
+        cold = float(Path(tmp, "warm", "0", "algorithm_output", "first-strategy-started").read_text()) - called
         per_strategy = []
         for repeat in range(args.repeats):
             started = time.monotonic()
-            outcome = run_algorithms(DaskAlgorithmsRunner, "bench", algorithms(args.strategies), [],
-                                     Path(tmp, str(repeat)))
+            outcome = run_algorithms(runner, "bench", algorithms(args.strategies), [], Path(tmp, str(repeat)))
             assert outcome.final_state == "COMPLETED", outcome.error
             per_strategy.append((time.monotonic() - started) / args.strategies)
     clusters.close_all()
     median = statistics.median(per_strategy)
     baseline = reference_pattern(args.baseline_strategies)
-    print(f"caf-hpc runner, warm local cluster: median {median * 1000:.1f} ms per strategy "
+    target = args.site or "local Dask cluster"
+    print(f"{target}: cold start, run() to first strategy running: {cold:.2f} s")
+    print(f"{target}: warm workers, median {median * 1000:.1f} ms per strategy "
           f"(runs: {', '.join(f'{x * 1000:.1f}' for x in per_strategy)} ms)")
     print(f"reference pattern (fork + {REFERENCE_POLL_SECONDS:g} s poll): {baseline * 1000:.0f} ms per strategy")
     print(f"ratio reference / caf-hpc: {baseline / median:.1f}")
