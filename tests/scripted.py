@@ -76,6 +76,9 @@ class ScriptedStrategy(AlgorithmStrategy):
     def _log(self, text):
         logging.getLogger("scripted").warning(text)
 
+    def _record_pid(self, path):
+        Path(path).write_text(str(os.getpid()))
+
     def _record(self, path, text):
         with open(path, "a") as handle:
             handle.write(f"{text}\n")

@@ -79,3 +79,26 @@ def test_fork_server_takes_its_children_along_when_the_worker_goes(tmp_path):
     assert _wait_gone(child.pid)
     for fd in (stdin_write, message_read):
         os.close(fd)
+
+
+def test_cancelling_the_dask_task_stops_its_strategy_process(tmp_path):
+    from distributed import Queue
+
+    from caf_hpc import DaskAlgorithmsRunner, clusters
+
+    client = clusters.client_for(DaskAlgorithmsRunner.settings())
+    pid_file = tmp_path / "pid"
+    task = _task(tmp_path, scripted("Endless", ("record_pid", str(pid_file)), ("sleep", 120)))
+    queue = Queue("caf-hpc-test-cancel", client=client)
+    task.queue_name = queue.name
+    future = client.submit(worker_task.run_strategy_task, task, pure=False)
+    try:
+        assert queue.get(timeout=30)["kind"] == "start"
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pid = int(pid_file.read_text())
+        future.cancel()
+        assert _wait_gone(pid, seconds=15)  # about 1 s: the supervisor checks once a second
+    finally:
+        queue.close()
