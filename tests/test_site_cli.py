@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
-import stat
-import textwrap
+import re
+import subprocess
 
 import pytest
 import yaml
+from batch_queues import jobs_named
+from conftest import require_testbed
 
 from caf_hpc.cli import main
 from caf_hpc.sites import load_site
@@ -25,18 +27,38 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture
-def fake_bin(tmp_path, monkeypatch):
-    """A directory first on PATH (and nothing else) for stand-ins of batch commands."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    monkeypatch.setenv("PATH", str(directory))
+#: Where Debian's gridengine packages (installed by the SGE testbed) put Grid Engine's qsub, without
+#: the testbed's PBS directory that a developer's shell may have put first on PATH.
+SYSTEM_PATH = "/usr/bin:/bin"
 
-    def add(name: str, body: str) -> None:
-        path = directory / name
-        path.write_text("#!/bin/sh\nPATH=/usr/bin:/bin\n" + textwrap.dedent(body))
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return add
+
+@pytest.fixture
+def testbed(monkeypatch):
+    """``testbed(name, **overrides)`` submits this test's commands to the real testbed ``name`` (skips when down)."""
+    def use(name: str, **overrides: str) -> None:
+        for key, value in {**require_testbed(name), **overrides}.items():
+            monkeypatch.setenv(key, value)
+    return use
+
+
+@pytest.fixture
+def user_site(tmp_path, monkeypatch):
+    """``user_site(name, text)`` writes a real site config where CAF_HPC_SITE_PATH finds it."""
+    directory = tmp_path / "sites"
+    directory.mkdir()
+    monkeypatch.setenv("CAF_HPC_SITE_PATH", str(directory))
+
+    def write(name: str, text: str) -> str:
+        (directory / f"{name}.yaml").write_text(text)
+        return name
+    return write
+
+
+def slurm_site(queue: str = "debug", job_name: str = "dask-worker") -> str:
+    return (f"scheduler: slurm\n"
+            f"cluster: {{queue: {queue}, cores: 1, processes: 1, memory: 1GB, walltime: '00:10:00', interface: lo,\n"
+            f"          job_name: {job_name}}}\n"
+            f"security: {{tls: true, directory: '~/.caf-hpc/tls/{{site}}'}}\n")
 
 
 def run(capsys, *argv):
@@ -103,58 +125,72 @@ def test_sites_check_local_has_nothing_to_submit(capsys):
     assert "nothing to submit" in out
 
 
-def test_sites_check_without_submitting(capsys, fake_bin):
-    fake_bin("sbatch", "echo called >&2; exit 7\n")
-    code, out, _ = run(capsys, "sites", "check", "localhost-slurm", "--no-submit")
+@pytest.mark.batch
+def test_sites_check_without_submitting(capsys, testbed, user_site):
+    """--no-submit against the real Slurm: no dry submission is reported, and no job of the site's name is queued."""
+    testbed("slurm")
+    job_name = f"caf-nosubmit-{os.getpid()}"
+    name = user_site("nosubmit", slurm_site(job_name=job_name))
+    code, out, _ = run(capsys, "sites", "check", name, "--no-submit")
     assert code == 0 and "dry submission" not in out
     assert "TLS: on, credentials in " in out
+    assert jobs_named("slurm", job_name) == []
 
 
-def test_sites_check_dry_submits_with_sbatch_test_only(capsys, fake_bin):
-    fake_bin("sbatch", """\
-        [ "$1" = --test-only ] || exit 9
-        grep -q '^#SBATCH -p debug' "$2" || exit 8
-        echo "sbatch: Job 1 to start at now using 1 processors on nodes localhost in partition debug" >&2
-        """)
+@pytest.mark.batch
+def test_sites_check_dry_submits_with_sbatch_test_only(capsys, testbed):
+    testbed("slurm")
     code, out, _ = run(capsys, "sites", "check", "localhost-slurm")
-    assert code == 0
+    assert code == 0, out
     assert "dry submission: sbatch --test-only accepted the job" in out
-    assert "  sbatch: Job 1 to start at now" in out
+    # Slurm's own answer, for the partition the site's `#SBATCH -p debug` names
+    assert re.search(r"^  sbatch: Job \d+ to start at \S+ using 1 processors on nodes \S+ in partition debug$", out,
+                     re.MULTILINE), out
 
 
-def test_sites_check_reports_a_refused_dry_submission(capsys, fake_bin):
-    fake_bin("sbatch", "echo 'sbatch: error: invalid partition specified: debug' >&2; exit 1\n")
-    code, out, _ = run(capsys, "sites", "check", "localhost-slurm")
+@pytest.mark.batch
+def test_sites_check_reports_a_refused_dry_submission(capsys, testbed, user_site):
+    testbed("slurm")
+    name = user_site("nosuchqueue", slurm_site(queue="nosuchpartition"))
+    code, out, _ = run(capsys, "sites", "check", name)
     assert code == 1
     assert "dry submission: sbatch --test-only refused the job (exit code 1)" in out
-    assert "invalid partition specified" in out
+    assert "  sbatch: error: invalid partition specified: nosuchpartition" in out.splitlines()
 
 
-def test_sites_check_sge_verifies_with_qsub_w_v(capsys, fake_bin):
-    fake_bin("qsub", """\
-        if [ "$1" = -help ]; then echo "SGE 8.1.9"; exit 0; fi
-        [ "$1 $2" = "-w v" ] || exit 9
-        echo "verification: found suitable queue(s)"
-        """)
+@pytest.mark.batch
+def test_sites_check_sge_verifies_with_qsub_w_v(capsys, testbed):
+    testbed("sge", PATH=SYSTEM_PATH)
     code, out, _ = run(capsys, "sites", "check", "localhost-sge")
-    assert code == 0 and "dry submission: qsub -w v accepted the job" in out
+    assert code == 0 and "dry submission: qsub -w v accepted the job" in out, out
+    assert "  verification: found suitable queue(s)" in out.splitlines()
 
 
-def test_sites_check_pbs_refuses_a_grid_engine_qsub(capsys, fake_bin):
-    fake_bin("qsub", "echo 'SGE 8.1.9'\n")
+@pytest.mark.batch
+def test_sites_check_pbs_refuses_a_grid_engine_qsub(capsys, testbed):
+    testbed("sge", PATH=SYSTEM_PATH)  # /usr/bin/qsub is Grid Engine's
+    version = subprocess.run(["/usr/bin/qsub", "-help"], capture_output=True, text=True, timeout=30).stdout
+    version = version.splitlines()[0]
+    assert version.startswith("SGE ")
     code, out, _ = run(capsys, "sites", "check", "localhost-pbs")
-    assert code == 1 and "is Grid Engine's (SGE 8.1.9), not PBS's" in out
+    assert code == 1
+    assert (f"dry submission: the qsub on PATH (/usr/bin/qsub) is Grid Engine's ({version}), not PBS's; "
+            "put the PBS commands first on PATH") in out.splitlines()
 
 
-def test_sites_check_pbs_over_slurm_uses_sbatch_beside_qsub(capsys, fake_bin):
-    fake_bin("qsub", "# slurm-wlm-torque: use Slurm;\necho 'usage: qsub [-a start_time]'\n")
-    fake_bin("sbatch", '[ "$1" = --test-only ] && grep -q "^#PBS -l select=1:ncpus=1:mpiprocs=1" "$2"\n')
+@pytest.mark.batch
+def test_sites_check_pbs_over_slurm_uses_sbatch_beside_qsub(capsys, testbed):
+    testbed("pbs")  # slurm-wlm-torque's qsub first on PATH
     code, out, _ = run(capsys, "sites", "check", "localhost-pbs")
-    assert code == 0
+    assert code == 0, out
     assert "sbatch --test-only accepted the job (qsub is slurm-wlm-torque's wrapper over Slurm)" in out
+    assert re.search(r"^  sbatch: Job \d+ to start at .* in partition debug$", out, re.MULTILINE), out
 
 
-def test_sites_check_without_the_scheduler_commands(capsys, fake_bin):
+def test_sites_check_without_the_scheduler_commands(capsys, tmp_path, monkeypatch):
+    empty = tmp_path / "bin"  # a PATH with no batch commands on it
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
     code, out, _ = run(capsys, "sites", "check", "localhost-slurm")
     assert code == 0 and "dry submission: sbatch not found on PATH: no dry submission" in out
 

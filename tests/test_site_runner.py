@@ -1,7 +1,14 @@
 """A site config reaching the runner: runner_for validates it, its runner section fills settings, build makes the cluster."""
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+
 import pytest
+from batch_queues import jobs_named
+from conftest import require_testbed
 
 from caf_hpc import clusters, runner_for
 from caf_hpc.settings import SettingsError, resolve
@@ -31,16 +38,11 @@ def _isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fake_bin(tmp_path, monkeypatch):
-    """Stand-ins for batch commands, alone on PATH; none of them may be called by these tests."""
-    directory = tmp_path / "bin"
-    directory.mkdir()
-    monkeypatch.setenv("PATH", str(directory))
-
-    def add(name: str, body: str = "echo called >&2; exit 99\n") -> None:
-        (directory / name).write_text("#!/bin/sh\n" + body)
-        (directory / name).chmod(0o755)
-    return add
+def slurm(monkeypatch, request):
+    """The real Slurm of the testbed; returns a job name of this test's own, for finding its jobs in the queue."""
+    for key, value in require_testbed("slurm").items():
+        monkeypatch.setenv(key, value)
+    return f"caf-{request.node.name[5:30]}-{os.getpid()}"
 
 
 def site(tmp_path, text: str = SLURM, name: str = "mysite") -> str:
@@ -104,10 +106,10 @@ def test_local_site_builds_the_local_default_cluster(tmp_path, monkeypatch):
     assert seen[1].n_workers == 2
 
 
-def test_batch_cluster_submits_exactly_the_printed_job_script(tmp_path, fake_bin):
+@pytest.mark.batch
+def test_batch_cluster_submits_exactly_the_printed_job_script(tmp_path, slurm):
     """A real SLURMCluster (scheduler only, no jobs) with TLS: its job script is what `job-script` prints."""
-    fake_bin("sbatch")
-    name = site(tmp_path, SLURM + "scale: {jobs: 0}\n")
+    name = site(tmp_path, SLURM.replace("log_directory:", f"job_name: {slurm}, log_directory:") + "scale: {jobs: 0}\n")
     cluster = build_cluster(resolve(site=name))
     try:
         address = cluster.scheduler.address
@@ -117,31 +119,45 @@ def test_batch_cluster_submits_exactly_the_printed_job_script(tmp_path, fake_bin
         printed = job_script(load_site(name)).replace(SCHEDULER_ADDRESS.format(protocol="tls"), address)
         assert cluster.job_script() == printed
         assert f"--name {WORKER_NAME}" in printed and "--tls-key" in printed
-        assert not cluster.workers  # nothing was submitted
+        assert f"#SBATCH -J {slurm}" in printed
+        assert not cluster.workers  # nothing was submitted ...
+        assert jobs_named("slurm", slurm) == []  # ... and the real Slurm has no job of this cluster
     finally:
         cluster.close()
 
 
-def test_adaptive_scale_and_submit_extras_reach_the_cluster(tmp_path, fake_bin):
-    fake_bin("sbatch")
-    text = SLURM.replace("log_directory: ~/logs}", "log_directory: ~/logs, submit_command_extra: ['--hold']}")
+@pytest.mark.batch
+def test_adaptive_scale_and_submit_extras_reach_the_cluster(tmp_path, slurm):
+    text = SLURM.replace("log_directory: ~/logs}",
+                         f"log_directory: ~/logs, job_name: {slurm}, submit_command_extra: ['--hold']}}")
     name = site(tmp_path, text + "scale: {minimum_jobs: 0, maximum_jobs: 2}\nsecurity: {tls: false}\n")
     cluster = build_cluster(resolve(site=name))
     try:
         assert cluster.scheduler.address.startswith("tcp://")
         assert cluster.job_cls.submit_command == "sbatch --hold"
         assert (cluster._adaptive.minimum, cluster._adaptive.maximum) == (0, 2)
+        assert jobs_named("slurm", slurm) == []  # no work, so adaptive scaling submitted nothing
     finally:
         cluster.close()
 
 
-def test_a_missing_submit_command_is_reported_before_the_cluster_starts(tmp_path, fake_bin):
+def test_a_missing_submit_command_is_reported_before_the_cluster_starts(tmp_path, monkeypatch):
+    empty = tmp_path / "bin"  # a PATH with no batch commands on it
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(SiteConfigError, match="mysite.yaml: sbatch not found on PATH: this machine cannot submit "
                                               "slurm jobs"):
         build_cluster(resolve(site=site(tmp_path)))
 
 
-def test_a_grid_engine_qsub_is_not_used_for_pbs(tmp_path, fake_bin):
-    fake_bin("qsub", "echo 'SGE 8.1.9'\n")
-    with pytest.raises(SiteConfigError, match=r"the qsub on PATH \(.*\) is Grid Engine's \(SGE 8.1.9\), not PBS's"):
+@pytest.mark.batch
+def test_a_grid_engine_qsub_is_not_used_for_pbs(monkeypatch):
+    for key, value in require_testbed("sge").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # where Grid Engine's qsub is, without the PBS testbed's directory
+    qsub = shutil.which("qsub")
+    version = subprocess.run([qsub, "-help"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
+    assert version.startswith("SGE ")  # e.g. "SGE 8.1.9", Grid Engine's own first line of `qsub -help`
+    with pytest.raises(SiteConfigError, match=re.escape(f"the qsub on PATH ({qsub}) is Grid Engine's ({version}), "
+                                                        "not PBS's; put the PBS commands first on PATH")):
         build_cluster(resolve(site="localhost-pbs"))
