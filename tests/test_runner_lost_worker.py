@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from scripted import scripted
+from test_runner_queues import _scheduler_queues, new_queues_left
 
 from caf_hpc import DaskAlgorithmsRunner, clusters, runner_for
 from caf_hpc.basf2_compat import RunnerError
@@ -22,14 +23,17 @@ def _wait_for_workers(count, seconds=60):
 
 
 def test_lost_worker_reruns_the_strategy_and_drops_the_lost_results(calibrate, tmp_path):
+    before = set(_scheduler_queues())
     outcome = calibrate([_losing(tmp_path)], runner=runner_for(retries=1))
     assert outcome.final_state == "COMPLETED", outcome.error
     assert outcome.results["Unlucky"] == [IoV_Result(IoV(1, i, 1, i), 0) for i in range(3)] + \
         [IoV_Result(IoV(1, i, 1, i), 0) for i in range(2)]
+    assert new_queues_left(before, seconds=20) == []  # also the reference the killed worker held
     _wait_for_workers(2)
 
 
 def test_lost_worker_without_retries_is_an_infrastructure_error(calibrate, tmp_path):
+    before = set(_scheduler_queues())
     started = time.monotonic()
     outcome = calibrate([_losing(tmp_path), scripted("After", ("final", "COMPLETED"))], runner=runner_for(retries=0))
     assert isinstance(outcome.error, RunnerError)
@@ -38,4 +42,5 @@ def test_lost_worker_without_retries_is_an_infrastructure_error(calibrate, tmp_p
     assert "failure of the cluster, not of the algorithm" in message and "worker tcp://127.0.0.1:" in message
     assert list(outcome.results) == ["Unlucky"]
     assert time.monotonic() - started < 30
+    assert new_queues_left(before, seconds=20) == []
     _wait_for_workers(2)

@@ -15,6 +15,16 @@ def _scheduler_queues():
     return client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.extensions["queues"].queues))
 
 
+def new_queues_left(before, seconds=10):
+    """caf-hpc queues not in ``before`` that are still on the scheduler after a bounded wait."""
+    deadline = time.monotonic() + seconds  # releases travel on the clients' batched streams
+    left = [q for q in _scheduler_queues() if q.startswith("caf-hpc-") and q not in before]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [q for q in _scheduler_queues() if q.startswith("caf-hpc-") and q not in before]
+    return left
+
+
 def test_a_thousand_results_arrive_in_order_exactly_once(calibrate):
     outcome = calibrate([ok("Many", 1000)])
     assert outcome.final_state == "COMPLETED", outcome.error
@@ -51,9 +61,7 @@ def test_results_are_visible_to_another_thread_while_the_strategy_runs(calibrate
 
 
 def test_each_strategy_gets_its_own_queue_removed_afterwards(calibrate):
+    before = set(_scheduler_queues())  # other tests' queues may still be on their way out
     outcome = calibrate([ok("One"), ok("Two"), scripted("Three", ("raise", "boom"))])
     assert outcome.final_state == "FAILED"
-    deadline = time.monotonic() + 10  # releases travel on the client's batched stream
-    while [q for q in _scheduler_queues() if q.startswith("caf-hpc-")] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [q for q in _scheduler_queues() if q.startswith("caf-hpc-")] == []
+    assert new_queues_left(before) == []
