@@ -16,17 +16,18 @@ if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     from caf.runners import AlgorithmsRunner, RunnerError
     from caf.utils import ExpRun, IoV, IoV_Result
 
+    # basf2's log lines do not say where they come from: say it in the message
     def log_info(message: str) -> None:
-        basf2.B2INFO(message)
+        basf2.B2INFO(f"caf-hpc: {message}")
 
     def log_error(message: str) -> None:
-        basf2.B2ERROR(message)
+        basf2.B2ERROR(f"caf-hpc: {message}")
 
     def log_debug(message: str) -> None:
-        basf2.B2DEBUG(29, message)
+        basf2.B2DEBUG(29, f"caf-hpc: {message}")
 
     def log_warning(message: str) -> None:
-        basf2.B2WARNING(message)
+        basf2.B2WARNING(f"caf-hpc: {message}")
 else:
     from .standins.runners import AlgorithmsRunner, RunnerError
     from .standins.utils import ExpRun, IoV, IoV_Result

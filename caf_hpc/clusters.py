@@ -69,11 +69,11 @@ def client_for(settings: RunnerSettings) -> Client:
         else:
             cluster = _clusters.get(key)
             if cluster is None:
-                log_info(f"caf-hpc: starting {settings.description}")
+                log_info(f"starting {settings.description}")
                 cluster = _clusters[key] = _make_cluster(settings)
                 dashboard = getattr(cluster, "dashboard_link", None)
                 if dashboard:
-                    log_info(f"caf-hpc: Dask dashboard at {dashboard}")
+                    log_info(f"Dask dashboard at {dashboard}")
             client = Client(cluster, set_as_default=False)
             if hasattr(cluster, "job_cls"):  # a dask-jobqueue cluster
                 from .job_replacement import keep_jobs

@@ -39,12 +39,12 @@ class JobKeeper:
             if lost:
                 self._cluster.loop.add_callback(self._replace, lost)
         except Exception as err:  # a closing client or cluster: nothing left to keep
-            log_warning(f"caf-hpc: could not check the batch jobs after a worker event: {err!r}")
+            log_warning(f"could not check the batch jobs after a worker event: {err!r}")
 
     async def _replace(self, lost: list) -> None:
         jobs = [self._cluster.workers.pop(name) for name in lost if name in self._cluster.workers]
         for job in jobs:
-            log_warning(f"caf-hpc: batch job {getattr(job, 'job_id', '?')} ({job.name}) lost its workers; "
+            log_warning(f"batch job {getattr(job, 'job_id', '?')} ({job.name}) lost its workers; "
                         "submitting a replacement")
             try:
                 await job.close()  # cancels it if the batch system still has it

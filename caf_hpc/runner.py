@@ -64,7 +64,6 @@ class _Stream:
         self.where: dict = {}
         self.lost: list[dict] = []
         self.lost_workers: set = set()
-        self.abandoned_queue_refs = 0  # each attempt that announced itself holds the queue until it ends
         self.final_state: Optional[str] = None
         self.exception: Optional[str] = None
         self.end: Optional[dict] = None
@@ -82,7 +81,6 @@ class _Stream:
             self._lose(record["worker"])
         elif kind == messages.START:
             if record.get("worker") in self.lost_workers:
-                self.abandoned_queue_refs += 1
                 return  # announced by an attempt whose worker is already gone
             if self.attempt is not None:
                 self._lose(self.where.get("worker"))
@@ -113,8 +111,7 @@ class _Stream:
         where = self.where if current else {"worker": worker}
         self.lost.append(dict(where, results=len(self.results) if current else 0))
         if current:
-            self.abandoned_queue_refs += 1
-            log_warning(f"caf-hpc: lost the worker running {self.algorithm_name} ({_where(where)}); "
+            log_warning(f"lost the worker running {self.algorithm_name} ({_where(where)}); "
                         f"dropping {len(self.results)} result(s) of the lost attempt")
             self.results.clear()
             self.final_state = self.exception = None
@@ -171,18 +168,18 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         algorithms = list(self.algorithms or [])
         params = shipping.strategy_params(self)
         shipping.register_local_modules(settings.ship_modules)
-        try:  # everything is packed, and refused if it cannot be, before anything is submitted
+        try:  # everything is packed, and refused if it cannot be, and the cluster is reached, before anything is submitted
             packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name)))
                       for alg in algorithms]
-        except shipping.ShippingError:
+            client = clusters.client_for(settings)
+        except Exception:
             self.final_state = self.FAILED
             raise
-        client = clusters.client_for(settings)
         for algorithm, payload in packed:
             state = self._run_strategy(client, settings, algorithm.name, payload)
             if state == self.FAILED:
                 self.final_state = self.FAILED
-                log_error(f"caf-hpc: {self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
+                log_error(f"{self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
                           f"  {describe(shipping.log_file(self.output_dir, algorithm.name))}")
                 return
         self.final_state = self.COMPLETED
@@ -231,10 +228,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             watch.forget(key)
             if not future.done():
                 future.cancel()
-            # the queue goes when every holder let go; a lost attempt's worker never will
-            for _ in range(1 + stream.abandoned_queue_refs):
-                queue.close()
-        log_info(f"caf-hpc: {self.name}: {name} ended {stream.final_state} with {len(results)} result(s) "
+            queue.close()  # the only holder: the queue goes with it
+        log_info(f"{self.name}: {name} ended {stream.final_state} with {len(results)} result(s) "
                  f"in {time.monotonic() - started:.2f} s on {_where(stream.where)}")
         return self._judge(name, log_path, stream, settings)
 

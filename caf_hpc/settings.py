@@ -22,6 +22,7 @@ setting                     environment variable   meaning
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping, Optional
@@ -123,7 +124,9 @@ def resolve(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Ru
     known = {f.name for f in fields(RunnerSettings)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise SettingsError(f"unknown runner setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        guesses = [f"{name} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, 1))
+                   else name for name in unknown]
+        raise SettingsError(f"unknown runner setting(s) {', '.join(guesses)}; allowed: {', '.join(sorted(known))}")
     values = _from_environment(os.environ if environ is None else environ)
     if overrides.get("address") or overrides.get("site"):  # an explicit target replaces the environment's
         values.pop("address", None)

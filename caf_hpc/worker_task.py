@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 import uuid
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from . import forkserver, messages
 from .job import StrategyTask
@@ -157,18 +157,20 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
 
 def run_strategy_task(task: StrategyTask) -> dict:
     """The function submitted to Dask: ``supervise`` with the runner's queue as the destination."""
+    return supervise(task, _producer(task.queue_name).put, _task_cancelled)
+
+
+def _producer(name: str) -> Any:
+    """A handle on the runner's ``distributed.Queue`` that puts without counting as a holder.
+
+    A ``Queue`` made on the worker would register itself with the scheduler, which keeps
+    a queue until every holder let go; a worker that dies never does. Here only the
+    runner's handle holds the queue, so it goes when the runner is done with it.
+    """
     from distributed import Queue
 
-    queue: Optional[Queue] = None
+    class Producer(Queue):
+        def _maybe_start(self) -> None:
+            pass  # the runner created the queue; do not register as a holder
 
-    def publish(record: dict) -> None:
-        nonlocal queue
-        if queue is None:  # joined only once the child runs, to start it sooner
-            queue = Queue(task.queue_name)
-        queue.put(record)
-
-    try:
-        return supervise(task, publish, _task_cancelled)
-    finally:
-        if queue is not None:
-            queue.close()
+    return Producer(name)

@@ -38,7 +38,7 @@ def test_real_caf_classes_and_b2_logging_are_used_when_basf2_imports(tmp_path):
         from caf_hpc import basf2_compat
         basf2_compat.log_info("hello")
         print(issubclass(DaskAlgorithmsRunner, caf.runners.AlgorithmsRunner),
-              RunnerError is caf.runners.RunnerError, basf2.LOGGED == [("INFO", "hello")])
+              RunnerError is caf.runners.RunnerError, basf2.LOGGED == [("INFO", "caf-hpc: hello")])
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})

@@ -29,7 +29,7 @@ def test_runner_for_returns_a_runner_class_bound_to_its_settings():
     ({"n_workers": 0}, {}, "n_workers must be a whole number of at least 1, got 0"),
     ({"timeout": "long"}, {}, "timeout must be a positive number of seconds, got 'long'"),
     ({"retries": -1}, {}, "retries must be a whole number of at least 0, got -1"),
-    ({"workers": 2}, {}, "unknown runner setting(s) workers; allowed: address,"),
+    ({"workers": 2}, {}, "unknown runner setting(s) workers (did you mean 'n_workers'?); allowed: address,"),
     ({"factories": ["x"]}, {}, "factories must map algorithm names"),
     ({}, {"CAF_HPC_WORKERS": "two"}, "CAF_HPC_WORKERS='two': expected a whole number"),
     ({}, {"CAF_HPC_TIMEOUT": "1h"}, "CAF_HPC_TIMEOUT='1h': expected seconds as a number"),

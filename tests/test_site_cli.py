@@ -175,7 +175,8 @@ def test_sites_check_pbs_refuses_a_grid_engine_qsub(capsys, testbed):
     code, out, _ = run(capsys, "sites", "check", "localhost-pbs")
     assert code == 1
     assert (f"dry submission: the qsub on PATH (/usr/bin/qsub) is Grid Engine's ({version}), not PBS's; "
-            "put the PBS commands first on PATH") in out.splitlines()
+            "put the PBS commands first on PATH (for this machine's testbed: "
+            'eval "$(caf-hpc testbed env pbs)")') in out.splitlines()
 
 
 @pytest.mark.batch

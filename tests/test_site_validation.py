@@ -115,6 +115,10 @@ BAD_CONFIGS = [
     ("unknown section",
      SLURM + "clsuter: {}\n",
      f"{{file}}: clsuter: unknown section; did you mean 'cluster'? Allowed sections: {SECTIONS}"),
+    ("unknown section beside other mistakes",
+     SLURM + "  memroy: 4GB\nsclae: {jobs: 1}\n",
+     f"{{file}}: sclae: unknown section; did you mean 'scale'? Allowed sections: {SECTIONS}\n"
+     "{file}: cluster.memroy: unknown key; did you mean 'memory'? Allowed keys for slurm: " + keys("slurm")),
     ("section that is not a mapping",
      "scheduler: slurm\ncluster: [cores, memory]\n",
      "{file}: cluster: expected a mapping of keys to values, got a list"),

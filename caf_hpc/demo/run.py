@@ -104,13 +104,16 @@ def format_report(report: DemoReport, target: str) -> str:
     lines += ["", f"final state: {outcome.final_state}"]
     if outcome.error is not None:
         lines.append(f"error: {outcome.error}")
-    lines += ["", "logs:"]
-    lines += [f"  {name:<{width}}  {report.log_file(name)}" for name in ALGORITHM_NAMES
-              if report.log_file(name).exists()]
-    lines += [f"output database: {report.database_dir / 'database.txt'}", "",
-              "calibrated vs simulated truth (max |difference| over channels and runs):"]
-    for payload, worst in report.residuals.items():
-        shown = "missing" if worst is None else f"{worst:.4g} {_UNITS.get(payload, '')}"
-        lines.append(f"  {payload:<12} {shown}")
+    logs = [f"  {name:<{width}}  {report.log_file(name)}" for name in ALGORITHM_NAMES
+            if report.log_file(name).exists()]
+    if logs:
+        lines += ["", "logs:", *logs]
+    database = report.database_dir / "database.txt"
+    if database.exists():
+        lines += [f"output database: {database}", "",
+                  "calibrated vs simulated truth (max |difference| over channels and runs):"]
+        for payload, worst in report.residuals.items():
+            shown = "missing" if worst is None else f"{worst:.4g} {_UNITS.get(payload, '')}"
+            lines.append(f"  {payload:<12} {shown}")
     lines += ["", f"wall time of the algorithm step: {report.wall_time:.2f} s"]
     return "\n".join(lines)

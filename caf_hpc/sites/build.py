@@ -18,7 +18,7 @@ from ..settings import RunnerSettings
 from . import schema
 from .config import SiteConfig, load_site
 from .container import container_command
-from .dry_run import submit_problem
+from .dry_run import dry_submit, submit_problem
 from .errors import SiteConfigError
 from .runner_section import explicit_settings
 from .security import security_for, tls_directory
@@ -112,6 +112,13 @@ def build_cluster(settings: RunnerSettings) -> Any:
     if problem:  # dask-jobqueue would only log it, and the runner would wait for workers in vain
         raise SiteConfigError(f"{site.source}: {problem}")
     cluster = cls(**kwargs)
+    trial = dry_submit(site, cluster.job_script(), getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
+    if trial.ok is False:  # refused now, every job would be: say why instead of waiting for workers in vain
+        cluster.close()
+        output = "\n".join(f"  {line}" for line in trial.output.splitlines()[-5:])
+        hint = (f"\n  Is the batch system running? For this machine's testbed: caf-hpc testbed up "
+                f"{site.name.split('-', 1)[1]}" if site.name.startswith("localhost-") else "")
+        raise SiteConfigError(f"{site.source}: {trial.summary}; no job submitted:\n{output}{hint}")
     apply_scale(cluster, site.scale)
     return cluster
 

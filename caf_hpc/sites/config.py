@@ -8,10 +8,10 @@ each other). Such a combination is registered in this process under a name of it
 """
 from __future__ import annotations
 
-import os
 import copy
 import hashlib
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +138,14 @@ def load_site(site: str, overrides: Optional[Mapping[str, Any]] = None) -> SiteC
     if overrides:
         source = f"{source} (with runner_for overrides)"
         raw = merge_overrides(raw, overrides)
-    config = with_defaults(validate(raw, source), name)
+    try:
+        config = with_defaults(validate(raw, source), name)
+    except SiteConfigError as err:
+        hidden = [] if lookup.looks_like_path(site) else lookup.shadowed_copies(path)
+        if hidden:
+            raise SiteConfigError(f"{err}\n(note: {', '.join(map(str, hidden))} has the same name and is not "
+                                  f"read, because {source} comes first; give your file a name of its own)") from None
+        raise
     return SiteConfig(name=name, path=path, source=source, **config)
 
 

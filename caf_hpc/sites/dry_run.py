@@ -78,7 +78,8 @@ def wrong_qsub(site: SiteConfig, qsub: str) -> Optional[str]:
         return None
     version = grid_engine_version(qsub)
     if site.scheduler == "pbs" and version:
-        return f"the qsub on PATH ({qsub}) is Grid Engine's ({version}), not PBS's; put the PBS commands first on PATH"
+        return (f"the qsub on PATH ({qsub}) is Grid Engine's ({version}), not PBS's; put the PBS commands first "
+                "on PATH (for this machine's testbed: eval \"$(caf-hpc testbed env pbs)\")")
     if site.scheduler == "sge" and not version:
         return f"the qsub on PATH ({qsub}) is not Grid Engine's; jobs would go elsewhere"
     return None

@@ -93,6 +93,14 @@ def find(name: str) -> Path:
                           f"Looked in: {places}")
 
 
+def shadowed_copies(path: Path) -> list:
+    """Other files of the same name later on the search path, which ``path`` hides."""
+    resolved = Path(path).resolve()
+    return [site.path for site in available()
+            if site.name == Path(path).stem and site.shadowed_by is not None
+            and Path(site.shadowed_by).resolve() == resolved]
+
+
 def display(path: Optional[Path]) -> str:
     """A short name for a file in messages: ``site-configs/x.yaml`` for the package's own."""
     if path is None:

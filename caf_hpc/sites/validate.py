@@ -290,6 +290,7 @@ def validate(raw: Any, source: str) -> dict:
         check.error("", f"expected a mapping of sections ({', '.join(schema.SECTIONS)}), got {_type_name(raw)}")
         raise SiteConfigError("\n".join(check.errors))
     sections: dict = {}
+    malformed = False  # a section that is not a mapping: what its keys lack would only be noise
     for raw_key, value in raw.items():
         key = schema.normalise_key(raw_key)
         if key not in schema.SECTIONS:
@@ -297,6 +298,7 @@ def validate(raw: Any, source: str) -> dict:
                                       f"Allowed sections: {', '.join(schema.SECTIONS)}")
         elif key not in ("scheduler", "description") and value is not None and not isinstance(value, dict):
             check.error(str(raw_key), f"expected a mapping of keys to values, got {_type_name(value)}")
+            malformed = True
         else:
             sections[key] = value
     scheduler = sections.get("scheduler")
@@ -305,7 +307,7 @@ def validate(raw: Any, source: str) -> dict:
     elif scheduler not in schema.SCHEDULERS:
         check.error("scheduler", f"unknown scheduler {scheduler!r}{_did_you_mean(str(scheduler), schema.SCHEDULERS)} "
                                  f"Allowed: {', '.join(schema.SCHEDULERS)}")
-    if check.errors:
+    if malformed or scheduler not in schema.SCHEDULERS:  # the keys allowed depend on it: nothing more to check
         raise SiteConfigError("\n".join(check.errors))
 
     check.scheduler = scheduler
