@@ -32,6 +32,7 @@ PRELOAD = ("caf_hpc.child", "caf_hpc.job", "cloudpickle", "caf_hpc.standins.stra
 #: More modules to preload, comma-separated (for example ``basf2``, whose import takes seconds).
 PRELOAD_VARIABLE = "CAF_HPC_PRELOAD"
 _MAX_MESSAGE = 65536
+_READY_WAIT = 10.0
 
 
 def _send(control: socket.socket, message: dict) -> None:
@@ -43,6 +44,12 @@ def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tupl
     """In the forked child: take the sent descriptors and run the strategy; never returns."""
     code = 70
     try:
+        stdin_fd, log_fd, message_fd = fds
+        os.dup2(log_fd, 1)  # first, so that even a failure below is in the algorithm's log
+        os.dup2(log_fd, 2)
+        os.dup2(stdin_fd, 0)
+        os.close(stdin_fd)
+        os.close(log_fd)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         control.close()
@@ -50,12 +57,6 @@ def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tupl
             os.close(fd)
         os.setsid()
         os.close(ready_fd)  # from now on the child's process group can be signalled
-        stdin_fd, log_fd, message_fd = fds
-        os.dup2(stdin_fd, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.close(stdin_fd)
-        os.close(log_fd)
         os.chdir(request["cwd"])
         sys.stdout.reconfigure(line_buffering=True, write_through=True)
         sys.stderr.reconfigure(line_buffering=True, write_through=True)
@@ -111,7 +112,7 @@ def serve(control: socket.socket) -> None:
                     os.close(ready_read)
                     _become_child(request, fds, control, wakeup, ready_write)
                 os.close(ready_write)
-                os.read(ready_read, 1)  # EOF once the child has its own session
+                select.select([ready_read], [], [], _READY_WAIT)  # EOF once the child has its own session
                 os.close(ready_read)
                 for fd in fds:
                     os.close(fd)

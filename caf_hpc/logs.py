@@ -19,6 +19,8 @@ def tail(path: Union[str, os.PathLike], lines: int = TAIL_LINES) -> str:
             last = deque(handle.read().decode(errors="replace").splitlines(), maxlen=lines)
     except FileNotFoundError:
         return f"(no log file at {path})"
+    except OSError as err:
+        return f"(cannot read the log file: {err})"
     if not last:
         return "(the log file is empty)"
     return "\n".join(last)

@@ -10,6 +10,7 @@ crashes or ends without a final state raises ``RunnerError``.
 """
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 import uuid
@@ -18,12 +19,12 @@ from typing import Any, ClassVar, Optional
 
 from distributed import Queue
 
-from . import clusters, messages, shipping, worker_loss
-from .basf2_compat import AlgorithmsRunner, RunnerError, log_error, log_info, log_warning
+from . import clusters, messages, shipping, worker_loss, worker_task
+from .basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_info, log_warning
 from .job import StrategyTask
 from .logs import describe
 from .settings import RunnerSettings, resolve
-from .worker_task import run_strategy_task
+
 
 #: How long one wait on the queue lasts before the runner checks its own deadline again.
 _QUEUE_WAIT = 30.0
@@ -34,9 +35,11 @@ _TASK_END_WAIT = 60.0
 
 
 def _announce_task_done(queue: Queue, future: Any) -> None:
-    """Future callback: wakes the runner when the task ended without its own end record."""
-    if future.status == "finished":
-        return  # the task put its end record before it returned
+    """Future callback: wakes the runner when the task ended without its own end record.
+
+    A task that finished put its end record before it returned, so this one comes after
+    it and is never read; it is sent anyway, so that nothing can leave the runner waiting.
+    """
     record = {"kind": messages.TASK_DONE, "status": future.status, "error": None}
     if future.status == "error":
         try:
@@ -52,9 +55,10 @@ def _announce_task_done(queue: Queue, future: Any) -> None:
 class _Stream:
     """Collects one strategy's records; keeps only the current attempt's.
 
-    An attempt is lost when the scheduler removes its worker (a ``lost`` record) or
-    when a new attempt starts elsewhere; its results are dropped, so that after the
-    run ``results`` hold exactly the attempt that finished.
+    Dask runs a task again elsewhere when its worker is lost, so records carry the id
+    of their attempt. An attempt is lost when the scheduler removes its worker (a
+    ``lost`` record) or when another attempt shows up; its results are dropped, so that
+    after the run ``results`` hold exactly the attempt that finished.
     """
 
     def __init__(self, algorithm_name: str, results: list) -> None:
@@ -62,8 +66,10 @@ class _Stream:
         self.results = results
         self.attempt: Optional[str] = None
         self.where: dict = {}
+        self.attempt_started: Optional[float] = None
+        self.waiting_since = time.monotonic()  # for a worker, while no attempt runs
         self.lost: list[dict] = []
-        self.lost_workers: set = set()
+        self.given_up: set = set()
         self.final_state: Optional[str] = None
         self.exception: Optional[str] = None
         self.end: Optional[dict] = None
@@ -74,20 +80,21 @@ class _Stream:
         return self.end is not None or self.task_done is not None
 
     def consume(self, record: dict) -> None:
-        kind = record.get("kind")
+        kind, attempt = record.get("kind"), record.get("attempt")
         if kind == messages.TASK_DONE:
             self.task_done = record
-        elif kind == messages.LOST:
-            self._lose(record["worker"])
-        elif kind == messages.START:
-            if record.get("worker") in self.lost_workers:
-                return  # announced by an attempt whose worker is already gone
+            return
+        if kind == messages.LOST:
+            self._lose_worker(record["worker"])
+            return
+        if attempt in self.given_up:
+            return  # a late record of an attempt given up
+        if attempt != self.attempt:  # a new attempt (its start, or the end of one that could not start)
             if self.attempt is not None:
-                self._lose(self.where.get("worker"))
-            self.attempt, self.where = record["attempt"], record
-        elif record.get("attempt") != self.attempt or self.attempt is None:
-            return  # a record from an attempt that was given up
-        elif kind == messages.FRAMES:
+                self._lose_current()  # the scheduler ran the task again elsewhere
+            self.attempt, self.attempt_started = attempt, time.monotonic()
+            self.where = {k: record[k] for k in worker_task.IDENTITY if record.get(k) is not None}
+        if kind == messages.FRAMES:
             for frame in record["frames"]:
                 self._message(*messages.loads(frame))
         elif kind == messages.END:
@@ -103,19 +110,22 @@ class _Stream:
         else:
             self.final_state = value["value"]
 
-    def _lose(self, worker: Optional[str]) -> None:
-        if worker in self.lost_workers:
-            return  # this loss is counted already
-        self.lost_workers.add(worker)
-        current = self.attempt is not None and self.where.get("worker") == worker
-        where = self.where if current else {"worker": worker}
-        self.lost.append(dict(where, results=len(self.results) if current else 0))
-        if current:
-            log_warning(f"lost the worker running {self.algorithm_name} ({_where(where)}); "
-                        f"dropping {len(self.results)} result(s) of the lost attempt")
-            self.results.clear()
-            self.final_state = self.exception = None
-            self.attempt, self.where = None, {}
+    def _lose_worker(self, worker: str) -> None:
+        if self.attempt is None:
+            self.lost.append({"worker": worker, "results": 0})  # lost before it could announce itself
+        elif self.where.get("worker") == worker:
+            self._lose_current()
+        # else: the removed worker ran an attempt given up already
+
+    def _lose_current(self) -> None:
+        self.lost.append(dict(self.where, results=len(self.results)))
+        log_warning(f"lost the worker running {self.algorithm_name} ({_where(self.where)}); "
+                    f"dropping {len(self.results)} result(s) of the lost attempt")
+        self.given_up.add(self.attempt)
+        self.results.clear()
+        self.final_state = self.exception = None
+        self.attempt, self.where, self.attempt_started = None, {}, None
+        self.waiting_since = time.monotonic()
 
 
 def _where(identity: dict) -> str:
@@ -127,7 +137,7 @@ def _where(identity: dict) -> str:
     return ", ".join(parts) or "no worker yet"
 
 
-def _lost_message(stream: _Stream, settings: RunnerSettings, client: Any) -> str:
+def _lost_message(stream: _Stream, settings: RunnerSettings) -> str:
     lost = "; ".join(_where(where) for where in stream.lost)
     return (f"lost its worker {len(stream.lost)} time(s) ({lost}), more than retries={settings.retries} allows. "
             f"This is a failure of the cluster, not of the algorithm: {clusters.describe(settings)}")
@@ -194,32 +204,23 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         task = StrategyTask(name, payload, queue.name, str(log_path), str(self.output_dir), settings.timeout,
                             settings.fork_server)
         started = time.monotonic()
-        deadline = started + settings.timeout + _TIMEOUT_GRACE if settings.timeout else None
         stream = _Stream(name, results)
         key = f"caf-strategy-{name}-{token}"
         watch = worker_loss.watch_for(client)
         watch.watch(key, queue)
-        future = client.submit(run_strategy_task, task, key=key, pure=False)
+        future = client.submit(worker_task.run_strategy_task, task, key=key, pure=False)
         future.add_done_callback(partial(_announce_task_done, queue))
-        waiting_since = started  # for a worker: no attempt is running
+        log_debug(f"{self.name}: submitted {name} as task {key}")
         try:
             while not stream.finished:
-                wait = _QUEUE_WAIT
-                if deadline is not None:
-                    wait = min(wait, deadline - time.monotonic())
-                if stream.attempt is None:
-                    wait = min(wait, waiting_since + settings.worker_wait - time.monotonic())
                 try:
-                    record = queue.get(timeout=max(0.1, wait))
-                except TimeoutError:
-                    self._check_waiting(client, settings, name, log_path, stream, waiting_since, deadline)
+                    record = queue.get(timeout=self._quiet_limit(stream, settings))
+                except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+                    self._check_quiet(client, settings, name, log_path, stream)
                     continue
-                had_attempt = stream.attempt is not None
                 stream.consume(record)
                 if len(stream.lost) > settings.retries:
-                    return self._fail(name, log_path, _lost_message(stream, settings, client))
-                if had_attempt and stream.attempt is None:
-                    waiting_since = time.monotonic()
+                    return self._fail(name, log_path, _lost_message(stream, settings))
             if stream.end is not None:
                 future.result(timeout=_TASK_END_WAIT)
         except messages.ProtocolError as err:
@@ -233,17 +234,36 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                  f"in {time.monotonic() - started:.2f} s on {_where(stream.where)}")
         return self._judge(name, log_path, stream, settings)
 
-    def _check_waiting(self, client: Any, settings: RunnerSettings, name: str, log_path: Any, stream: _Stream,
-                       waiting_since: float, deadline: Optional[float]) -> None:
-        """After a quiet spell: fails when the time limit passed or no worker came in time."""
+    @staticmethod
+    def _quiet_limit(stream: _Stream, settings: RunnerSettings) -> float:
+        """How long to wait for the next record before checking on the strategy."""
         now = time.monotonic()
-        if deadline is not None and now > deadline:
-            self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s (its time limit) + "
-                       f"{_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; the worker may be hung")
-        if stream.attempt is None and now - waiting_since >= settings.worker_wait \
-                and not client.scheduler_info(n_workers=-1).get("workers"):
-            self._fail(name, log_path, f"found no worker to run it within {settings.worker_wait:g} s "
-                       f"(worker_wait) on {clusters.describe(settings)}")
+        if stream.attempt is None:
+            until = stream.waiting_since + settings.worker_wait
+        elif settings.timeout:
+            until = stream.attempt_started + settings.timeout + _TIMEOUT_GRACE
+        else:
+            return _QUEUE_WAIT
+        return max(0.1, min(_QUEUE_WAIT, until - now))
+
+    def _check_quiet(self, client: Any, settings: RunnerSettings, name: str, log_path: Any, stream: _Stream) -> None:
+        """After a quiet spell: fails when a running attempt is past its time limit, or no worker came in time.
+
+        The time limit counts from the attempt's start, not from the submission: waiting
+        for a worker (busy with other calibrations, or a batch job still queued) is not
+        running, and is bounded by ``worker_wait`` instead.
+        """
+        now = time.monotonic()
+        if stream.attempt is not None:
+            if settings.timeout and now > stream.attempt_started + settings.timeout + _TIMEOUT_GRACE:
+                self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s (its time limit) + "
+                           f"{_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; the worker may be hung")
+            return
+        if now - stream.waiting_since >= settings.worker_wait:
+            if not client.scheduler_info(n_workers=-1).get("workers"):
+                self._fail(name, log_path, f"found no worker to run it within {settings.worker_wait:g} s "
+                           f"(worker_wait) on {clusters.describe(settings)}")
+            stream.waiting_since = now  # workers exist, busy with other strategies: wait another round
 
     def _judge(self, name: str, log_path: Any, stream: _Stream, settings: RunnerSettings) -> str:
         """Turns how the child ended into CAF's outcome, as the reference runner does."""

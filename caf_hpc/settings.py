@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional
 
 ENVIRONMENT = {
@@ -58,6 +58,8 @@ class RunnerSettings:
     fork_server: bool = True
     factories: Mapping[str, Any] = field(default_factory=dict)
     ship_modules: tuple = ()
+    #: The settings the user gave (argument or environment), which a site's defaults must not replace.
+    explicit: frozenset = field(default=frozenset(), compare=False)
 
     def __post_init__(self) -> None:
         if self.address and self.site:
@@ -102,7 +104,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict:
         if not raw:
             continue
         if name in _INTEGERS:
-            if not raw.isdigit():
+            if not raw.isdigit() or int(raw) < _INTEGERS[name]:
                 raise SettingsError(f"{variable}={raw!r}: expected a whole number, e.g. {_INTEGERS[name] + 1}")
             values[name] = int(raw)
         elif name == "fork_server":
@@ -132,8 +134,4 @@ def resolve(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Ru
         values.pop("address", None)
         values.pop("site", None)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return RunnerSettings(**values)
-
-
-def with_overrides(settings: RunnerSettings, **overrides: Any) -> RunnerSettings:
-    return replace(settings, **overrides)
+    return RunnerSettings(**values, explicit=frozenset(values))

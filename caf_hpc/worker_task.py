@@ -17,16 +17,19 @@ import sys
 import time
 import traceback
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from . import forkserver, messages
 from .job import StrategyTask
 
+#: What a record says of where it comes from (for the runner's messages).
+IDENTITY = ("host", "worker", "job_id", "pid")
 #: Batch-system job ids a worker may run under, for error messages.
 JOB_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "JOB_ID", "LSB_JOBID", "CONDOR_JOBID")
 _READ_SIZE = 1 << 20
 _CHECK_INTERVAL = 1.0   # how often a quiet child is checked for time limit and cancellation
 _KILL_GRACE = 5.0
+_EXIT_WAIT = 60.0       # how long a child that closed its message pipe may take to exit
 
 
 def worker_identity() -> dict:
@@ -57,18 +60,22 @@ def _task_cancelled() -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Ends the child and its descendants: SIGTERM to its process group, SIGKILL after a grace period."""
-    for sig, wait in ((signal.SIGTERM, _KILL_GRACE), (signal.SIGKILL, _KILL_GRACE)):
+def _stop(process: Any) -> Optional[int]:
+    """Ends the child and its descendants: SIGTERM to its process group, SIGKILL after a grace period.
+
+    Returns the exit code, or None if even SIGKILL did not end it within the grace
+    period (a process stuck in the kernel, e.g. on a hung file system).
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
-            return
+            pass
         try:
-            process.wait(timeout=wait)
-            return
+            return process.wait(timeout=_KILL_GRACE)
         except subprocess.TimeoutExpired:
             continue
+    return None
 
 
 def _start_child(task: StrategyTask, message_fd: int) -> tuple:
@@ -101,7 +108,8 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
               cancelled: Callable[[], bool] = lambda: False) -> dict:
     """Runs the child for ``task``, publishing queue records; returns the end record."""
     attempt = uuid.uuid4().hex
-    end: dict[str, Any] = {"kind": messages.END, "attempt": attempt, "returncode": None,
+    identity = worker_identity()
+    end: dict[str, Any] = {"kind": messages.END, "attempt": attempt, **identity, "returncode": None,
                            "timed_out": False, "cancelled": False, "error": None}
     read_fd, write_fd = os.pipe()
     process: Any = None
@@ -115,7 +123,7 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
         except BrokenPipeError:
             pass  # the child died at start-up; its exit code tells why
         # announced while the child already runs: its first messages wait in the pipe meanwhile
-        publish({"kind": messages.START, "attempt": attempt, **worker_identity()})
+        publish({"kind": messages.START, "attempt": attempt, **identity})
         deadline = time.monotonic() + task.timeout if task.timeout else None
         frames = messages.FrameBuffer()
         while True:
@@ -131,20 +139,27 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 end["timed_out"] = True
-                _stop(process)
                 break
             if cancelled():
                 end["cancelled"] = True
-                _stop(process)
                 break
             if process.poll() is not None:
                 break  # ended, yet something it started still holds the pipe: stop listening
-        end["returncode"] = process.wait(timeout=deadline and max(_KILL_GRACE, deadline - time.monotonic()))
+        if end["timed_out"] or end["cancelled"]:
+            end["returncode"] = _stop(process)
+        else:
+            try:
+                end["returncode"] = process.wait(timeout=_EXIT_WAIT)
+            except subprocess.TimeoutExpired:
+                end["returncode"] = _stop(process)
+                end["error"] = f"the strategy's process did not exit within {_EXIT_WAIT:g} s of closing its " \
+                               "message pipe and was killed"
+        if end["returncode"] is None and not end["error"]:
+            end["error"] = f"the strategy's process {process.pid} survived SIGKILL (stuck in the kernel?)"
     except Exception:  # the supervision itself failed: report it instead of losing it
         end["error"] = traceback.format_exc()
         if process is not None and process.poll() is None:
-            _stop(process)
-            end["returncode"] = process.poll()
+            end["returncode"] = _stop(process)
     finally:
         os.close(read_fd)
         if write_fd >= 0:

@@ -76,6 +76,17 @@ class ScriptedStrategy(AlgorithmStrategy):
     def _log(self, text):
         logging.getLogger("scripted").warning(text)
 
+    def _report_state(self):
+        """What a strategy finds of the process it runs in, for tests of isolation and the contract."""
+        print(f"state: cwd={os.getcwd()} polluted={os.environ.get('CAF_HPC_POLLUTED')} "
+              f"root_level={logging.getLogger().level} "
+              f"output_database_dir={type(self.output_database_dir).__name__}")
+
+    def _spawn_grandchild(self, path):
+        """Starts a program of its own (which must end with the strategy) and records its pid."""
+        child = subprocess.Popen(["sleep", "120"])
+        Path(path).write_text(str(child.pid))
+
     def _record_pid(self, path):
         Path(path).write_text(str(os.getpid()))
 

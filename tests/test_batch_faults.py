@@ -85,7 +85,7 @@ def test_hung_worker_is_noticed_within_the_worker_ttl(slurm, calibrate, tmp_path
     elapsed = time.monotonic() - started
     assert outcome.final_state == "COMPLETED", outcome.error
     assert outcome.results["Hanging"] == [IoV_Result(IoV(1, 0, 1, 0), 0)]
-    assert elapsed < 4 + 10, f"noticed after {elapsed:.1f} s"
+    assert elapsed < 4 + 20, f"noticed after {elapsed:.1f} s"  # Dask's default TTL would take 300 s
 
 
 def test_no_worker_arriving_in_time_is_a_clear_error(slurm, calibrate, tmp_path):

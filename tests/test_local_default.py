@@ -21,7 +21,7 @@ class BesideTheScript(AlgorithmStrategy):
 '''
 
 STEERING = '''
-import pathlib
+import ctypes, logging, os, pathlib
 from beside import BesideTheScript
 from caf_hpc import DaskAlgorithmsRunner
 from caf_hpc.standins.driver import run_algorithms
@@ -34,6 +34,11 @@ print("STEERING SCRIPT EXECUTED")
 
 class InTheScript(AlgorithmStrategy):
     def run(self, iov, iteration, queue):
+        print("MARK-print")
+        os.write(1, b"MARK-fd1\\n")
+        os.write(2, b"MARK-fd2\\n")
+        ctypes.CDLL(None).printf(b"MARK-c-stdout\\n")
+        logging.getLogger("algorithm").warning("MARK-logging")
         for run in range(3):
             queue.put({"type": "result", "value": IoV_Result(IoV(1, run, 1, run), 0)})
         queue.put({"type": "final_state", "value": "COMPLETED"})
@@ -51,6 +56,10 @@ first, second = Algorithm(Named("InScript")), Algorithm(Named("Beside"))
 first.strategy, second.strategy = InTheScript, BesideTheScript
 outcome = run_algorithms(DaskAlgorithmsRunner, "unguarded", [first, second], [], pathlib.Path("calibration"))
 print("FINAL", outcome.final_state, outcome.error, {k: len(v) for k, v in outcome.results.items()})
+
+from caf_hpc import clusters
+worker_logs = clusters.client_for(DaskAlgorithmsRunner.settings()).get_worker_logs()
+print("worker logs with markers:", sum("MARK-" in message for lines in worker_logs.values() for _, message in lines))
 '''
 
 
@@ -63,5 +72,11 @@ def test_unguarded_steering_script_runs_on_the_local_default(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("STEERING SCRIPT EXECUTED") == 1, done.stdout
     assert "FINAL COMPLETED None {'InScript': 3, 'Beside': 1}" in done.stdout
-    log = (tmp_path / "calibration" / "0" / "algorithm_output" / "Beside_stdout").read_text()
-    assert "beside-the-script strategy ran" in log
+    logs = tmp_path / "calibration" / "0" / "algorithm_output"
+    assert "beside-the-script strategy ran" in (logs / "Beside_stdout").read_text()
+    own_log = (logs / "InScript_stdout").read_text()
+    # the scheduler and worker processes write to the script's stdout and stderr: no marker may
+    for marker in ("MARK-print", "MARK-fd1", "MARK-fd2", "MARK-c-stdout", "MARK-logging"):
+        assert marker in own_log
+        assert marker not in done.stdout + done.stderr
+    assert "worker logs with markers: 0" in done.stdout

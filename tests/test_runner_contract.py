@@ -5,7 +5,8 @@ import pathlib
 
 from scripted import EVERYWHERE, ok, scripted
 
-from caf_hpc import DaskAlgorithmsRunner
+from caf_hpc import DaskAlgorithmsRunner, clusters
+from caf_hpc.standins.driver import run_algorithms
 from caf_hpc.standins.runners import AlgorithmsRunner
 from caf_hpc.standins.utils import IoV, IoV_Result
 
@@ -27,12 +28,18 @@ def test_results_keep_their_type_order_and_count(calibrate):
     assert first[2].iov.run_low == 2 and first[2].result == 0
 
 
-def test_output_database_dir_stays_a_path(calibrate):
-    outcome = calibrate([ok("Only")])
-    assert outcome.final_state == "COMPLETED"
-    runner = DaskAlgorithmsRunner(name="x")
-    runner.output_database_dir = pathlib.Path("/tmp/somewhere")
-    assert isinstance(runner.output_database_dir, pathlib.Path)
+def test_output_database_dir_stays_a_path_for_caf_and_the_strategy(tmp_path):
+    runners = []
+
+    class Kept(DaskAlgorithmsRunner):
+        def __init__(self, name):
+            super().__init__(name)
+            runners.append(self)
+
+    outcome = run_algorithms(Kept, "cal", [ok("Only", 1, ("report_state",))], [], tmp_path)
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert isinstance(runners[0].output_database_dir, pathlib.Path)
+    assert "output_database_dir=PosixPath" in (outcome.output_dir / "Only_stdout").read_text()
 
 
 def test_iterate_result_code_reaches_caf_for_its_iteration_decision(calibrate):
@@ -61,8 +68,12 @@ def test_next_strategy_starts_only_after_the_previous_one_ended(calibrate, tmp_p
     assert trace.read_text().split("\n")[:-1] == ["A start", "A end", "B start", "B end", "C start", "C end"]
 
 
-def test_a_runner_can_be_reused_for_the_next_iteration(calibrate, tmp_path):
+def test_next_iteration_reuses_the_same_cluster(calibrate, tmp_path):
     first = calibrate([ok("Again", 2)], iteration=0)
+    client = clusters.client_for(DaskAlgorithmsRunner.settings())
+    workers = set(client.scheduler_info()["workers"])
     second = calibrate([ok("Again", 2)], iteration=1)
     assert first.final_state == second.final_state == "COMPLETED"
     assert first.output_dir != second.output_dir
+    assert clusters.client_for(DaskAlgorithmsRunner.settings()) is client
+    assert set(client.scheduler_info()["workers"]) == workers

@@ -41,6 +41,6 @@ def test_lost_worker_without_retries_is_an_infrastructure_error(calibrate, tmp_p
     assert "lost its worker 1 time(s)" in message and "more than retries=0 allows" in message
     assert "failure of the cluster, not of the algorithm" in message and "worker tcp://127.0.0.1:" in message
     assert list(outcome.results) == ["Unlucky"]
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 60  # at once, not after a time-to-live (300 s by default)
     assert new_queues_left(before, seconds=20) == []
     _wait_for_workers(2)

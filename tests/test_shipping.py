@@ -49,12 +49,10 @@ def test_factory_rebuilds_an_unpicklable_algorithm_on_the_worker(calibrate):
     assert "rebuilt on the worker" in (outcome.output_dir / "Locked_stdout").read_text()
 
 
-def test_factory_named_as_import_string_is_resolved(calibrate):
-    runner = runner_for(factories={"PedestalCalibration": "caf_hpc.demo.algorithms:PedestalCalibration"})
-    from caf_hpc.shipping import resolve_factory
-
-    factory = resolve_factory(runner.settings().factories["PedestalCalibration"], "PedestalCalibration")
-    assert factory().name == "PedestalCalibration"
+def test_factory_named_as_import_string_rebuilds_on_the_worker(calibrate):
+    outcome = calibrate([_locked()], runner=runner_for(factories={"Locked": "test_shipping:make_locked_algorithm"}))
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert "rebuilt on the worker" in (outcome.output_dir / "Locked_stdout").read_text()
 
 
 @pytest.mark.parametrize("spec, expected", [

@@ -61,6 +61,11 @@ def test_arguments_and_environment_win_over_the_runner_section(tmp_path, monkeyp
     assert (settings.timeout, settings.retries, settings.worker_wait) == (60, 1, 45)
 
 
+def test_an_argument_equal_to_the_default_still_wins_over_the_site(tmp_path):
+    runner = runner_for(site(tmp_path), retries=1)  # the site says 3
+    assert apply_runner_section(runner.settings()).retries == 1
+
+
 def test_runner_for_validates_the_site_when_the_class_is_made(tmp_path):
     bad = site(tmp_path, SLURM.replace("memory: 1GB", "memroy: 1GB"), "bad")
     with pytest.raises(SiteConfigError, match=r"bad\.yaml: cluster\.memroy: unknown key; did you mean 'memory'\?"):

@@ -8,7 +8,8 @@ import time
 import pytest
 from scripted import ok, scripted
 
-from caf_hpc import forkserver, messages, shipping, worker_task
+from caf_hpc import DaskAlgorithmsRunner, forkserver, messages, shipping, worker_task
+from caf_hpc.basf2_compat import RunnerError
 from caf_hpc.job import StrategyTask
 
 
@@ -47,8 +48,24 @@ def test_supervise_publishes_start_frames_and_end(tmp_path, fork_server):
 
 
 def test_time_limit_kills_the_whole_process_group(tmp_path):
-    end = worker_task.supervise(_task(tmp_path, scripted("Sleepy", ("sleep", 60)), timeout=1), lambda r: None)
+    grandchild = tmp_path / "grandchild"
+    algorithm = scripted("Sleepy", ("spawn_grandchild", str(grandchild)), ("sleep", 60))
+    end = worker_task.supervise(_task(tmp_path, algorithm, timeout=2), lambda r: None)
     assert end["timed_out"] and end["returncode"] == -signal.SIGTERM
+    assert _wait_gone(int(grandchild.read_text()))
+
+
+def test_failure_before_the_strategy_starts_is_reported_not_waited_for(calibrate, tmp_path):
+    class LogIsADirectory(DaskAlgorithmsRunner):
+        def run(self, iov, iteration):
+            (self.output_dir / "Blocked_stdout").mkdir()  # the worker cannot open the algorithm's log
+            super().run(iov, iteration)
+
+    started = time.monotonic()
+    outcome = calibrate([ok("Blocked")], runner=LogIsADirectory)
+    assert isinstance(outcome.error, RunnerError)
+    assert "could not be supervised" in str(outcome.error) and "IsADirectoryError" in str(outcome.error)
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
