@@ -6,9 +6,6 @@ from typing import Any, Optional
 from .runner import DaskAlgorithmsRunner
 from .settings import SettingsError, resolve
 
-#: Keywords of ``runner_for`` that override sections of the site config, not runner settings.
-SITE_SECTIONS = ("cluster", "scale", "container", "security")
-
 
 def runner_for(site: Optional[str] = None, **settings: Any) -> type:
     """A ``DaskAlgorithmsRunner`` subclass bound to ``site`` (a name or YAML file) or ``address=``.
@@ -19,7 +16,9 @@ def runner_for(site: Optional[str] = None, **settings: Any) -> type:
     ``cluster={...}``, ``scale={...}``, ``container={...}`` and ``security={...}``
     override keys of the site's sections (``runner_for("slurm", cluster={"memory": "8GB"})``).
     """
-    site_overrides = {key: settings.pop(key) for key in SITE_SECTIONS if key in settings}
+    from .sites.config import OVERRIDABLE  # keywords that override sections of the site config
+
+    site_overrides = {key: settings.pop(key) for key in OVERRIDABLE if key in settings}
     overrides = dict(settings, site=site) if site is not None else dict(settings)
     resolved = resolve(**overrides)  # validates names and values now
     if site_overrides and not resolved.site:

@@ -43,6 +43,22 @@ def local_cluster(settings: RunnerSettings) -> Any:
     )
 
 
+class ClusterError(RuntimeError):
+    """The cluster named in the settings cannot be reached or started."""
+
+
+#: How long to try to reach an existing scheduler.
+CONNECT_TIMEOUT = 30.0
+
+
+def _connect(address: str) -> Client:
+    try:
+        return Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as err:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({err}); check that it runs and the "
+                           "address (runner_for(address=...) or CAF_HPC_ADDRESS)") from None
+
+
 def register_site_cluster_factory(factory: Callable[[RunnerSettings], Any]) -> None:
     """Lets the site-config layer build the cluster for ``settings.site``."""
     global _site_cluster_factory
@@ -65,7 +81,7 @@ def client_for(settings: RunnerSettings) -> Client:
         if client is not None and client.status == "running":
             return client
         if settings.address:
-            client = Client(settings.address, set_as_default=False)
+            client = _connect(settings.address)
         else:
             cluster = _clusters.get(key)
             if cluster is None:
@@ -81,12 +97,6 @@ def client_for(settings: RunnerSettings) -> Client:
                 keep_jobs(client, cluster)
         _clients[key] = client
         return client
-
-
-def cluster_for(settings: RunnerSettings) -> Any:
-    """The cluster object behind ``settings`` (None when connected to an external scheduler)."""
-    with _lock:
-        return _clusters.get(settings.cluster_key)
 
 
 def describe(settings: RunnerSettings) -> str:

@@ -110,7 +110,3 @@ class FrameBuffer:
             offset = start + size
         del self._buffer[:offset]
         return frames
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)

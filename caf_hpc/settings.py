@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional
 
@@ -37,6 +38,7 @@ ENVIRONMENT = {
     "worker_wait": "CAF_HPC_WORKER_WAIT",
     "fork_server": "CAF_HPC_FORK_SERVER",
 }
+_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}$")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 _INTEGERS = {"n_workers": 1, "retries": 0}      # setting -> smallest allowed value
 _SECONDS = ("timeout", "worker_wait")
@@ -62,6 +64,10 @@ class RunnerSettings:
     explicit: frozenset = field(default=frozenset(), compare=False)
 
     def __post_init__(self) -> None:
+        if self.address and not _ADDRESS.match(self.address):
+            raise SettingsError(f"address={self.address!r} is not a Dask scheduler address; expected "
+                                "[tcp|tls]://HOST:PORT, e.g. tcp://scheduler.example.org:8786 "
+                                "(runner_for(address=...) or CAF_HPC_ADDRESS)")
         if self.address and self.site:
             raise SettingsError(f"give either address={self.address!r} or site={self.site!r}, not both")
         for name, smallest in _INTEGERS.items():

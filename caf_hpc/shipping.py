@@ -131,6 +131,13 @@ def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
     try:
         return cloudpickle.dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
     except Exception as err:
+        for key, value in {**params, "iov": iov}.items():
+            try:
+                cloudpickle.dumps(value)
+            except Exception as part_error:
+                raise ShippingError(f"the runner's {key} ({type(value).__name__}), which every strategy of the "
+                                    f"calibration receives, cannot be sent to a Dask worker: "
+                                    f"{type(part_error).__name__}: {part_error}") from None
         parts = _unpicklable_parts(shipped) or [f"({type(err).__name__}: {err})"]
         hint = ""
         if any(p.startswith(".algorithm ") for p in parts):

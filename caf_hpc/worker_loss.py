@@ -51,10 +51,9 @@ class LossWatch:
         if action != "remove-worker":
             return
         with self._lock:
-            hit = [(key, self._queues[key]) for key in message.get("processing-tasks", ()) if key in self._queues]
-        for key, queue in hit:
-            record = {"kind": messages.LOST, "key": key, "worker": message.get("worker"),
-                      "expected": bool(message.get("expected"))}
+            hit = [self._queues[key] for key in message.get("processing-tasks", ()) if key in self._queues]
+        for queue in hit:
+            record = {"kind": messages.LOST, "worker": message.get("worker")}
             # this runs on the client's event loop, where a blocking put would deadlock
             threading.Thread(target=_put, args=(queue, record), daemon=True, name="caf-hpc-lost").start()
 

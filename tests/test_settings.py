@@ -34,6 +34,9 @@ def test_runner_for_returns_a_runner_class_bound_to_its_settings():
     ({}, {"CAF_HPC_WORKERS": "two"}, "CAF_HPC_WORKERS='two': expected a whole number"),
     ({}, {"CAF_HPC_TIMEOUT": "1h"}, "CAF_HPC_TIMEOUT='1h': expected seconds as a number"),
     ({"address": "tcp://h:1"}, {"CAF_HPC_SITE": ""}, None),
+    ({"address": "nonsense"}, {}, "address='nonsense' is not a Dask scheduler address; expected [tcp|tls]://HOST:PORT"),
+    ({}, {"CAF_HPC_ADDRESS": "host:port"}, "address='host:port' is not a Dask scheduler address"),
+    ({}, {"CAF_HPC_WORKERS": "0"}, "CAF_HPC_WORKERS='0': expected a whole number"),
 ])
 def test_bad_settings_name_the_setting_and_what_is_allowed(kwargs, environ, message):
     if message is None:
@@ -42,3 +45,15 @@ def test_bad_settings_name_the_setting_and_what_is_allowed(kwargs, environ, mess
     with pytest.raises(SettingsError) as caught:
         resolve(environ=environ, **kwargs)
     assert message in str(caught.value)
+
+
+def test_unreachable_scheduler_is_named_with_where_to_fix_it(calibrate, monkeypatch):
+    from scripted import ok
+
+    from caf_hpc import clusters
+
+    monkeypatch.setattr(clusters, "CONNECT_TIMEOUT", 2)
+    outcome = calibrate([ok("Never")], runner=runner_for(address="tcp://127.0.0.1:9"))
+    assert isinstance(outcome.error, clusters.ClusterError)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in str(outcome.error)
+    assert "CAF_HPC_ADDRESS" in str(outcome.error) and outcome.final_state == "FAILED"

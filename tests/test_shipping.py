@@ -64,3 +64,9 @@ def test_bad_factory_names_say_what_is_wrong(calibrate, spec, expected):
     outcome = calibrate([_locked()], runner=runner_for(factories={"Locked": spec}))
     assert isinstance(outcome.error, ShippingError)
     assert expected in str(outcome.error) and "'Locked'" in str(outcome.error)
+
+
+def test_unpicklable_calibration_setting_is_named_not_blamed_on_an_algorithm(calibrate):
+    outcome = calibrate([ok("Innocent")], database_chain=[threading.Lock()])
+    assert isinstance(outcome.error, ShippingError)
+    assert "the runner's database_chain (list), which every strategy of the calibration receives" in str(outcome.error)

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
+from ..settings import RunnerSettings
 from . import lookup, schema
 from .errors import SiteConfigError
 from .validate import validate
@@ -26,7 +27,7 @@ from .validate import validate
 #: Sections ``runner_for`` may override.
 OVERRIDABLE = ("cluster", "scale", "container", "security")
 #: The dashboard stays on this machine unless the site says otherwise.
-DEFAULT_DASHBOARD = "127.0.0.1:0"
+DEFAULT_DASHBOARD = RunnerSettings.dashboard_address  # the local default's, also for a site's scheduler
 
 _bound_lock = threading.Lock()
 _bound: dict[str, tuple[str, dict]] = {}

@@ -5,9 +5,7 @@ from dataclasses import replace
 
 from ..settings import RunnerSettings
 from .config import load_site
-
-#: Settings a site may fill in.
-RUNNER_KEYS = ("timeout", "retries", "worker_wait")
+from .schema import RUNNER_KEYS
 
 
 def explicit_settings(settings: RunnerSettings) -> set:
