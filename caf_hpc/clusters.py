@@ -19,13 +19,15 @@ from typing import Any, Callable, Optional
 
 from distributed import Client
 
-from .basf2_compat import log_info
+from .basf2_compat import log_info, log_warning
 from .settings import RunnerSettings
 
 _lock = threading.Lock()
 _clients: dict[tuple, Client] = {}
 _clusters: dict[tuple, Any] = {}
 _site_cluster_factory: Optional[Callable[[RunnerSettings], Any]] = None
+#: Seconds a local worker waits for a scheduler that is gone before it ends.
+LOCAL_DEATH_TIMEOUT = 10
 
 
 def local_cluster(settings: RunnerSettings) -> Any:
@@ -34,13 +36,31 @@ def local_cluster(settings: RunnerSettings) -> Any:
     from distributed.deploy.subprocess import SubprocessCluster
 
     n_workers = settings.n_workers or CPU_COUNT
-    return SubprocessCluster(
+    cluster = SubprocessCluster(
         host="127.0.0.1",
         n_workers=n_workers,
         threads_per_worker=1,
         dashboard_address=settings.dashboard_address,
         silence_logs=logging.WARNING,
+        # the scheduler ends with this process; the workers end when their scheduler is gone
+        scheduler_kwargs={"preload": ["caf_hpc.parent_guard"]},
+        worker_kwargs={"death_timeout": LOCAL_DEATH_TIMEOUT},
     )
+    cluster.loop.add_callback(_drain, cluster.scheduler.process.stderr)
+    return cluster
+
+
+async def _drain(stream: Any) -> None:
+    """Reads the scheduler's standard error, which SubprocessCluster pipes and never reads:
+    a long calibration would fill the pipe and block the scheduler. Warnings and errors
+    are passed on to this process's log."""
+    while True:
+        line = await stream.readline()
+        if not line:
+            return
+        text = line.decode(errors="replace").rstrip()
+        if " - WARNING - " in text or " - ERROR - " in text or " - CRITICAL - " in text:
+            log_warning(f"Dask scheduler: {text}")
 
 
 class ClusterError(RuntimeError):

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 HELPER = '''
 from caf_hpc.standins.strategies import AlgorithmStrategy
@@ -80,3 +81,47 @@ def test_unguarded_steering_script_runs_on_the_local_default(tmp_path):
         assert marker in own_log
         assert marker not in done.stdout + done.stderr
     assert "worker logs with markers: 0" in done.stdout
+
+
+KILLED = '''
+import os, pathlib, psutil
+from caf_hpc import DaskAlgorithmsRunner
+from caf_hpc.standins.driver import run_algorithms
+from caf_hpc.standins.framework import Algorithm
+from caf_hpc.standins.strategies import AlgorithmStrategy
+
+
+class Quick(AlgorithmStrategy):
+    def run(self, iov, iteration, queue):
+        queue.put({"type": "final_state", "value": "COMPLETED"})
+
+
+class Named:
+    name = "Quick"
+
+    def setInputFileNames(self, files):
+        pass
+
+
+algorithm = Algorithm(Named())
+algorithm.strategy = Quick
+print("FINAL", run_algorithms(DaskAlgorithmsRunner, "killed", [algorithm], [], pathlib.Path("out")).final_state)
+print("PIDS", " ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
+os._exit(0)  # as if killed: no atexit, no cluster.close()
+'''
+
+
+def test_local_cluster_ends_when_its_steering_script_is_killed(tmp_path):
+    import psutil
+
+    (tmp_path / "killed.py").write_text(KILLED)
+    done = subprocess.run([sys.executable, "killed.py"], cwd=tmp_path, capture_output=True, text=True, timeout=150)
+    assert "FINAL COMPLETED" in done.stdout, done.stderr[-3000:]
+    pids = [int(p) for p in done.stdout.split("PIDS", 1)[1].split()]
+    assert len(pids) >= 5  # scheduler, nannies, their workers, the workers' fork servers
+    deadline = time.monotonic() + 60
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
