@@ -12,6 +12,7 @@ calibration at module level, with no ``if __name__ == "__main__":`` guard.
 """
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import threading
@@ -46,14 +47,20 @@ def local_cluster(settings: RunnerSettings) -> Any:
         scheduler_kwargs={"preload": ["caf_hpc.parent_guard"]},
         worker_kwargs={"death_timeout": LOCAL_DEATH_TIMEOUT},
     )
-    cluster.loop.add_callback(_drain, cluster.scheduler.process.stderr)
+    stderr = cluster.scheduler.process.stderr
+
+    def start_draining() -> None:
+        cluster._caf_hpc_drain = asyncio.ensure_future(_drain(stderr))
+
+    cluster.loop.add_callback(start_draining)
     return cluster
 
 
 async def _drain(stream: Any) -> None:
     """Reads the scheduler's standard error, which SubprocessCluster pipes and never reads:
     a long calibration would fill the pipe and block the scheduler. Warnings and errors
-    are passed on to this process's log."""
+    are passed on to this process's log. Stopped before the cluster closes, which reads
+    the pipe itself."""
     while True:
         line = await stream.readline()
         if not line:
@@ -156,6 +163,9 @@ def _close(clients: list, clusters: list) -> None:
             pass
     for cluster in clusters:
         try:
+            drain = getattr(cluster, "_caf_hpc_drain", None)
+            if drain is not None:
+                cluster.loop.add_callback(drain.cancel)
             cluster.close(timeout=20)
         except Exception:
             pass

@@ -1,6 +1,7 @@
 """Results stream through Dask queues: as they come, in order, once, on queues of their own."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -65,3 +66,23 @@ def test_each_strategy_gets_its_own_queue_removed_afterwards(calibrate):
     outcome = calibrate([ok("One"), ok("Two"), scripted("Three", ("raise", "boom"))])
     assert outcome.final_state == "FAILED"
     assert new_queues_left(before) == []
+
+
+def _flood_scheduler_log(dask_scheduler=None):
+    import logging
+
+    for i in range(5000):  # about 0.6 MB: ten times what a pipe holds
+        logging.getLogger("distributed.scheduler").warning("flood %05d %s", i, "x" * 80)
+    return True
+
+
+def test_scheduler_output_is_drained_so_a_chatty_scheduler_never_blocks(calibrate, caplog):
+    caplog.set_level(logging.WARNING, logger="caf_hpc")
+    client = clusters.client_for(DaskAlgorithmsRunner.settings())
+    assert client.run_on_scheduler(_flood_scheduler_log)
+    outcome = calibrate([ok("AfterTheFlood")])
+    assert outcome.final_state == "COMPLETED", outcome.error
+    deadline = time.monotonic() + 30
+    while not any("flood 04999" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("Dask scheduler:" in r.getMessage() and "flood 04999" in r.getMessage() for r in caplog.records)
