@@ -24,6 +24,15 @@ def calibrate(tmp_path):
     return _calibrate
 
 
+@pytest.fixture
+def isolated_site_lookup(tmp_path, monkeypatch):
+    """Site lookup that sees the shipped configs only: HOME, XDG_CONFIG_HOME and CAF_HPC_SITE_PATH cleared."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("CAF_HPC_SITE_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
 def require_testbed(name: str) -> dict:
     """The environment for submitting to testbed ``name``; skips (or, in CI, fails) when it is down.
 

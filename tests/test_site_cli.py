@@ -20,11 +20,8 @@ SHIPPED = ["htcondor", "local", "localhost-pbs", "localhost-sge", "localhost-slu
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    monkeypatch.delenv("CAF_HPC_SITE_PATH", raising=False)
-    monkeypatch.chdir(tmp_path)
+def _isolated(isolated_site_lookup):
+    """Every test here sees only the shipped site configs and its own."""
 
 
 #: Where Debian's gridengine packages (installed by the SGE testbed) put Grid Engine's qsub, without

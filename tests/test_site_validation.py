@@ -181,11 +181,8 @@ BAD_CONFIGS = [
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    monkeypatch.delenv("CAF_HPC_SITE_PATH", raising=False)
-    monkeypatch.chdir(tmp_path)
+def _isolated(isolated_site_lookup):
+    """Every test here sees only the shipped site configs and its own."""
 
 
 def write(tmp_path, text: str, name: str = "site.yaml"):
