@@ -25,7 +25,6 @@ from .job import StrategyTask
 from .logs import describe
 from .settings import RunnerSettings, resolve
 
-
 #: How long one wait on the queue lasts before the runner checks its own deadline again.
 _QUEUE_WAIT = 30.0
 #: How long past the strategy's time limit the runner waits for the worker to report it.
@@ -178,7 +177,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         algorithms = list(self.algorithms or [])
         params = shipping.strategy_params(self)
         shipping.register_local_modules(settings.ship_modules)
-        try:  # everything is packed, and refused if it cannot be, and the cluster is reached, before anything is submitted
+        # every algorithm is packed (or refused) and the cluster reached before anything is submitted
+        try:
             packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name)))
                       for alg in algorithms]
             client = clusters.client_for(settings)

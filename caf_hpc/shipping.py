@@ -24,6 +24,8 @@ from .job import StrategyJob
 
 Factory = Union[str, Callable[[], Any]]
 
+#: The parts of a CAF Algorithm that travel to the worker.
+_ALGORITHM_PARTS = ("algorithm", "strategy", "params", "pre_algorithm", "data_input")
 _OWN_PACKAGES = {"caf_hpc", "caf", "basf2", "ROOT", "cloudpickle"}
 _INSTALLED_MARKERS = ("site-packages", "dist-packages")
 
@@ -108,16 +110,15 @@ def _without_algorithm_object(algorithm: Any) -> Any:
     return shipped
 
 
-def _unpicklable_parts(algorithm: Any) -> list[str]:
-    parts = []
-    for attribute in ("algorithm", "strategy", "params", "pre_algorithm", "data_input"):
-        if not hasattr(algorithm, attribute):
-            continue
+def _pickling_failures(named: Mapping[str, Any]) -> dict:
+    """``{name: error}`` for each of ``named``'s values that cannot be pickled, to say which part is at fault."""
+    failures = {}
+    for name, value in named.items():
         try:
-            cloudpickle.dumps(getattr(algorithm, attribute))
+            cloudpickle.dumps(value)
         except Exception as err:  # any pickling failure counts
-            parts.append(f".{attribute} ({type(err).__name__}: {err})")
-    return parts
+            failures[name] = err
+    return failures
 
 
 def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
@@ -131,14 +132,14 @@ def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
     try:
         return cloudpickle.dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
     except Exception as err:
-        for key, value in {**params, "iov": iov}.items():
-            try:
-                cloudpickle.dumps(value)
-            except Exception as part_error:
-                raise ShippingError(f"the runner's {key} ({type(value).__name__}), which every strategy of the "
-                                    f"calibration receives, cannot be sent to a Dask worker: "
-                                    f"{type(part_error).__name__}: {part_error}") from None
-        parts = _unpicklable_parts(shipped) or [f"({type(err).__name__}: {err})"]
+        settings = {**params, "iov": iov}
+        for key, part_error in _pickling_failures(settings).items():
+            raise ShippingError(f"the runner's {key} ({type(settings[key]).__name__}), which every strategy of the "
+                                f"calibration receives, cannot be sent to a Dask worker: "
+                                f"{type(part_error).__name__}: {part_error}") from None
+        attributes = {a: getattr(shipped, a) for a in _ALGORITHM_PARTS if hasattr(shipped, a)}
+        parts = [f".{a} ({type(e).__name__}: {e})" for a, e in _pickling_failures(attributes).items()] \
+            or [f"({type(err).__name__}: {err})"]
         hint = ""
         if any(p.startswith(".algorithm ") for p in parts):
             hint = (f"\n  Its algorithm object cannot be pickled (a C++ CalibrationAlgorithm never can): name a "

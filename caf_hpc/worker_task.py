@@ -19,6 +19,8 @@ import traceback
 import uuid
 from typing import Any, Callable, Optional
 
+from distributed import Queue
+
 from . import forkserver, messages
 from .job import StrategyTask
 
@@ -78,8 +80,8 @@ def _stop(process: Any) -> Optional[int]:
     return None
 
 
-def _start_child(task: StrategyTask, message_fd: int) -> tuple:
-    """Starts the strategy's process with stdout and stderr on the log file; returns it and its stdin.
+def _start_child(task: StrategyTask, message_fd: int) -> Any:
+    """Starts the strategy's process with stdout and stderr on the log file; its ``stdin`` is open for writing.
 
     Forked by this worker's fork server (milliseconds), or, with ``fork_server`` off or
     where the server cannot run, a fresh ``python -m caf_hpc.child`` (about 100 ms).
@@ -101,7 +103,7 @@ def _start_child(task: StrategyTask, message_fd: int) -> tuple:
         os.close(stdin_read)
         os.close(log_fd)
     process.stdin = os.fdopen(stdin_write, "wb")
-    return process, process.stdin
+    return process
 
 
 def supervise(task: StrategyTask, publish: Callable[[dict], None],
@@ -114,12 +116,12 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
     read_fd, write_fd = os.pipe()
     process: Any = None
     try:
-        process, stdin = _start_child(task, write_fd)
+        process = _start_child(task, write_fd)
         os.close(write_fd)
         write_fd = -1
         try:
-            stdin.write(messages.frame(task.payload))
-            stdin.flush()
+            process.stdin.write(messages.frame(task.payload))
+            process.stdin.flush()
         except BrokenPipeError:
             pass  # the child died at start-up; its exit code tells why
         # announced while the child already runs: its first messages wait in the pipe meanwhile
@@ -172,20 +174,16 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
 
 def run_strategy_task(task: StrategyTask) -> dict:
     """The function submitted to Dask: ``supervise`` with the runner's queue as the destination."""
-    return supervise(task, _producer(task.queue_name).put, _task_cancelled)
+    return supervise(task, _Producer(task.queue_name).put, _task_cancelled)
 
 
-def _producer(name: str) -> Any:
+class _Producer(Queue):
     """A handle on the runner's ``distributed.Queue`` that puts without counting as a holder.
 
     A ``Queue`` made on the worker would register itself with the scheduler, which keeps
     a queue until every holder let go; a worker that dies never does. Here only the
     runner's handle holds the queue, so it goes when the runner is done with it.
     """
-    from distributed import Queue
 
-    class Producer(Queue):
-        def _maybe_start(self) -> None:
-            pass  # the runner created the queue; do not register as a holder
-
-    return Producer(name)
+    def _maybe_start(self) -> None:
+        pass  # the runner created the queue; do not register as a holder

@@ -71,14 +71,14 @@ def test_failure_before_the_strategy_starts_is_reported_not_waited_for(calibrate
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
 def test_strategy_process_ends_when_its_supervisor_goes_away(tmp_path, fork_server):
     read_fd, write_fd = os.pipe()
-    process, stdin = worker_task._start_child(_task(tmp_path, scripted("Orphan", ("sleep", 60)), fork_server),
-                                              write_fd)
+    task = _task(tmp_path, scripted("Orphan", ("sleep", 60)), fork_server)
+    process = worker_task._start_child(task, write_fd)
     os.close(write_fd)
-    stdin.write(messages.frame(_task(tmp_path, scripted("Orphan", ("sleep", 60))).payload))
-    stdin.flush()
+    process.stdin.write(messages.frame(task.payload))
+    process.stdin.flush()
     time.sleep(0.3)
     assert process.poll() is None
-    stdin.close()  # what happens when the worker process dies
+    process.stdin.close()  # what happens when the worker process dies
     assert process.wait(timeout=10) == -signal.SIGKILL
     os.close(read_fd)
 
