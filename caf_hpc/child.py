@@ -6,16 +6,23 @@ algorithm's log file, the pickled ``StrategyJob`` on standard input and a pipe f
 ``MESSAGE_FD``. Whatever the strategy does to the process (chdir, logging, conditions,
 a crash) ends with it. When the worker goes away, standard input closes and the child
 ends itself and everything it started, so no orphan keeps computing.
+
+The algorithm's log takes every line of every stream, in order: C ``stdout`` is made
+line-buffered (``std::cout``, synchronised with it, follows), and basf2's
+``log_to_file`` of that same file, which would truncate it and then write over what
+fds 1 and 2 append, is made to append too.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
 import sys
 import threading
 import traceback
-from typing import Any
+import warnings
+from typing import Any, Iterable
 
 from . import messages
 
@@ -67,15 +74,97 @@ def _configure_logging() -> None:
         basf2.logging.add_console()
 
 
-def run(message_fd: int) -> int:
+def preload(entries: Iterable[str]) -> list[str]:
+    """Imports each ``module`` and calls each ``module:function``; returns what failed, as log text.
+
+    A failure does not stop the others: the strategy that needs the failed one fails with
+    its own error, and this text, in its log, says why.
+    """
+    errors = []
+    for entry in entries:
+        module_name, _, function = entry.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            if function:
+                for part in function.split("."):
+                    target = getattr(target, part)
+                target()
+        except BaseException:  # noqa: B902 - reported in every strategy's log instead
+            errors.append(f"caf-hpc: preload {entry!r} failed on this worker:\n{traceback.format_exc()}")
+    return errors
+
+
+def _line_buffer_c_stdout() -> None:
+    """C stdio buffers a file fully: ``printf`` and ``std::cout`` lines would reach the log
+    only at exit, after Python's. Line buffering keeps the streams in order."""
+    import ctypes
+
+    stdout = ctypes.c_void_p.in_dll(libc(), "stdout")
+    libc().fflush(stdout)
+    libc().setvbuf(stdout, None, 1, 0)  # _IOLBF
+
+
+def _append_basf2_log() -> None:
+    """Makes basf2's ``log_to_file`` of the file fds 1 and 2 write to append, as they do.
+
+    CAF's ``AlgorithmMachine._setup_logging`` calls ``basf2.log_to_file(<the algorithm's
+    log>)`` at the start of every strategy; basf2 opens it truncating, with its own file
+    offset: all output before would be erased and all C/C++ output after overwritten by
+    basf2's own lines. With ``append=True`` (``ios::app``, ``O_APPEND``) every write of
+    both goes to the end. Applied to real basf2 and to its stand-in, whichever is loaded.
+    """
+    log = os.fstat(1)
+    for name in ("basf2", "caf_hpc.standins.basf2_logging"):
+        module = sys.modules.get(name)
+        original = getattr(module, "log_to_file", None)
+        if original is None or getattr(original, "caf_hpc_appends", False):
+            continue
+
+        def log_to_file(filename: str, append: bool = False, _original: Any = original) -> Any:
+            try:
+                same = os.stat(filename)
+                append = append or (same.st_dev, same.st_ino) == (log.st_dev, log.st_ino)
+            except OSError:
+                pass  # not there yet: not the file fds 1 and 2 are on
+            return _original(filename, append)
+
+        log_to_file.caf_hpc_appends = True  # type: ignore[attr-defined]
+        setattr(module, "log_to_file", log_to_file)
+
+
+def _load_job(data: bytes) -> Any:
+    """The pickled ``StrategyJob``; a C++ object whose class this process lacks is named."""
+    try:
+        if "ROOT" in sys.modules:  # preloaded: ROOT warns about interpreted classes it streams fine
+            from .standins.cpp import quiet_streaming
+
+            with quiet_streaming():
+                return messages.loads(data)
+        return messages.loads(data)
+    except TypeError as err:
+        if "attempt to bind C++ object w/o class" not in str(err):
+            raise
+        raise RuntimeError("the algorithm's C++ object cannot be rebuilt in the worker's process: its class is not "
+                           "declared there (ROOT: attempt to bind C++ object w/o class). Declare it on the workers "
+                           "with runner_for(preload=['my_calibration.algorithms:declare']) or the site's "
+                           "runner: {preload: [...]}, or name a factory with runner_for(factories=...)") from None
+
+
+def run(message_fd: int, preload_entries: Iterable[str] = ()) -> int:
     """Runs the strategy of the job on standard input; returns the process's exit code."""
     os.set_inheritable(message_fd, False)  # programs the strategy starts must not hold the pipe open
     queue = PipeQueue(message_fd)
     stdin_fd = sys.stdin.fileno()
-    job = messages.loads(messages.read_frame(stdin_fd))
+    data = messages.read_frame(stdin_fd)
     threading.Thread(target=_end_with_parent, args=(stdin_fd,), daemon=True, name="end-with-parent").start()
+    warnings.filterwarnings("ignore", message="(?s).*distribution of ROOT is in alpha stage")
+    _line_buffer_c_stdout()
+    for error in preload(preload_entries):
+        sys.stderr.write(error)
     _configure_logging()
     try:
+        job = _load_job(data)
+        _append_basf2_log()
         algorithm = job.rebuild_algorithm()
         strategy = algorithm.strategy(algorithm)
         strategy.setup_from_dict(job.params)
@@ -120,4 +209,4 @@ def exit_forked(code: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run(int(sys.argv[1])))  # a normal exit, so C stdio buffers are flushed too
+    sys.exit(run(int(sys.argv[1]), sys.argv[2:]))  # a normal exit, so C stdio buffers are flushed too

@@ -10,6 +10,15 @@ exactly as ``python -m caf_hpc.child`` would. The server reports each child's pi
 when the child ends, its exit code. When the worker goes away, the control socket
 closes and the server kills its children and exits.
 
+Heavy set-up is paid here once instead of in every strategy: the runner's ``preload``
+list (``ROOT``, ``basf2``, a module that declares C++ classes with cling) is imported and
+called before the first fork. A worker keeps one server per preload list, so
+calibrations with different lists share a worker without sharing their set-up.
+
+Why not ``multiprocessing``'s own forkserver: Dask's worker processes are daemonic, and
+a daemonic process may not start ``multiprocessing`` children; and its children could
+not be given the log file as their fds 1 and 2 before they run anything.
+
 CAF's own runner forks from the steering process in the same way; this server's state
 is pristine, so no strategy sees another's.
 """
@@ -26,11 +35,11 @@ import sys
 import threading
 from typing import Optional
 
-#: Modules imported once by the server, so that children do not import them again.
+from . import child
+
+#: Modules imported once by every server, so that children do not import them again.
 PRELOAD = ("caf_hpc.child", "caf_hpc.job", "cloudpickle", "caf_hpc.standins.strategies",
            "caf_hpc.standins.framework", "caf_hpc.standins.calibration_algorithm")
-#: More modules to preload, comma-separated (for example ``basf2``, whose import takes seconds).
-PRELOAD_VARIABLE = "CAF_HPC_PRELOAD"
 _MAX_MESSAGE = 65536
 _READY_WAIT = 10.0
 
@@ -40,6 +49,10 @@ def _send(control: socket.socket, message: dict) -> None:
 
 
 # --------------------------------------------------------------------------- server side
+#: What went wrong with the preload list, told in every child's log.
+_preload_errors: list = []
+
+
 def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tuple, ready_fd: int) -> None:
     """In the forked child: take the sent descriptors and run the strategy; never returns."""
     code = 70
@@ -47,6 +60,8 @@ def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tupl
         stdin_fd, log_fd, message_fd = fds
         os.dup2(log_fd, 1)  # first, so that even a failure below is in the algorithm's log
         os.dup2(log_fd, 2)
+        for error in _preload_errors:
+            os.write(2, error.encode(errors="replace"))
         os.dup2(stdin_fd, 0)
         os.close(stdin_fd)
         os.close(log_fd)
@@ -60,16 +75,12 @@ def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tupl
         os.chdir(request["cwd"])
         sys.stdout.reconfigure(line_buffering=True, write_through=True)
         sys.stderr.reconfigure(line_buffering=True, write_through=True)
-        from caf_hpc import child
-
         code = child.run(message_fd)
     except BaseException:  # noqa: B902 - whatever happens, the fork must not return into the server loop
         import traceback
 
         traceback.print_exc()
     finally:
-        from caf_hpc import child
-
         child.exit_forked(code)
 
 
@@ -107,6 +118,7 @@ def serve(control: socket.socket) -> None:
                     return
                 request = json.loads(data)
                 ready_read, ready_write = os.pipe()
+                child.libc().fflush(None)  # nothing the preload left in C buffers may reach a child's log
                 pid = os.fork()
                 if pid == 0:
                     os.close(ready_read)
@@ -128,15 +140,11 @@ def serve(control: socket.socket) -> None:
 
 
 def main(argv: list) -> int:
+    """``python -m caf_hpc.forkserver CONTROL_FD [PRELOAD ...]``."""
     os.environ["PYTHONUNBUFFERED"] = "1"
-    extra = [m for m in os.environ.get(PRELOAD_VARIABLE, "").split(",") if m.strip()]
-    for module in (*PRELOAD, *extra):
-        try:
-            importlib.import_module(module.strip())
-        except ImportError as err:
-            print(f"caf-hpc fork server: cannot preload {module}: {err}", file=sys.stderr)
-    from caf_hpc import child
-
+    for module in PRELOAD:
+        importlib.import_module(module)
+    _preload_errors.extend(child.preload(argv[2:]))
     child.libc()
     serve(socket.socket(fileno=int(argv[1])))
     return 0
@@ -173,10 +181,10 @@ class ForkServerError(RuntimeError):
 class ForkServer:
     """The worker side: starts the server and asks it for children, from any thread."""
 
-    def __init__(self, start_timeout: float = 60.0) -> None:
+    def __init__(self, preload: tuple = (), start_timeout: float = 60.0) -> None:
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._process = subprocess.Popen([sys.executable, "-m", "caf_hpc.forkserver", str(theirs.fileno())],
-                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        self._process = subprocess.Popen([sys.executable, "-m", "caf_hpc.forkserver", str(theirs.fileno()),
+                                          *preload], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
         self._start_timeout = start_timeout
         self._send_lock = threading.Lock()
@@ -216,7 +224,8 @@ class ForkServer:
         with self._changed:
             if not self._changed.wait_for(lambda: request_id in self._pids or not self.alive,
                                           timeout=self._start_timeout):
-                raise ForkServerError(f"the fork server did not answer within {self._start_timeout:g} s")
+                raise ForkServerError(f"the fork server did not answer within {self._start_timeout:g} s "
+                                      "(its preload included)")
             if request_id not in self._pids:
                 raise ForkServerError("the fork server ended")
             return ForkedChild(self, self._pids.pop(request_id))
@@ -242,17 +251,18 @@ class ForkServer:
             self._process.kill()
 
 
-_server: Optional[ForkServer] = None
+_servers: dict = {}
 _server_lock = threading.Lock()
 
 
-def shared() -> ForkServer:
-    """This process's fork server, started on first use and again if it died."""
-    global _server
+def shared(preload: tuple = ()) -> ForkServer:
+    """This process's fork server for ``preload``, started on first use and again if it died."""
+    key = tuple(preload)
     with _server_lock:
-        if _server is None or not _server.alive:
-            _server = ForkServer()
-        return _server
+        server = _servers.get(key)
+        if server is None or not server.alive:
+            server = _servers[key] = ForkServer(key)
+        return server
 
 
 if __name__ == "__main__":

@@ -39,3 +39,4 @@ class StrategyTask:
     output_dir: str
     timeout: Optional[float] = None
     fork_server: bool = True
+    preload: tuple = ()     # run once per worker process before the strategy's process starts

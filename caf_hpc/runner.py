@@ -179,9 +179,12 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         shipping.register_local_modules(settings.ship_modules)
         # every algorithm is packed (or refused) and the cluster reached before anything is submitted
         try:
-            packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name)))
+            packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name),
+                                          settings.preload))
                       for alg in algorithms]
             client = clusters.client_for(settings)
+            if settings.fork_server:
+                worker_task.start_preloading(client, settings.preload)
         except Exception:
             self.final_state = self.FAILED
             raise
@@ -202,7 +205,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         token = uuid.uuid4().hex[:16]
         queue = Queue(f"caf-hpc-{token}", client=client)
         task = StrategyTask(name, payload, queue.name, str(log_path), str(self.output_dir), settings.timeout,
-                            settings.fork_server)
+                            settings.fork_server, settings.preload)
         started = time.monotonic()
         stream = _Stream(name, results)
         key = f"caf-strategy-{name}-{token}"

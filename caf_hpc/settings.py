@@ -15,6 +15,9 @@ setting                     environment variable   meaning
 ``worker_wait``             CAF_HPC_WORKER_WAIT    seconds to wait for a worker to arrive (300)
 ``fork_server``             CAF_HPC_FORK_SERVER    fork strategies from a server on each worker (1);
                                                    0 starts a fresh interpreter for each instead
+``preload``                 CAF_HPC_PRELOAD        modules each worker imports once before its
+                                                   strategies, ``module`` or ``module:function``
+                                                   to call one as well (comma-separated)
 ==========================  =====================  ============================================
 
 ``factories`` ({algorithm name: "package.module:function"}) and ``ship_modules``
@@ -37,11 +40,22 @@ ENVIRONMENT = {
     "retries": "CAF_HPC_RETRIES",
     "worker_wait": "CAF_HPC_WORKER_WAIT",
     "fork_server": "CAF_HPC_FORK_SERVER",
+    "preload": "CAF_HPC_PRELOAD",
 }
 _ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}$")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 _INTEGERS = {"n_workers": 1, "retries": 0}      # setting -> smallest allowed value
 _SECONDS = ("timeout", "worker_wait")
+_PRELOAD_ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_.]*)?$")
+PRELOAD_FORM = "'package.module' to import it, or 'package.module:function' to import it and call function()"
+
+
+def preload_problems(entries: Any) -> list[str]:
+    """What is wrong with a ``preload`` list (empty when nothing is), one message per entry."""
+    if isinstance(entries, str) or not isinstance(entries, (list, tuple)):
+        return [f"expected a list of module names, got {entries!r}; each entry is {PRELOAD_FORM}"]
+    return [f"entry {entry!r} is not {PRELOAD_FORM}" for entry in entries
+            if not isinstance(entry, str) or not _PRELOAD_ENTRY.match(entry)]
 
 
 class SettingsError(ValueError):
@@ -58,6 +72,8 @@ class RunnerSettings:
     retries: int = 1
     worker_wait: float = 300.0
     fork_server: bool = True
+    #: Imported (and called, for ``module:function``) once per worker before its strategies fork.
+    preload: tuple = ()
     factories: Mapping[str, Any] = field(default_factory=dict)
     ship_modules: tuple = ()
     #: The settings the user gave (argument or environment), which a site's defaults must not replace.
@@ -83,7 +99,11 @@ class RunnerSettings:
         if not isinstance(self.factories, Mapping):
             raise SettingsError("factories must map algorithm names to 'package.module:function' strings, "
                                 f"got {type(self.factories).__name__}")
+        problems = preload_problems(self.preload)
+        if problems:
+            raise SettingsError(f"preload: {'; '.join(problems)}")
         object.__setattr__(self, "ship_modules", tuple(self.ship_modules))
+        object.__setattr__(self, "preload", tuple(self.preload))
 
     @property
     def cluster_key(self) -> tuple:
@@ -117,6 +137,8 @@ def _from_environment(environ: Mapping[str, str]) -> dict:
             if raw.lower() not in _BOOLEANS:
                 raise SettingsError(f"{variable}={raw!r}: expected 1 or 0 (also true/false, yes/no, on/off)")
             values[name] = _BOOLEANS[raw.lower()]
+        elif name == "preload":
+            values[name] = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
         elif name in _SECONDS:
             try:
                 values[name] = float(raw)

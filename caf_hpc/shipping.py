@@ -3,9 +3,15 @@
 Pure-Python strategies and algorithms travel with cloudpickle. Code that lives in the
 steering script, or in modules beside it that the workers cannot import, travels by
 value: whatever is not part of the installed software environment (standard library,
-site-packages, a basf2 release) counts as such. Real CAF algorithms hold a C++ object that cannot be pickled: the user names a
-factory (``"package.module:function"`` or a function) that rebuilds it on the worker.
-Everything is checked before the first strategy is submitted.
+site-packages, a basf2 release) counts as such.
+
+Real CAF algorithms hold a C++ object. ROOT pickles it by streaming its data members,
+and a worker can unpickle it only where its class is known: a class with a dictionary in
+a library (every basf2 algorithm) is loaded there by itself; a class declared only to
+this process's interpreter must be declared on the worker too, by the runner's
+``preload``. Otherwise the user names a factory (``"package.module:function"`` or a
+function) that builds the object on the worker. Everything is checked before the first
+strategy is submitted.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 import cloudpickle
 
 from .job import StrategyJob
+from .standins import cpp
 
 Factory = Union[str, Callable[[], Any]]
 
@@ -121,15 +128,39 @@ def _pickling_failures(named: Mapping[str, Any]) -> dict:
     return failures
 
 
+def _refuse_undeclared_cpp(name: str, obj: Any) -> None:
+    """Refuses a C++ object whose class the workers cannot know, saying the two ways out."""
+    slug = name.lower()
+    raise ShippingError(
+        f"algorithm {name!r} holds a C++ object of class {cpp.class_name(obj)}, which was declared only to this "
+        "process's ROOT interpreter (it has no dictionary in a library): a worker cannot unpickle it. Either\n"
+        f"  - name a function, importable on the workers, that builds it there:\n"
+        f"      runner_for(factories={{{name!r}: \"my_calibration.algorithms:make_{slug}\"}})\n"
+        "  - or declare the class on every worker before its strategies run, so that the object travels with its "
+        "settings:\n"
+        "      runner_for(preload=[\"my_calibration.algorithms:declare\"])   (or the site's runner: {preload: [...]})")
+
+
 def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
-         factory: Optional[Factory] = None) -> bytes:
-    """The pickled StrategyJob for one algorithm, or a ShippingError that says how to fix it."""
+         factory: Optional[Factory] = None, preload: Iterable[str] = ()) -> bytes:
+    """The pickled StrategyJob for one algorithm, or a ShippingError that says how to fix it.
+
+    ``preload`` is what the workers run before strategies: with it, a C++ object of a class
+    declared only here may travel by value (the preload is trusted to declare its class).
+    """
     name = getattr(algorithm, "name", repr(algorithm))
     built_factory = resolve_factory(factory, name) if factory is not None else None
     shipped = algorithm
     if built_factory is not None:
         shipped = _without_algorithm_object(algorithm)
+    inner = getattr(shipped, "algorithm", None)
+    holds_cpp = inner is not None and cpp.is_cpp_object(inner)
+    if holds_cpp and not preload and not cpp.has_dictionary(inner):
+        _refuse_undeclared_cpp(name, inner)
     try:
+        if holds_cpp:
+            with cpp.quiet_streaming():
+                return cloudpickle.dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
         return cloudpickle.dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
     except Exception as err:
         settings = {**params, "iov": iov}

@@ -17,9 +17,10 @@ import sys
 import time
 import traceback
 import uuid
+import weakref
 from typing import Any, Callable, Optional
 
-from distributed import Queue
+from distributed import Queue, WorkerPlugin
 
 from . import forkserver, messages
 from .job import StrategyTask
@@ -83,17 +84,18 @@ def _stop(process: Any) -> Optional[int]:
 def _start_child(task: StrategyTask, message_fd: int) -> Any:
     """Starts the strategy's process with stdout and stderr on the log file; its ``stdin`` is open for writing.
 
-    Forked by this worker's fork server (milliseconds), or, with ``fork_server`` off or
-    where the server cannot run, a fresh ``python -m caf_hpc.child`` (about 100 ms).
+    Forked by this worker's fork server for the task's preload list (milliseconds), or,
+    with ``fork_server`` off, a fresh ``python -m caf_hpc.child`` (about 100 ms, plus the
+    preload, paid again by every strategy).
     """
     stdin_read, stdin_write = os.pipe()
     log_fd = os.open(task.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         if task.fork_server:
-            process = forkserver.shared().spawn(stdin_read, log_fd, message_fd, task.output_dir)
+            process = forkserver.shared(task.preload).spawn(stdin_read, log_fd, message_fd, task.output_dir)
         else:
             process = subprocess.Popen(
-                [sys.executable, "-m", "caf_hpc.child", str(message_fd)],
+                [sys.executable, "-m", "caf_hpc.child", str(message_fd), *task.preload],
                 stdin=stdin_read, stdout=log_fd, stderr=log_fd, pass_fds=(message_fd,),
                 cwd=task.output_dir, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
     except BaseException:
@@ -175,6 +177,37 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
 def run_strategy_task(task: StrategyTask) -> dict:
     """The function submitted to Dask: ``supervise`` with the runner's queue as the destination."""
     return supervise(task, _Producer(task.queue_name).put, _task_cancelled)
+
+
+class PreloadPlugin(WorkerPlugin):
+    """Starts a worker's fork server for a preload list as soon as the worker is there.
+
+    The server imports and calls the preload (ROOT's interpreter start, a declaration of
+    C++ classes: seconds) in the background, on every worker at once and on each worker
+    that joins later, instead of on the path of the first strategy each worker gets.
+    Starting it only launches the process; a strategy that comes before it is ready waits
+    for it as it would have anyway.
+    """
+
+    idempotent = True  # registered by every run(); the first registration holds
+
+    def __init__(self, preload: tuple) -> None:
+        self.preload = tuple(preload)
+        self.name = f"caf-hpc-preload-{uuid.uuid5(uuid.NAMESPACE_URL, ','.join(self.preload)).hex[:12]}"
+
+    def setup(self, worker: Any) -> None:
+        forkserver.shared(self.preload)
+
+
+_preloading: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
+
+
+def start_preloading(client: Any, preload: tuple) -> None:
+    """Has every worker of ``client``'s cluster, present and future, start its fork server for ``preload``."""
+    registered = _preloading.setdefault(client, set())
+    if preload and tuple(preload) not in registered:
+        client.register_plugin(PreloadPlugin(preload))
+        registered.add(tuple(preload))
 
 
 class _Producer(Queue):

@@ -49,3 +49,27 @@ def require_testbed(name: str) -> dict:
             pytest.fail(f"{reason}; CAF_HPC_REQUIRE_BATCH=1 forbids skipping batch tests")
         pytest.skip(reason)
     return testbed.environment(name)
+
+
+def require_root():
+    """ROOT's Python module; skips (or, in CI, fails) where ROOT is not installed.
+
+    ``tests/run.sh`` installs the ``root`` extra and sets CAF_HPC_REQUIRE_ROOT=1, so that
+    the C++ tests can never pass by being skipped there.
+    """
+    import os
+
+    from caf_hpc.standins import cpp
+
+    if not cpp.available():
+        reason = "ROOT is not installed: pip install 'caf-hpc[root]'"
+        if os.environ.get("CAF_HPC_REQUIRE_ROOT") == "1":
+            pytest.fail(f"{reason}; CAF_HPC_REQUIRE_ROOT=1 forbids skipping the C++ tests")
+        pytest.skip(reason)
+    return cpp.import_root()
+
+
+@pytest.fixture
+def root():
+    """ROOT, for tests of C++ algorithms (see ``require_root``)."""
+    return require_root()

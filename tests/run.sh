@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: creates the environment, installs the package
-# with its test extra, starts the single-node batch systems the batch tests submit to
+# with its test and root extras (real ROOT, for the C++ algorithms), starts the single-node batch systems the batch tests submit to
 # (Slurm, PBS over Slurm, SGE: Debian packages, so as root), runs pytest, and stops again
 # whatever it started. Extra arguments go to pytest.
 #
@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+.venv/bin/python -m pip install --quiet -e '.[test,root]'
+export CAF_HPC_REQUIRE_ROOT=1   # installed: a skipped C++ test is a failure
 
 started=()
 stop_started() {

@@ -73,6 +73,10 @@ class ScriptedStrategy(AlgorithmStrategy):
         for module in modules:
             print(f"imported {module}: {module in sys.modules}")
 
+    def _report_parent(self):
+        """The process the strategy's process was started by (a worker's fork server, or the worker)."""
+        print(f"parent pid {os.getppid()}")
+
     def _log(self, text):
         logging.getLogger("scripted").warning(text)
 

@@ -1,23 +1,76 @@
-"""`caf-hpc demo`, the main job: a real calibration on the local default, and fail-fast."""
+"""`caf-hpc demo`, the main job: a real calibration on the local default, and fail-fast, in both flavours."""
 from __future__ import annotations
+
+import pytest
+from conftest import require_root
 
 from caf_hpc.cli import main
 
+FLAVOURS = [pytest.param("python"), pytest.param("cpp", marks=pytest.mark.root)]
 
-def test_demo_calibrates_three_dependent_algorithms(tmp_path, capsys):
-    code = main(["demo", "--output", str(tmp_path / "demo"), "--runs", "6"])
+
+@pytest.fixture(params=FLAVOURS)
+def flavour(request):
+    if request.param == "cpp":
+        require_root()
+    return request.param
+
+
+def test_demo_calibrates_three_dependent_algorithms(tmp_path, capsys, flavour):
+    code = main(["demo", "--output", str(tmp_path / "demo"), "--runs", "6", "--flavour", flavour])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "final state: COMPLETED" in out
     assert "(1,1) - (1,6)  6 runs, one IoV each" in out and "0 ok" in out
-    database = (tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "outputdb" / "database.txt")
+    output = tmp_path / "demo" / "calibration" / "0" / "algorithm_output"
+    database = output / "outputdb" / "database.txt"
     assert [line.split()[0] for line in database.read_text().splitlines()][-2:] == [
         "dbstore/Gains", "dbstore/TimeOffsets"]
     assert "Pedestals    missing" not in out and "wall time" in out
+    suffix = {"cpp": "root", "python": "json"}[flavour]
+    assert (output / "outputdb" / f"dbstore_Gains_rev_1.{suffix}").exists()
+    assert all(f.suffix == f".{suffix}" for f in (tmp_path / "demo" / "collector").glob("collector_output_*"))
 
 
-def test_demo_fail_shows_fail_fast_and_exits_non_zero(tmp_path, capsys):
-    code = main(["demo", "--output", str(tmp_path / "demo"), "--runs", "3", "--fail", "GainCalibration"])
+def test_demo_says_which_flavour_it_ran(tmp_path, capsys, flavour):
+    main(["demo", "--output", str(tmp_path / "demo"), "--runs", "2", "--flavour", flavour])
+    out = capsys.readouterr().out
+    expected = {"cpp": "flavour: C++ algorithms compiled by ROOT 6.", "python": "flavour: Python algorithms"}
+    assert expected[flavour] in out
+
+
+def test_cpp_flavour_output_reaches_the_algorithm_logs(tmp_path, capsys, root):
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--runs", "3", "--flavour", "cpp"]) == 0
+    out = capsys.readouterr().out
+    output = tmp_path / "demo" / "calibration" / "0" / "algorithm_output"
+    gain = (output / "GainCalibration_stdout").read_text()
+    assert "GainCalibration: read Pedestals payloads for 6 runs" in gain            # std::cout
+    assert "GainCalibration: 16 gains, line resolution" in gain                     # printf
+    assert "[INFO] caf: Executing GainCalibration over 6 runs" in gain              # basf2 logging, same file
+    assert "line resolution" not in out
+
+
+def test_auto_flavour_is_cpp_exactly_when_root_is_installed(monkeypatch):
+    from caf_hpc.demo import run
+    from caf_hpc.standins import cpp
+
+    monkeypatch.setattr(cpp, "available", lambda: True)
+    assert run.choose_flavour("auto") == "cpp"
+    monkeypatch.setattr(cpp, "available", lambda: False)
+    assert run.choose_flavour("auto") == "python"
+
+
+def test_cpp_flavour_without_root_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    from caf_hpc.standins import cpp
+
+    monkeypatch.setattr(cpp, "available", lambda: False)
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--flavour", "cpp"]) == 2
+    assert "pip install 'caf-hpc[root]'" in capsys.readouterr().err
+
+
+def test_demo_fail_shows_fail_fast_and_exits_non_zero(tmp_path, capsys, flavour):
+    code = main(["demo", "--output", str(tmp_path / "demo"), "--runs", "3", "--fail", "GainCalibration",
+                 "--flavour", flavour])
     out = capsys.readouterr().out
     assert code == 1
     assert "GainCalibration        (1,1) - (2,3)" in out and "3 failure" in out

@@ -13,6 +13,12 @@ def test_environment_fills_in_what_the_script_does_not_say():
     assert (settings.n_workers, settings.timeout, settings.retries) == (3, 30, 0)
 
 
+def test_preload_comes_as_a_list_from_arguments_or_comma_separated_from_the_environment():
+    assert resolve(environ={"CAF_HPC_PRELOAD": "ROOT, my_calibration.algorithms:declare"}).preload == \
+        ("ROOT", "my_calibration.algorithms:declare")
+    assert resolve(environ={"CAF_HPC_PRELOAD": "ROOT"}, preload=["basf2"]).preload == ("basf2",)
+
+
 def test_explicit_address_replaces_a_site_from_the_environment():
     settings = resolve(environ={"CAF_HPC_SITE": "slurm"}, address="tcp://127.0.0.1:8786")
     assert (settings.address, settings.site) == ("tcp://127.0.0.1:8786", None)
@@ -37,6 +43,10 @@ def test_runner_for_returns_a_runner_class_bound_to_its_settings():
     ({"address": "nonsense"}, {}, "address='nonsense' is not a Dask scheduler address; expected [tcp|tls]://HOST:PORT"),
     ({}, {"CAF_HPC_ADDRESS": "host:port"}, "address='host:port' is not a Dask scheduler address"),
     ({}, {"CAF_HPC_WORKERS": "0"}, "CAF_HPC_WORKERS='0': expected a whole number"),
+    ({"preload": "ROOT"}, {}, "preload: expected a list of module names, got 'ROOT'; each entry is 'package.module'"),
+    ({"preload": ["ROOT", "my calib:declare"]}, {},
+     "preload: entry 'my calib:declare' is not 'package.module' to import it, or 'package.module:function'"),
+    ({}, {"CAF_HPC_PRELOAD": "ROOT,my-calib"}, "preload: entry 'my-calib' is not 'package.module'"),
 ])
 def test_bad_settings_name_the_setting_and_what_is_allowed(kwargs, environ, message):
     if message is None:

@@ -21,7 +21,7 @@ SLURM = """\
 scheduler: slurm
 cluster: {queue: debug, cores: 1, memory: 1GB, walltime: "00:10:00", interface: lo,
           log_directory: ~/logs}
-runner: {timeout: 1200, retries: 3, worker_wait: 45}
+runner: {timeout: 1200, retries: 3, worker_wait: 45, preload: [ROOT]}
 """
 
 
@@ -31,7 +31,7 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.setenv("CAF_HPC_SITE_PATH", str(tmp_path / "sites"))
     for variable in ("CAF_HPC_SITE", "CAF_HPC_ADDRESS", "CAF_HPC_TIMEOUT", "CAF_HPC_RETRIES", "CAF_HPC_WORKER_WAIT",
-                     "CAF_HPC_WORKERS", "CAF_HPC_DASHBOARD"):
+                     "CAF_HPC_WORKERS", "CAF_HPC_DASHBOARD", "CAF_HPC_PRELOAD"):
         monkeypatch.delenv(variable, raising=False)
     (tmp_path / "sites").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -52,13 +52,14 @@ def site(tmp_path, text: str = SLURM, name: str = "mysite") -> str:
 
 def test_runner_section_fills_settings_the_user_did_not_set(tmp_path):
     settings = apply_runner_section(resolve(site=site(tmp_path)))
-    assert (settings.timeout, settings.retries, settings.worker_wait) == (1200, 3, 45)
+    assert (settings.timeout, settings.retries, settings.worker_wait, settings.preload) == (1200, 3, 45, ("ROOT",))
 
 
 def test_arguments_and_environment_win_over_the_runner_section(tmp_path, monkeypatch):
     monkeypatch.setenv("CAF_HPC_RETRIES", "1")  # the built-in default, but chosen explicitly
+    monkeypatch.setenv("CAF_HPC_PRELOAD", "basf2")
     settings = apply_runner_section(resolve(site=site(tmp_path), timeout=60))
-    assert (settings.timeout, settings.retries, settings.worker_wait) == (60, 1, 45)
+    assert (settings.timeout, settings.retries, settings.worker_wait, settings.preload) == (60, 1, 45, ("basf2",))
 
 
 def test_an_argument_equal_to_the_default_still_wins_over_the_site(tmp_path):

@@ -177,6 +177,14 @@ BAD_CONFIGS = [
     ("timeout in words",
      with_section("runner: {timeout: long}\n"),
      "{file}: runner.timeout: expected a positive number of seconds, got 'long'"),
+    ("preload as one string",
+     with_section("runner: {preload: ROOT}\n"),
+     "{file}: runner.preload: expected a list of module names, got 'ROOT'; each entry is 'package.module' to "
+     "import it, or 'package.module:function' to import it and call function()"),
+    ("preload entry with a path",
+     with_section("runner: {preload: [ROOT, ./algorithms.py]}\n"),
+     "{file}: runner.preload: entry './algorithms.py' is not 'package.module' to import it, or "
+     "'package.module:function' to import it and call function()"),
 ]
 
 

@@ -19,6 +19,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     target.add_argument("--address", help="address of a running Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--workers", type=int, help="local cluster: number of worker processes (default: cores)")
     parser.add_argument("--fail", choices=ALGORITHM_NAMES, help="make this algorithm fail, to show fail-fast")
+    parser.add_argument("--flavour", choices=("auto", "cpp", "python"), default="auto",
+                        help="cpp: C++ algorithms through ROOT, reading ROOT files; python: pure-Python ones; "
+                             "auto (default): cpp when ROOT is installed")
     parser.add_argument("--output", type=Path, default=Path("caf-hpc-demo"),
                         help="directory for collector output, logs and database (default: ./caf-hpc-demo)")
     parser.add_argument("--seed", type=int, default=2024, help="random seed of the simulation (default: 2024)")
@@ -31,16 +34,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from ..binding import runner_for
     from ..cli import UserError
-    from .run import format_report, run_demo
+    from .run import choose_flavour, flavour_settings, format_report, run_demo
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.runs < 1:
         raise UserError(f"--runs must be at least 1, got {args.runs}")
+    try:
+        flavour = choose_flavour(args.flavour)
+    except ValueError as err:
+        raise UserError(f"--flavour {args.flavour}: {err}") from None
     overrides = {"n_workers": args.workers, "timeout": args.timeout, "address": args.address}
-    runner = runner_for(args.site, **{k: v for k, v in overrides.items() if v is not None})
+    runner = runner_for(args.site, **{k: v for k, v in overrides.items() if v is not None}, **flavour_settings(flavour))
     target = runner.settings().description
-    print(f"caf-hpc demo: simulating and calibrating on {target} (output in {args.output}) ...", flush=True)
-    report = run_demo(runner, args.output, seed=args.seed, runs=args.runs, fail=args.fail)
+    print(f"caf-hpc demo: simulating and calibrating on {target} with the {flavour} algorithms "
+          f"(output in {args.output}) ...", flush=True)
+    report = run_demo(runner, args.output, seed=args.seed, runs=args.runs, fail=args.fail, flavour=flavour)
     print(format_report(report, target))
     return 0 if report.succeeded else 1

@@ -8,12 +8,45 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..standins import cpp
 from ..standins.driver import IterationOutcome, run_algorithms
 from ..standins.utils import AlgResult
-from .algorithms import ALGORITHM_NAMES, check_against_truth, make_algorithms
+from . import algorithms as python_algorithms
+from .algorithms import ALGORITHM_NAMES, check_against_truth
 from .simulate import TRUTH_FILENAME, simulate
 
 CALIBRATION_NAME = "demo"
+#: The demo's two sets of algorithms: C++ through ROOT, or pure Python.
+FLAVOURS = ("cpp", "python")
+
+
+def choose_flavour(requested: str = "auto") -> str:
+    """``cpp`` when ROOT can be imported (or asked for), else ``python``."""
+    if requested == "auto":
+        return "cpp" if cpp.available() else "python"
+    if requested not in FLAVOURS:
+        raise ValueError(f"flavour {requested!r}: allowed are auto, {', '.join(FLAVOURS)}")
+    if requested == "cpp" and not cpp.available():
+        raise ValueError("the C++ flavour needs ROOT, which is not installed here: pip install 'caf-hpc[root]'")
+    return requested
+
+
+def flavour_settings(flavour: str) -> dict:
+    """Runner settings the flavour needs: the C++ classes declared on every worker, once."""
+    if flavour == "cpp":
+        from .cpp_algorithms import PRELOAD
+
+        return {"preload": [PRELOAD]}
+    return {}
+
+
+def describe_flavour(flavour: str) -> str:
+    if flavour == "cpp":
+        ROOT = cpp.import_root()
+        return (f"C++ algorithms compiled by ROOT {ROOT.gROOT.GetVersion()}'s cling, collector output in ROOT files, "
+                "payloads as ROOT files")
+    hint = "" if cpp.available() else " (install the root extra for the C++ ones: pip install 'caf-hpc[root]')"
+    return f"Python algorithms, collector output in JSON files{hint}"
 
 
 @dataclass
@@ -23,6 +56,7 @@ class DemoReport:
     truth_file: Path
     wall_time: float
     residuals: dict
+    flavour: str = "python"
 
     @property
     def succeeded(self) -> bool:
@@ -37,19 +71,28 @@ class DemoReport:
 
 
 def run_demo(runner_class: type, output_dir: Path, *, seed: int = 2024, experiments: Sequence[int] = (1, 2),
-             runs: int = 20, fail: Optional[str] = None) -> DemoReport:
-    """Simulates the data, runs one CAF iteration of the three algorithms, checks the payloads."""
-    algorithms = make_algorithms(fail=fail)
+             runs: int = 20, fail: Optional[str] = None, flavour: str = "python") -> DemoReport:
+    """Simulates the data, runs one CAF iteration of the three algorithms, checks the payloads.
+
+    For the ``cpp`` flavour the runner must declare the C++ classes on its workers
+    (``flavour_settings``): the algorithm objects travel to them by value.
+    """
+    if flavour == "cpp":
+        from . import cpp_algorithms as chosen
+    else:
+        chosen = python_algorithms  # type: ignore[assignment]
+    algorithms = chosen.make_algorithms(fail=fail)
     output_dir = Path(output_dir).resolve()
     collector_dir = output_dir / "collector"
     if collector_dir.exists():
         shutil.rmtree(collector_dir)
-    files = simulate(collector_dir, seed=seed, experiments=experiments, runs_per_experiment=runs)
+    files = simulate(collector_dir, seed=seed, experiments=experiments, runs_per_experiment=runs,
+                     output_format="root" if flavour == "cpp" else "json")
     started = time.monotonic()
     outcome = run_algorithms(runner_class, CALIBRATION_NAME, algorithms, files, output_dir / "calibration")
     wall = time.monotonic() - started
     residuals = check_against_truth(outcome.output_dir / "outputdb", collector_dir / TRUTH_FILENAME)
-    return DemoReport(outcome, files, collector_dir / TRUTH_FILENAME, wall, residuals)
+    return DemoReport(outcome, files, collector_dir / TRUTH_FILENAME, wall, residuals, flavour)
 
 
 def _code(code: int) -> str:
@@ -90,7 +133,8 @@ _UNITS = {"Pedestals": "ADC", "Gains": "ADC/keV", "TimeOffsets": "ns"}
 def format_report(report: DemoReport, target: str) -> str:
     outcome = report.outcome
     lines = [f"caf-hpc demo on {target}: {len(report.input_files)} collector files, "
-             f"{len(ALGORITHM_NAMES)} algorithms in order", ""]
+             f"{len(ALGORITHM_NAMES)} algorithms in order",
+             f"flavour: {describe_flavour(report.flavour)}", ""]
     width = max(len(n) for n in ALGORITHM_NAMES)
     lines.append(f"{'algorithm':<{width}}  {'IoV':<52}  result")
     lines.append(f"{'-' * width}  {'-' * 52}  {'-' * 18}")

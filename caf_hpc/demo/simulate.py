@@ -1,8 +1,10 @@
 """Simulated collector output for the demo calibration, with the truth to check it against.
 
 Real collector output needs basf2 and detector data; this writes the same kind of input
-(one JSON file per group of runs, as several collector jobs would) from a seed, so a demo
-or a test gets identical data every time, in well under a second and a few MB at most.
+(one file per group of runs, as several collector jobs would) from a seed, so a demo or a
+test gets identical data every time, in about a second and a few MB at most. The files
+are JSON for the Python algorithms, or ROOT files laid out as CAF's collectors write them
+(``output_format="root"``) for the C++ ones.
 
 The toy detector: each channel has a pedestal (ADC offset; different in each experiment
 and drifting slowly from run to run), a gain (ADC/keV) and a time offset (ns). Each run
@@ -40,12 +42,19 @@ CONTINUUM_RANGE = (0.2, 0.8)         # in units of the line energy
 def simulate(output_dir: Union[str, Path], *, seed: int = 2024,
              experiments: Sequence[int] = (1, 2), runs_per_experiment: int = 20,
              channels: int = 16, runs_per_file: int = 5, pedestal_events: int = 100,
-             signal_events: int = 640, short_runs: Iterable[Sequence[int]] = ()) -> list[Path]:
+             signal_events: int = 640, short_runs: Iterable[Sequence[int]] = (),
+             output_format: str = "json") -> list[Path]:
     """Writes collector output files and ``truth.json`` to ``output_dir``; returns the files.
 
     Runs are numbered from 1 in every experiment. Runs listed in ``short_runs`` (as
     ``(exp, run)``) get only 5 pedestal events, to show a run without enough data.
     """
+    if output_format == "root":
+        from .cpp_algorithms import write_collector_output as write
+    elif output_format == "json":
+        write = write_collector_output
+    else:
+        raise ValueError(f"output_format={output_format!r}: allowed are 'json' and 'root'")
     rng = random.Random(seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,8 +85,8 @@ def simulate(output_dir: Union[str, Path], *, seed: int = 2024,
                     for _ in range(n_ped)]
                 objects[SIGNAL_HITS][er] = [_signal_hit(rng, er, peds, noise, gains, offsets)
                                             for _ in range(signal_events)]
-            name = f"collector_output_e{exp}_r{group[0].run}-{group[-1].run}.json"
-            files.append(write_collector_output(out / name, objects))
+            name = f"collector_output_e{exp}_r{group[0].run}-{group[-1].run}.{output_format}"
+            files.append(write(out / name, objects))
 
     truth = {"seed": seed, "channels": channels, "experiments": list(experiments),
              "source_energy_kev": SOURCE_ENERGY_KEV, "noise_adc": noise,

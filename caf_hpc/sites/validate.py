@@ -125,6 +125,13 @@ class _Checker:
                 self.error(f"{where}[{index}]", f"expected a string, got {_type_name(item)}")
         return [str(item) for item in value]
 
+    def _preload(self, where: str, value: Any) -> Any:
+        from ..settings import preload_problems
+
+        for problem in preload_problems(value):
+            self.error(where, problem)
+        return value
+
     def _mapping(self, where: str, value: Any) -> Any:
         if not isinstance(value, dict):
             self.error(where, f"expected a mapping (key: value), got {_type_name(value)}")

@@ -2,11 +2,14 @@
 
 A strategy resets it and builds its lookup chain before executing an algorithm; that
 it is *process-wide* state is exactly why each strategy runs in a process of its own.
+In basf2 the configuration lives in C++ and Python only sets it; here it lives in
+Python, and C++ algorithms (``caf_hpc.standins.cpp``) get a mirror that follows every
+change.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import database
 from .utils import ExpRun
@@ -14,15 +17,27 @@ from .utils import ExpRun
 
 class Conditions:
     def __init__(self) -> None:
+        self._mirrors: list[Callable[["Conditions"], None]] = []
         self.reset()
+
+    def mirror(self, follow: Callable[["Conditions"], None]) -> None:
+        """Calls ``follow(self)`` now and after every change (the C++ side's copy)."""
+        self._mirrors.append(follow)
+        follow(self)
+
+    def _changed(self) -> None:
+        for follow in self._mirrors:
+            follow(self)
 
     def reset(self) -> None:
         self.testing_payloads: list[str] = []
         self.globaltags: list[str] = []
         self.save_payloads: Optional[str] = None
+        self._changed()
 
     def prepend_testing_payloads(self, database_txt) -> None:
         self.testing_payloads.insert(0, str(database_txt))
+        self._changed()
 
     def prepend_globaltag(self, tag: str) -> None:
         self.globaltags.insert(0, tag)
@@ -30,6 +45,7 @@ class Conditions:
     def expert_settings(self, save_payloads=None) -> None:
         if save_payloads is not None:
             self.save_payloads = str(save_payloads)
+            self._changed()
 
     def get_payload(self, name: str, exp: int, run: int) -> Optional[Any]:
         """Looks ``name`` up for (exp, run) through the testing payloads, first one wins."""

@@ -2,8 +2,10 @@
 
 ``database.txt`` holds one line per payload revision,
 ``dbstore/<PayloadName> <revision> <expLow>,<runLow>,<expHigh>,<runHigh>``; later lines
-win. Payload files sit beside it (here JSON, in basf2 ROOT files). Writers from several
-processes or hosts lock ``database.txt`` while they append.
+win. Payload files sit beside it: JSON from the Python stand-in algorithms, ROOT files
+(as in basf2, ``dbstore_<Name>_rev_<revision>.root``) from the C++ ones; both are read
+back as ``{column: values}``. Writers from several processes or hosts lock
+``database.txt`` while they append.
 """
 from __future__ import annotations
 
@@ -24,8 +26,29 @@ class PayloadEntry(NamedTuple):
     iov: IoV
 
 
-def payload_filename(name: str, revision: int) -> str:
-    return f"dbstore_{name}_rev_{revision}.json"
+def payload_filename(name: str, revision: int, suffix: str = ".json") -> str:
+    return f"dbstore_{name}_rev_{revision}{suffix}"
+
+
+def read_payload(directory: PathLike, name: str, revision: int) -> Any:
+    """The contents of one payload revision, from its JSON or ROOT file."""
+    json_file = Path(directory) / payload_filename(name, revision)
+    if json_file.exists():
+        return json.loads(json_file.read_text())
+    root_file = Path(directory) / payload_filename(name, revision, ".root")
+    if not root_file.exists():
+        raise FileNotFoundError(f"payload {name} revision {revision} is in {Path(directory) / 'database.txt'} "
+                                f"but neither {json_file.name} nor {root_file.name} is beside it")
+    from .cpp import import_root
+
+    ROOT = import_root()
+    handle = ROOT.TFile.Open(str(root_file), "READ")
+    try:
+        tree = handle.Get(name)
+        tree.GetEntry(0)
+        return {branch.GetName(): list(getattr(tree, branch.GetName())) for branch in tree.GetListOfBranches()}
+    finally:
+        handle.Close()
 
 
 def read_entries(database_txt: PathLike) -> list[PayloadEntry]:
@@ -72,7 +95,7 @@ def find_payload(database_txt: PathLike, name: str, exprun: ExpRun) -> Optional[
     path = Path(database_txt)
     for entry in reversed(read_entries(path)):
         if entry.name == name and entry.iov.contains(exprun):
-            return json.loads((path.parent / payload_filename(entry.name, entry.revision)).read_text())
+            return read_payload(path.parent, entry.name, entry.revision)
     return None
 
 

@@ -11,8 +11,9 @@ import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from . import basf2_logging
 from .conditions import conditions
-from .utils import AlgResult, IoV, IoV_Result, iov_from_runs
+from .utils import AlgResult, IoV, IoV_Result, iov_from_runs, runs_from_vector
 
 B2 = logging.getLogger("caf")
 
@@ -58,7 +59,9 @@ class AlgorithmStrategy(ABC):
     def setup_algorithm(self, iteration: int) -> None:
         """Changes process-wide state, as the real machine does: cwd, logging, conditions."""
         output_dir = Path(self.output_dir).resolve()
-        _log_to_file(output_dir / f"{self.algorithm.name}_stdout")
+        basf2_logging.reset_log()
+        basf2_logging.set_log_level(basf2_logging.LogLevel.INFO)
+        basf2_logging.log_to_file(str(output_dir / f"{self.algorithm.name}_stdout"))
         os.chdir(output_dir)
         conditions.reset()
         for database in self.database_chain:
@@ -68,6 +71,7 @@ class AlgorithmStrategy(ABC):
                 conditions.prepend_globaltag(database.global_tag)
         for database_txt, _payload_dir in self.dependent_databases:
             conditions.prepend_testing_payloads(database_txt)
+        Path(self.output_database_dir).mkdir(parents=True, exist_ok=True)  # CAF creates it here too
         output_db = Path(self.output_database_dir, "database.txt").resolve()
         conditions.prepend_testing_payloads(output_db)
         conditions.expert_settings(save_payloads=output_db)
@@ -76,20 +80,9 @@ class AlgorithmStrategy(ABC):
             self.algorithm.pre_algorithm(self.algorithm.algorithm, iteration)
 
     def runs_to_execute(self, iov) -> list:
-        runs = [r for r in self.algorithm.algorithm.getRunListFromAllData() if r not in set(self.ignored_runs)]
+        ignored = set(self.ignored_runs)
+        runs = [r for r in runs_from_vector(self.algorithm.algorithm.getRunListFromAllData()) if r not in ignored]
         return [r for r in runs if iov is None or iov.contains(r)]
-
-
-def _log_to_file(path: Path) -> None:
-    """Like ``basf2.reset_log(); basf2.log_to_file(path)``: all logging of this process goes there."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-    handler = logging.FileHandler(path, mode="a")
-    handler.setFormatter(logging.Formatter("[%(levelname)s] %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
 
 
 class SingleIOV(AlgorithmStrategy):

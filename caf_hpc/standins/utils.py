@@ -50,3 +50,9 @@ def iov_from_runs(runs: Iterable[ExpRun]) -> IoV:
     if not ordered:
         raise ValueError("iov_from_runs() needs at least one run")
     return IoV(ordered[0].exp, ordered[0].run, ordered[-1].exp, ordered[-1].run)
+
+
+def runs_from_vector(exp_run_vector: Iterable) -> list[ExpRun]:
+    """``ExpRun`` tuples from what an algorithm's ``getRunListFromAllData()`` returns (for a C++
+    algorithm a ``std::vector`` of (exp, run) pairs), as ``caf.utils.runs_from_vector``."""
+    return [ExpRun(int(exp), int(run)) for exp, run in exp_run_vector]

@@ -1,0 +1,181 @@
+"""The C++ ``CalibrationAlgorithm`` stand-in, compiled at run time by ROOT's cling.
+
+Real CAF algorithms are C++ classes derived from ``Belle2::CalibrationAlgorithm``,
+reached through ROOT's Python bindings. ``include/CalibrationAlgorithm.h`` is a small
+class of the same shape (``CafHpc::CalibrationAlgorithm``); ``load()`` declares it once
+per process and makes it take what CAF's Python strategies pass, as basf2's own
+``execute(PyObject* runs, ...)`` overload does: a Python list of ``ExpRun`` and a
+Python ``IoV``. Result codes come back as ``int``, so that an ``IoV_Result`` holding
+one pickles anywhere.
+
+ROOT is optional: nothing here is imported unless ROOT is wanted, and ``available()``
+tells whether it can be.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .conditions import conditions
+
+INCLUDE_DIR = Path(__file__).with_name("include")
+HEADER = INCLUDE_DIR / "CalibrationAlgorithm.h"
+
+_lock = threading.Lock()
+_declared: set = set()
+
+
+def available() -> bool:
+    """True when ROOT's Python bindings can be imported here (the ``root`` extra)."""
+    return importlib.util.find_spec("ROOT") is not None
+
+
+def import_root() -> Any:
+    """``import ROOT``, without the pip build's notice that it is an alpha release: that notice
+    would otherwise open every algorithm's log and every demo run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="(?s).*distribution of ROOT is in alpha stage")
+        import ROOT
+    ROOT.gROOT.SetBatch(True)
+    return ROOT
+
+
+def declare(code: str, what: str) -> Any:
+    """Compiles ``code`` with cling once per process (``what`` names it for errors); returns ROOT."""
+    ROOT = import_root()
+    with _lock:
+        if what not in _declared:
+            if not ROOT.gInterpreter.Declare(code):
+                raise RuntimeError(f"ROOT's interpreter could not compile {what}; its errors are above")
+            _declared.add(what)
+    return ROOT
+
+
+def declare_header(header: Path) -> Any:
+    """Declares a header of the package (its include directory on cling's path); returns ROOT."""
+    ROOT = import_root()
+    with _lock:
+        if "include-path" not in _declared:
+            ROOT.gInterpreter.AddIncludePath(str(INCLUDE_DIR))
+            _declared.add("include-path")
+    return declare(f'#include "{header}"', str(header))
+
+
+def load() -> Any:
+    """The ``CafHpc`` C++ namespace, declared and made to take CAF's Python arguments."""
+    ROOT = declare_header(HEADER)
+    with _lock:
+        if "pythonized" not in _declared:
+            _pythonize(ROOT)
+            conditions.mirror(_CppConditions(ROOT.CafHpc.Conditions.instance()))
+            _declared.add("pythonized")
+    return ROOT.CafHpc
+
+
+def is_cpp_object(obj: Any) -> bool:
+    """True for a proxy of a C++ object made by ROOT's bindings (cppyy)."""
+    return hasattr(type(obj), "__cpp_name__") and type(obj).__module__.startswith("cppyy.gbl")
+
+
+def class_name(obj: Any) -> str:
+    return type(obj).__cpp_name__
+
+
+def has_dictionary(obj: Any) -> bool:
+    """True when the object's class comes with a ROOT dictionary in a library (as every basf2
+    algorithm does), which a worker with the same software loads by itself; False for a class
+    only declared to the interpreter of this process."""
+    import ROOT
+
+    return bool(ROOT.TClass.GetClass(class_name(obj)).HasDictionary())
+
+
+@contextlib.contextmanager
+def quiet_streaming() -> Iterator[None]:
+    """ROOT's messages off while it pickles or unpickles C++ objects.
+
+    For a class declared only to the interpreter, ROOT warns that its bases "will not be
+    saved" and reports that no dictionary was found, then streams every data member
+    through the interpreter's class information all the same (the tests check that an
+    object's settings arrive). Those lines would stand in the user's terminal and in the
+    algorithm's log as if something had failed.
+    """
+    ROOT = sys.modules.get("ROOT")
+    if ROOT is None:
+        yield
+        return
+    level = ROOT.gErrorIgnoreLevel
+    ROOT.gErrorIgnoreLevel = ROOT.kFatal
+    try:
+        yield
+    finally:
+        ROOT.gErrorIgnoreLevel = level
+
+
+def warm_up(*classes: Any) -> None:
+    """Uses one default-made object of each algorithm class the way a strategy will, once.
+
+    ROOT does much of its work the first time in a process: it builds a class's streamer
+    information when it first streams one of its objects (about 0.1 s a class), and
+    cppyy makes each method's call wrapper and each template instance (the run list's
+    ``std::vector``) on first call (about 0.2 s in all). Done in a worker's fork server
+    (its preload), every strategy process forked from it finds them made: it unpickles
+    and runs its algorithm at once. ``execute`` without input files executes nothing:
+    no run, so ``calibrate()`` is not called.
+    """
+    import pickle
+
+    with quiet_streaming():
+        for cls in classes:
+            algorithm = pickle.loads(pickle.dumps(cls()))
+            algorithm.setInputFileNames([])
+            algorithm.getRunListFromAllData()
+            algorithm.execute([], 0, None)
+            algorithm.commit()
+
+
+def cpp_iov(ROOT: Any, iov: Any) -> Any:
+    """A ``CafHpc::IntervalOfValidity`` from a Python IoV, a C++ one, or None (empty)."""
+    if iov is None:
+        return ROOT.CafHpc.IntervalOfValidity()
+    if isinstance(iov, ROOT.CafHpc.IntervalOfValidity):
+        return iov
+    return ROOT.CafHpc.IntervalOfValidity(*(int(x) for x in iov))
+
+
+def cpp_runs(ROOT: Any, runs: Iterable) -> Any:
+    """A ``std::vector<CafHpc::ExpRun>`` from (exp, run) pairs."""
+    vector = ROOT.std.vector[ROOT.CafHpc.ExpRun]()
+    for exp, run in runs:
+        vector.push_back(ROOT.CafHpc.ExpRun(int(exp), int(run)))
+    return vector
+
+
+def _pythonize(ROOT: Any) -> None:
+    base = ROOT.CafHpc.CalibrationAlgorithm
+    cpp_execute = base.execute
+
+    def execute(self: Any, runs: Iterable = (), iteration: int = 0, iov: Any = None) -> int:
+        """Executes over ``runs`` (ExpRun tuples) for ``iov`` (a Python or C++ IoV); returns the result code."""
+        return int(cpp_execute(self, cpp_runs(ROOT, runs), int(iteration), cpp_iov(ROOT, iov)))
+
+    base.execute = execute
+
+
+class _CppConditions:
+    """Keeps the C++ conditions singleton equal to the Python stand-in's configuration."""
+
+    def __init__(self, cpp: Any) -> None:
+        self._cpp = cpp
+
+    def __call__(self, state: Any) -> None:
+        self._cpp.reset()
+        for database_txt in reversed(state.testing_payloads):  # prepended one by one: keep the order
+            self._cpp.prependTestingPayloads(str(database_txt))
+        if state.save_payloads:
+            self._cpp.setSavePayloads(str(state.save_payloads))
