@@ -19,21 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from calibrations import algorithms
+
 from caf_hpc import clusters, runner_for
 from caf_hpc.standins.driver import run_algorithms
-from caf_hpc.standins.framework import Algorithm
 from caf_hpc.standins.strategies import AlgorithmStrategy
 from caf_hpc.standins.utils import IoV, IoV_Result
 
 PRELOAD = "caf_hpc.demo.cpp_algorithms:declare"
-
-
-class Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def setInputFileNames(self, files) -> None:
-        pass
 
 
 class UsesRoot(AlgorithmStrategy):
@@ -51,15 +44,6 @@ class Trivial(AlgorithmStrategy):
     def run(self, iov, iteration, queue):
         queue.put({"type": "result", "value": IoV_Result(IoV(1, 1, 1, 1), 0)})
         queue.put({"type": "final_state", "value": "COMPLETED"})
-
-
-def algorithms(strategy: type, count: int) -> list:
-    made = []
-    for i in range(count):
-        algorithm = Algorithm(Named(f"{strategy.__name__}{i}"))
-        algorithm.strategy = strategy
-        made.append(algorithm)
-    return made
 
 
 def per_strategy(runner: type, strategy: type, count: int, repeats: int, tmp: Path) -> list[float]:

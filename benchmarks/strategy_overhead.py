@@ -18,21 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from calibrations import algorithms as named_algorithms
+
 from caf_hpc import DaskAlgorithmsRunner, clusters, runner_for
 from caf_hpc.standins.driver import run_algorithms
-from caf_hpc.standins.framework import Algorithm
 from caf_hpc.standins.strategies import AlgorithmStrategy
 from caf_hpc.standins.utils import IoV, IoV_Result
 
 REFERENCE_POLL_SECONDS = 5.0
-
-
-class Trivial:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def setInputFileNames(self, files) -> None:
-        pass
 
 
 class TrivialStrategy(AlgorithmStrategy):
@@ -45,12 +38,7 @@ class TrivialStrategy(AlgorithmStrategy):
 
 
 def algorithms(count: int) -> list:
-    made = []
-    for i in range(count):
-        algorithm = Algorithm(Trivial(f"Trivial{i}"))
-        algorithm.strategy = TrivialStrategy
-        made.append(algorithm)
-    return made
+    return named_algorithms(TrivialStrategy, count, prefix="Trivial")
 
 
 def reference_pattern(count: int) -> float:

@@ -25,6 +25,7 @@ import warnings
 from typing import Any, Iterable
 
 from . import messages
+from .standins import cpp
 
 
 class PipeQueue:
@@ -136,9 +137,7 @@ def _load_job(data: bytes) -> Any:
     """The pickled ``StrategyJob``; a C++ object whose class this process lacks is named."""
     try:
         if "ROOT" in sys.modules:  # preloaded: ROOT warns about interpreted classes it streams fine
-            from .standins.cpp import quiet_streaming
-
-            with quiet_streaming():
+            with cpp.quiet_streaming():
                 return messages.loads(data)
         return messages.loads(data)
     except TypeError as err:
@@ -157,7 +156,7 @@ def run(message_fd: int, preload_entries: Iterable[str] = ()) -> int:
     stdin_fd = sys.stdin.fileno()
     data = messages.read_frame(stdin_fd)
     threading.Thread(target=_end_with_parent, args=(stdin_fd,), daemon=True, name="end-with-parent").start()
-    warnings.filterwarnings("ignore", message="(?s).*distribution of ROOT is in alpha stage")
+    warnings.filterwarnings("ignore", message=cpp.ALPHA_NOTICE)  # unpickling may import ROOT
     _line_buffer_c_stdout()
     for error in preload(preload_entries):
         sys.stderr.write(error)

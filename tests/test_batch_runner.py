@@ -49,6 +49,23 @@ def test_demo_calibration_runs_in_batch_jobs(site_runner, tmp_path):
     assert report.residuals["TimeOffsets"] < 0.2
 
 
+@pytest.mark.root
+def test_cpp_demo_runs_in_batch_jobs_with_cpp_output_in_the_algorithm_logs_only(site_runner, tmp_path, root):
+    from caf_hpc.demo.run import flavour_settings
+
+    runner, job_logs = site_runner
+    cpp_runner = runner_for(**{**runner.overrides, **flavour_settings("cpp")})
+    assert cpp_runner.settings().cluster_key == runner.settings().cluster_key  # the same jobs
+    report = run_demo(cpp_runner, tmp_path / "demo", runs=3, flavour="cpp")
+    outcome = report.outcome
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert report.residuals["Pedestals"] < 0.5 and report.residuals["TimeOffsets"] < 0.2
+    gain_log = report.log_file("GainCalibration").read_text()
+    assert "GainCalibration: 16 gains, line resolution" in gain_log  # printf, on a batch worker
+    job_log_text = "".join(p.read_text(errors="replace") for p in job_logs.iterdir() if p.is_file())
+    assert "line resolution" not in job_log_text and "read Pedestals payloads" not in job_log_text
+
+
 def test_output_stays_in_each_algorithm_log_not_in_the_job_logs(site_runner, calibrate):
     runner, job_logs = site_runner
     channels = ("print", "fd1", "fd2", "c_stdout", "log")

@@ -26,6 +26,10 @@ from .conditions import conditions
 INCLUDE_DIR = Path(__file__).with_name("include")
 HEADER = INCLUDE_DIR / "CalibrationAlgorithm.h"
 
+#: The notice the pip build of ROOT gives on import (an alpha release); it would open every
+#: algorithm's log and every demo run, so it is filtered wherever ROOT may be imported.
+ALPHA_NOTICE = "(?s).*distribution of ROOT is in alpha stage"
+
 _lock = threading.Lock()
 _declared: set = set()
 
@@ -36,10 +40,9 @@ def available() -> bool:
 
 
 def import_root() -> Any:
-    """``import ROOT``, without the pip build's notice that it is an alpha release: that notice
-    would otherwise open every algorithm's log and every demo run."""
+    """``import ROOT``, without the pip build's notice that it is an alpha release (``ALPHA_NOTICE``)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="(?s).*distribution of ROOT is in alpha stage")
+        warnings.filterwarnings("ignore", message=ALPHA_NOTICE)
         import ROOT
     ROOT.gROOT.SetBatch(True)
     return ROOT

@@ -91,6 +91,15 @@ namespace CafHpcDemo {
       return true;
     }
 
+    /// False, and said why, when ``channel`` has fewer than the minimum of ``what``.
+    bool enoughHits(size_t channel, size_t count, const char* what) const
+    {
+      if (count >= size_t(m_minHits)) return true;
+      std::cerr << m_name << ": channel " << channel << " has " << count << " " << what << " (need " << m_minHits
+                << ")" << std::endl;
+      return false;
+    }
+
     std::string m_name;
     bool m_fail = false;
     int m_minHits = 20;
@@ -175,11 +184,7 @@ namespace CafHpcDemo {
         amplitudes[hit.channel].push_back(hit.adc - pedestals[hit.run][hit.channel]);
       PayloadData payload;
       for (size_t ch = 0; ch < channels; ++ch) {
-        if (amplitudes[ch].size() < size_t(m_minHits)) {
-          std::cerr << m_name << ": channel " << ch << " has " << amplitudes[ch].size() << " source hits (need "
-                    << m_minHits << ")" << std::endl;
-          return c_NotEnoughData;
-        }
+        if (!enoughHits(ch, amplitudes[ch].size(), "source hits")) return c_NotEnoughData;
         double start = median(amplitudes[ch]);
         Peak peak = truncatedMean(amplitudes[ch], start, 0.05 * start);
         payload["gain"].push_back(peak.centre / DemoDetector::kSourceEnergyKeV);
@@ -222,11 +227,7 @@ namespace CafHpcDemo {
                 << " ns on average (" << walks << " hits)" << std::endl;
       PayloadData payload;
       for (size_t ch = 0; ch < channels; ++ch) {
-        if (times[ch].size() < size_t(m_minHits)) {
-          std::cerr << m_name << ": channel " << ch << " has " << times[ch].size() << " usable hits (need "
-                    << m_minHits << ")" << std::endl;
-          return c_NotEnoughData;
-        }
+        if (!enoughHits(ch, times[ch].size(), "usable hits")) return c_NotEnoughData;
         Peak peak = truncatedMean(times[ch], median(times[ch]), 1.0);
         payload["t0"].push_back(peak.centre);
         payload["sigma"].push_back(peak.sigma);
