@@ -1,7 +1,7 @@
 """What the benchmarks run: algorithms of a named strategy class, built as a steering script would."""
 from __future__ import annotations
 
-from caf_hpc.standins.framework import Algorithm
+from caf_hpc.extras.standins.framework import Algorithm
 
 
 class Named:

@@ -1,10 +1,10 @@
 """What a strategy that uses ROOT costs, with and without the worker preloading it.
 
 Each strategy of the calibration does what every C++ algorithm's strategy does first:
-imports ROOT, declares the C++ algorithm classes with cling (``caf_hpc.demo.cpp_algorithms
+imports ROOT, declares the C++ algorithm classes with cling (``caf_hpc.extras.demo.cpp_algorithms
 .declare``), builds an algorithm object and calls it; then it sends one result. Without
 ``preload`` every strategy's process pays ROOT's interpreter start and the declaration;
-with ``preload=["caf_hpc.demo.cpp_algorithms:declare"]`` the worker's fork server pays them
+with ``preload=["caf_hpc.extras.demo.cpp_algorithms:declare"]`` the worker's fork server pays them
 once and each strategy forks with them done. A trivial strategy that does not touch ROOT
 is measured in the same run as the floor.
 
@@ -21,17 +21,18 @@ from pathlib import Path
 
 from calibrations import algorithms
 
-from caf_hpc import clusters, runner_for
-from caf_hpc.standins.driver import run_algorithms
-from caf_hpc.standins.strategies import AlgorithmStrategy
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc import runner_for
+from caf_hpc.steering import clusters
+from caf_hpc.extras.standins.driver import run_algorithms
+from caf_hpc.extras.standins.strategies import AlgorithmStrategy
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
-PRELOAD = "caf_hpc.demo.cpp_algorithms:declare"
+PRELOAD = "caf_hpc.extras.demo.cpp_algorithms:declare"
 
 
 class UsesRoot(AlgorithmStrategy):
     def run(self, iov, iteration, queue):
-        from caf_hpc.demo import cpp_algorithms
+        from caf_hpc.extras.demo import cpp_algorithms
 
         algorithm = cpp_algorithms.make("GainCalibration")
         algorithm.setMinHits(10)

@@ -20,10 +20,12 @@ from pathlib import Path
 
 from calibrations import algorithms as named_algorithms
 
-from caf_hpc import DaskAlgorithmsRunner, clusters, runner_for
-from caf_hpc.standins.driver import run_algorithms
-from caf_hpc.standins.strategies import AlgorithmStrategy
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc import DaskAlgorithmsRunner, runner_for
+
+from caf_hpc.steering import clusters
+from caf_hpc.extras.standins.driver import run_algorithms
+from caf_hpc.extras.standins.strategies import AlgorithmStrategy
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 REFERENCE_POLL_SECONDS = 5.0
 

@@ -18,11 +18,11 @@ __version__ = "0.1.0"
 __all__ = ["DaskAlgorithmsRunner", "runner_for", "RunnerError", "ShippingError", "SettingsError"]
 
 _LAZY = {
-    "DaskAlgorithmsRunner": "caf_hpc.runner",
-    "runner_for": "caf_hpc.binding",
+    "DaskAlgorithmsRunner": "caf_hpc.steering.runner",
+    "runner_for": "caf_hpc.steering.binding",
     "RunnerError": "caf_hpc.basf2_compat",
-    "ShippingError": "caf_hpc.shipping",
-    "SettingsError": "caf_hpc.settings",
+    "ShippingError": "caf_hpc.steering.shipping",
+    "SettingsError": "caf_hpc.steering.settings",
 }
 
 

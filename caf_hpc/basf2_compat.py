@@ -29,8 +29,8 @@ if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     def log_warning(message: str) -> None:
         basf2.B2WARNING(f"caf-hpc: {message}")
 else:
-    from .standins.runners import AlgorithmsRunner, RunnerError
-    from .standins.utils import ExpRun, IoV, IoV_Result
+    from .extras.standins.runners import AlgorithmsRunner, RunnerError
+    from .extras.standins.utils import ExpRun, IoV, IoV_Result
 
     _logger = logging.getLogger("caf_hpc")
     log_info = _logger.info

@@ -11,7 +11,7 @@ import sys
 from typing import Optional, Sequence
 
 #: Modules that contribute sub-commands, each with ``add_commands(subparsers)``.
-COMMAND_MODULES = ("caf_hpc.demo.command", "caf_hpc.sites.command", "caf_hpc.testbed.command")
+COMMAND_MODULES = ("caf_hpc.extras.demo.command", "caf_hpc.sites.command", "caf_hpc.extras.testbed.command")
 
 
 class UserError(Exception):
@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .settings import SettingsError
-    from .shipping import ShippingError
+    from .steering.settings import SettingsError
+    from .steering.shipping import ShippingError
 
     try:
         return int(args.handler(args) or 0)

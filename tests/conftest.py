@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 
 from caf_hpc import DaskAlgorithmsRunner
-from caf_hpc.standins.driver import run_algorithms
+from caf_hpc.extras.standins.driver import run_algorithms
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _close_clusters():
     """The runner's shared clusters start on first use; close them when the session ends."""
     yield
-    from caf_hpc import clusters
+    from caf_hpc.steering import clusters
 
     clusters.close_all()
 
@@ -41,7 +41,7 @@ def require_testbed(name: str) -> dict:
     """
     import os
 
-    from caf_hpc import testbed
+    from caf_hpc.extras import testbed
 
     if not testbed.is_up(name):
         reason = f"the {name} testbed is down: start it with `caf-hpc testbed up {name}` (as root)"
@@ -59,7 +59,7 @@ def require_root():
     """
     import os
 
-    from caf_hpc.standins import cpp
+    from caf_hpc.extras.standins import cpp
 
     if not cpp.available():
         reason = "ROOT is not installed: pip install 'caf-hpc[root]'"

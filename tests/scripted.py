@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from caf_hpc.standins import conditions as conditions_module
-from caf_hpc.standins.framework import Algorithm
-from caf_hpc.standins.strategies import AlgorithmStrategy
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc.extras.standins import conditions as conditions_module
+from caf_hpc.extras.standins.framework import Algorithm
+from caf_hpc.extras.standins.strategies import AlgorithmStrategy
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 EVERYWHERE = IoV(0, 0, -1, -1)
 
@@ -166,7 +166,7 @@ def _first_time(marker) -> bool:
 def _worker_pid() -> int:
     """The Dask worker process above this one (the fork server, if any, sits in between)."""
     pid = os.getppid()
-    if b"caf_hpc.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+    if b"caf_hpc.worker.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
         pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     return pid
 

@@ -18,12 +18,12 @@ FAKE_RELEASE = {
                       "    FAILED = 'FAILED'\n    COMPLETED = 'COMPLETED'\n"
                       "    def __init__(self, name):\n        self.name = name\n        self.results = {}\n"
                       "        self.final_state = None\n",
-    "caf/utils.py": "from caf_hpc.standins.utils import IoV, IoV_Result, ExpRun\n",
+    "caf/utils.py": "from caf_hpc.extras.standins.utils import IoV, IoV_Result, ExpRun\n",
 }
 
 
 def test_importing_caf_hpc_never_needs_basf2():
-    code = "import caf_hpc, caf_hpc.runner, sys; print('basf2' in sys.modules, caf_hpc.basf2_compat.HAVE_BASF2)"
+    code = "import caf_hpc, caf_hpc.steering.runner, sys; print('basf2' in sys.modules, caf_hpc.basf2_compat.HAVE_BASF2)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["False", "False"], done.stderr
 

@@ -6,14 +6,14 @@ import sys
 import textwrap
 import types
 
-from caf_hpc import child
+from caf_hpc.child import process as child
 
 # A strategy process in miniature: fds 1 and 2 on the log (appending, as the worker opens it),
 # output before and after CAF's switch of basf2 logging to the same file.
 SCRIPT = textwrap.dedent("""
     import logging, os, sys
-    from caf_hpc import child
-    from caf_hpc.standins import basf2_logging
+    from caf_hpc.child import process as child
+    from caf_hpc.extras.standins import basf2_logging
     log = sys.argv[1]
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1); os.dup2(fd, 2)
@@ -57,7 +57,7 @@ def test_real_basf2_is_told_to_append_only_to_the_strategy_log(tmp_path, monkeyp
     fake = types.ModuleType("basf2")
     fake.log_to_file = lambda filename, append=False: calls.append((os.path.basename(filename), append))
     monkeypatch.setitem(sys.modules, "basf2", fake)
-    from caf_hpc.standins import basf2_logging
+    from caf_hpc.extras.standins import basf2_logging
 
     monkeypatch.setattr(basf2_logging, "log_to_file", basf2_logging.log_to_file)  # wrapped too: restore it after
     stdout_file = tmp_path / "Alg_stdout"

@@ -13,9 +13,10 @@ from batch_queues import jobs_named, wait_until_no_jobs
 from conftest import require_testbed
 from scripted import ok, scripted
 
-from caf_hpc import clusters, runner_for
+from caf_hpc import runner_for
+from caf_hpc.steering import clusters
 from caf_hpc.basf2_compat import RunnerError
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(180)]
 
@@ -107,7 +108,7 @@ import pathlib, sys
 sys.path.insert(0, {tests!r})
 from scripted import scripted
 from caf_hpc import runner_for
-from caf_hpc.standins.driver import run_algorithms
+from caf_hpc.extras.standins.driver import run_algorithms
 
 runner = runner_for("localhost-slurm", cluster={{"job_name": {job_name!r}}}, scale={{"jobs": 1}})
 algorithm = scripted("Long", ("record", {started!r}, "running"), ("sleep", 120), ("final", "COMPLETED"))

@@ -7,9 +7,10 @@ from batch_queues import wait_until_no_jobs
 from conftest import require_testbed
 from scripted import ok, scripted
 
-from caf_hpc import clusters, runner_for
-from caf_hpc.demo.run import run_demo
-from caf_hpc.standins.utils import ExpRun
+from caf_hpc import runner_for
+from caf_hpc.steering import clusters
+from caf_hpc.extras.demo.run import run_demo
+from caf_hpc.extras.standins.utils import ExpRun
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(180)]
 
@@ -51,7 +52,7 @@ def test_demo_calibration_runs_in_batch_jobs(site_runner, tmp_path):
 
 @pytest.mark.root
 def test_cpp_demo_runs_in_batch_jobs_with_cpp_output_in_the_algorithm_logs_only(site_runner, tmp_path, root):
-    from caf_hpc.demo.run import flavour_settings
+    from caf_hpc.extras.demo.run import flavour_settings
 
     runner, job_logs = site_runner
     cpp_runner = runner_for(**{**runner.overrides, **flavour_settings("cpp")})

@@ -10,8 +10,8 @@ import pytest
 from scripted import ok
 
 from caf_hpc import RunnerError, ShippingError, runner_for
-from caf_hpc.standins.framework import Algorithm
-from caf_hpc.standins.utils import AlgResult
+from caf_hpc.extras.standins.framework import Algorithm
+from caf_hpc.extras.standins.utils import AlgResult
 
 pytestmark = pytest.mark.root
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.root
 # factory that declares it and builds it on a worker (the module travels by value).
 NOISY_MODULE = '''
 import ROOT
-from caf_hpc.standins import cpp
+from caf_hpc.extras.standins import cpp
 
 CODE = r"""
 #include <unistd.h>
@@ -57,9 +57,9 @@ def make(tag, ending):
 STEERING = '''
 import functools, pathlib, sys
 from caf_hpc import runner_for
-from caf_hpc.demo import cpp_algorithms, simulate
-from caf_hpc.standins.driver import run_algorithms
-from caf_hpc.standins.framework import Algorithm
+from caf_hpc.extras.demo import cpp_algorithms, simulate
+from caf_hpc.extras.standins.driver import run_algorithms
+from caf_hpc.extras.standins.framework import Algorithm
 import noisy
 
 files = simulate.simulate("collector", runs_per_experiment=2, experiments=(1,), output_format="root")
@@ -122,7 +122,7 @@ def test_basf2_log_switch_erases_no_cpp_output_and_keeps_the_order(root, noisy_r
 
 
 def test_cpp_object_of_a_class_declared_only_here_is_refused_before_submission(root, calibrate):
-    from caf_hpc.demo import cpp_algorithms
+    from caf_hpc.extras.demo import cpp_algorithms
 
     outcome = calibrate([Algorithm(cpp_algorithms.make("GainCalibration"))], runner=runner_for(n_workers=1))
     assert isinstance(outcome.error, ShippingError)
@@ -133,7 +133,7 @@ def test_cpp_object_of_a_class_declared_only_here_is_refused_before_submission(r
 
 
 def test_cpp_object_travels_with_its_settings_to_workers_that_preload_its_class(root, calibrate, tmp_path):
-    from caf_hpc.demo import cpp_algorithms, simulate
+    from caf_hpc.extras.demo import cpp_algorithms, simulate
 
     files = simulate.simulate(tmp_path / "collector", runs_per_experiment=2, experiments=(1,), output_format="root")
     algorithm = cpp_algorithms.make_algorithms()[0]  # PedestalCalibration, run by run
@@ -146,7 +146,7 @@ def test_cpp_object_travels_with_its_settings_to_workers_that_preload_its_class(
 
 
 def test_cpp_object_whose_class_the_preload_does_not_declare_fails_naming_the_fix(root, calibrate):
-    from caf_hpc.demo import cpp_algorithms
+    from caf_hpc.extras.demo import cpp_algorithms
 
     outcome = calibrate([Algorithm(cpp_algorithms.make("GainCalibration"))],
                         runner=runner_for(preload=["json"], n_workers=1))
@@ -155,7 +155,7 @@ def test_cpp_object_whose_class_the_preload_does_not_declare_fails_naming_the_fi
 
 
 def test_factory_declares_the_class_on_the_worker_and_builds_the_object(root, calibrate, tmp_path):
-    from caf_hpc.demo import cpp_algorithms, simulate
+    from caf_hpc.extras.demo import cpp_algorithms, simulate
 
     files = simulate.simulate(tmp_path / "collector", runs_per_experiment=2, experiments=(1,), output_format="root")
     outcome = calibrate(cpp_algorithms.make_algorithms(fail="TimeOffsetCalibration"), input_files=files,
@@ -168,15 +168,15 @@ def test_factory_declares_the_class_on_the_worker_and_builds_the_object(root, ca
 
 def test_preload_runs_in_the_fork_server_once_not_in_each_strategy(root, calibrate):
     """Both strategies start with ROOT imported and the classes declared, by one server process."""
-    from caf_hpc.demo import cpp_algorithms
+    from caf_hpc.extras.demo import cpp_algorithms
 
-    probe = ("report_imports", "ROOT", "caf_hpc.demo.cpp_algorithms")
+    probe = ("report_imports", "ROOT", "caf_hpc.extras.demo.cpp_algorithms")
     outcome = calibrate([ok("First", 1, probe, ("report_parent",)), ok("Second", 1, probe, ("report_parent",))],
                         runner=runner_for(preload=[cpp_algorithms.PRELOAD], n_workers=1))
     assert outcome.final_state == "COMPLETED", outcome.error
     logs = [(outcome.output_dir / f"{name}_stdout").read_text() for name in ("First", "Second")]
     for log in logs:
-        assert "imported ROOT: True" in log and "imported caf_hpc.demo.cpp_algorithms: True" in log
+        assert "imported ROOT: True" in log and "imported caf_hpc.extras.demo.cpp_algorithms: True" in log
     parents = [line for log in logs for line in log.splitlines() if line.startswith("parent pid")]
     assert len(parents) == 2 and parents[0] == parents[1]
 
@@ -192,7 +192,7 @@ def test_failed_preload_is_told_in_the_strategy_log_and_the_strategy_still_runs(
 
 
 def _fork_servers_for(preload):
-    from caf_hpc import forkserver
+    from caf_hpc.worker import forkserver
 
     server = forkserver._servers.get(tuple(preload))
     return server is not None and server.alive
@@ -200,7 +200,7 @@ def _fork_servers_for(preload):
 
 def test_every_worker_starts_its_preload_before_a_strategy_reaches_it(calibrate):
     """One strategy ran, on one worker; the other's fork server for the preload runs all the same."""
-    from caf_hpc import clusters
+    from caf_hpc.steering import clusters
 
     runner = runner_for(preload=["json"], n_workers=2)
     outcome = calibrate([ok("Only", 1)], runner=runner)

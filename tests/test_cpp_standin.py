@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from caf_hpc.standins import database
-from caf_hpc.standins.conditions import conditions
-from caf_hpc.standins.utils import AlgResult, ExpRun, IoV, runs_from_vector
+from caf_hpc.extras.standins import database
+from caf_hpc.extras.standins.conditions import conditions
+from caf_hpc.extras.standins.utils import AlgResult, ExpRun, IoV, runs_from_vector
 
 pytestmark = pytest.mark.root
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.root
 @pytest.fixture
 def demo(root, tmp_path):
     """The demo's C++ algorithms and two experiments x 3 runs of collector output as ROOT files."""
-    from caf_hpc.demo import cpp_algorithms, simulate
+    from caf_hpc.extras.demo import cpp_algorithms, simulate
 
     files = simulate.simulate(tmp_path / "collector", runs_per_experiment=3, runs_per_file=2, output_format="root")
     return cpp_algorithms, [str(f) for f in files]
@@ -114,7 +114,7 @@ def test_a_cpp_object_unpickles_only_where_its_class_is_declared(demo, tmp_path)
     again, with its settings; elsewhere it cannot be bound to a class."""
     import cloudpickle
 
-    from caf_hpc.standins import cpp
+    from caf_hpc.extras.standins import cpp
 
     cpp_algorithms, _ = demo
     algorithm = cpp_algorithms.make("GainCalibration", fail=True)
@@ -125,7 +125,7 @@ def test_a_cpp_object_unpickles_only_where_its_class_is_declared(demo, tmp_path)
     probe = textwrap.dedent(f"""
         import pickle, sys
         if sys.argv[1] == "declared":
-            from caf_hpc.demo import cpp_algorithms
+            from caf_hpc.extras.demo import cpp_algorithms
             cpp_algorithms.declare()
         try:
             algorithm = pickle.loads(open({str(tmp_path / 'algorithm.pkl')!r}, "rb").read())

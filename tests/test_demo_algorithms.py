@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from caf_hpc.demo.algorithms import ALGORITHM_NAMES, check_against_truth, make_algorithms
-from caf_hpc.demo.simulate import TRUTH_FILENAME, simulate
-from caf_hpc.standins.strategies import SimpleRunByRun, SingleIOV
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc.extras.demo.algorithms import ALGORITHM_NAMES, check_against_truth, make_algorithms
+from caf_hpc.extras.demo.simulate import TRUTH_FILENAME, simulate
+from caf_hpc.extras.standins.strategies import SimpleRunByRun, SingleIOV
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 _CTX = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 

@@ -51,8 +51,8 @@ def test_cpp_flavour_output_reaches_the_algorithm_logs(tmp_path, capsys, root):
 
 
 def test_auto_flavour_is_cpp_exactly_when_root_is_installed(monkeypatch):
-    from caf_hpc.demo import run
-    from caf_hpc.standins import cpp
+    from caf_hpc.extras.demo import run
+    from caf_hpc.extras.standins import cpp
 
     monkeypatch.setattr(cpp, "available", lambda: True)
     assert run.choose_flavour("auto") == "cpp"
@@ -61,7 +61,7 @@ def test_auto_flavour_is_cpp_exactly_when_root_is_installed(monkeypatch):
 
 
 def test_cpp_flavour_without_root_says_how_to_install_it(tmp_path, capsys, monkeypatch):
-    from caf_hpc.standins import cpp
+    from caf_hpc.extras.standins import cpp
 
     monkeypatch.setattr(cpp, "available", lambda: False)
     assert main(["demo", "--output", str(tmp_path / "demo"), "--flavour", "cpp"]) == 2

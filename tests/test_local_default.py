@@ -8,8 +8,8 @@ import textwrap
 import time
 
 HELPER = '''
-from caf_hpc.standins.strategies import AlgorithmStrategy
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc.extras.standins.strategies import AlgorithmStrategy
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 
 class BesideTheScript(AlgorithmStrategy):
@@ -25,10 +25,10 @@ STEERING = '''
 import ctypes, logging, os, pathlib
 from beside import BesideTheScript
 from caf_hpc import DaskAlgorithmsRunner
-from caf_hpc.standins.driver import run_algorithms
-from caf_hpc.standins.framework import Algorithm
-from caf_hpc.standins.strategies import AlgorithmStrategy
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc.extras.standins.driver import run_algorithms
+from caf_hpc.extras.standins.framework import Algorithm
+from caf_hpc.extras.standins.strategies import AlgorithmStrategy
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 print("STEERING SCRIPT EXECUTED")
 
@@ -58,7 +58,7 @@ first.strategy, second.strategy = InTheScript, BesideTheScript
 outcome = run_algorithms(DaskAlgorithmsRunner, "unguarded", [first, second], [], pathlib.Path("calibration"))
 print("FINAL", outcome.final_state, outcome.error, {k: len(v) for k, v in outcome.results.items()})
 
-from caf_hpc import clusters
+from caf_hpc.steering import clusters
 worker_logs = clusters.client_for(DaskAlgorithmsRunner.settings()).get_worker_logs()
 print("worker logs with markers:", sum("MARK-" in message for lines in worker_logs.values() for _, message in lines))
 '''
@@ -86,9 +86,9 @@ def test_unguarded_steering_script_runs_on_the_local_default(tmp_path):
 KILLED = '''
 import os, pathlib, psutil
 from caf_hpc import DaskAlgorithmsRunner
-from caf_hpc.standins.driver import run_algorithms
-from caf_hpc.standins.framework import Algorithm
-from caf_hpc.standins.strategies import AlgorithmStrategy
+from caf_hpc.extras.standins.driver import run_algorithms
+from caf_hpc.extras.standins.framework import Algorithm
+from caf_hpc.extras.standins.strategies import AlgorithmStrategy
 
 
 class Quick(AlgorithmStrategy):

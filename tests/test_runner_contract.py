@@ -5,10 +5,12 @@ import pathlib
 
 from scripted import EVERYWHERE, ok, scripted
 
-from caf_hpc import DaskAlgorithmsRunner, clusters
-from caf_hpc.standins.driver import run_algorithms
-from caf_hpc.standins.runners import AlgorithmsRunner
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc import DaskAlgorithmsRunner
+
+from caf_hpc.steering import clusters
+from caf_hpc.extras.standins.driver import run_algorithms
+from caf_hpc.extras.standins.runners import AlgorithmsRunner
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 
 def test_runner_is_a_caf_algorithms_runner_built_from_its_name():

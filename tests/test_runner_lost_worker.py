@@ -6,9 +6,11 @@ import time
 from scripted import scripted
 from test_runner_queues import _scheduler_queues, new_queues_left
 
-from caf_hpc import DaskAlgorithmsRunner, clusters, runner_for
+from caf_hpc import DaskAlgorithmsRunner, runner_for
+
+from caf_hpc.steering import clusters
 from caf_hpc.basf2_compat import RunnerError
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 
 def _losing(tmp_path):

@@ -7,8 +7,10 @@ import time
 
 from scripted import ok, scripted
 
-from caf_hpc import DaskAlgorithmsRunner, clusters
-from caf_hpc.standins.utils import IoV, IoV_Result
+from caf_hpc import DaskAlgorithmsRunner
+
+from caf_hpc.steering import clusters
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 
 def _scheduler_queues():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from caf_hpc import DaskAlgorithmsRunner, SettingsError, runner_for
-from caf_hpc.settings import resolve
+from caf_hpc.steering.settings import resolve
 
 
 def test_environment_fills_in_what_the_script_does_not_say():
@@ -60,7 +60,7 @@ def test_bad_settings_name_the_setting_and_what_is_allowed(kwargs, environ, mess
 def test_unreachable_scheduler_is_named_with_where_to_fix_it(calibrate, monkeypatch):
     from scripted import ok
 
-    from caf_hpc import clusters
+    from caf_hpc.steering import clusters
 
     monkeypatch.setattr(clusters, "CONNECT_TIMEOUT", 2)
     outcome = calibrate([ok("Never")], runner=runner_for(address="tcp://127.0.0.1:9"))

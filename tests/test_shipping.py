@@ -7,7 +7,7 @@ import pytest
 from scripted import ScriptedAlgorithm, ScriptedStrategy, ok
 
 from caf_hpc import ShippingError, runner_for
-from caf_hpc.standins.framework import Algorithm
+from caf_hpc.extras.standins.framework import Algorithm
 
 
 class HoldsALock(ScriptedAlgorithm):
@@ -58,7 +58,7 @@ def test_factory_named_as_import_string_rebuilds_on_the_worker(calibrate):
 @pytest.mark.parametrize("spec, expected", [
     ("no_colon_here", "is not of the form 'package.module:function'"),
     ("caf_hpc_missing_module:make", "cannot import module 'caf_hpc_missing_module'"),
-    ("caf_hpc.demo.algorithms:no_such_function", "has no function 'no_such_function'"),
+    ("caf_hpc.extras.demo.algorithms:no_such_function", "has no function 'no_such_function'"),
 ])
 def test_bad_factory_names_say_what_is_wrong(calibrate, spec, expected):
     outcome = calibrate([_locked()], runner=runner_for(factories={"Locked": spec}))

@@ -8,7 +8,7 @@ from conftest import require_testbed
 from distributed import Client
 
 from caf_hpc.cli import main
-from caf_hpc.settings import resolve
+from caf_hpc.steering.settings import resolve
 from caf_hpc.sites import build_cluster
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(90)]

@@ -5,14 +5,16 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 from batch_queues import jobs_named
 from conftest import require_testbed
 
-from caf_hpc import clusters, runner_for
-from caf_hpc.settings import SettingsError, resolve
-from caf_hpc.sites import SiteConfigError, apply_runner_section, build_cluster, load_site
+from caf_hpc import runner_for
+from caf_hpc.steering import clusters
+from caf_hpc.steering.settings import SettingsError, resolve, resolve_for_run
+from caf_hpc.sites import SiteConfigError, apply_site, build_cluster, load_site
 from caf_hpc.sites.jobscript import SCHEDULER_ADDRESS, WORKER_NAME, job_script
 
 pytestmark = pytest.mark.timeout(30)
@@ -51,20 +53,20 @@ def site(tmp_path, text: str = SLURM, name: str = "mysite") -> str:
 
 
 def test_runner_section_fills_settings_the_user_did_not_set(tmp_path):
-    settings = apply_runner_section(resolve(site=site(tmp_path)))
+    settings = apply_site(resolve(site=site(tmp_path)))
     assert (settings.timeout, settings.retries, settings.worker_wait, settings.preload) == (1200, 3, 45, ("ROOT",))
 
 
 def test_arguments_and_environment_win_over_the_runner_section(tmp_path, monkeypatch):
     monkeypatch.setenv("CAF_HPC_RETRIES", "1")  # the built-in default, but chosen explicitly
     monkeypatch.setenv("CAF_HPC_PRELOAD", "basf2")
-    settings = apply_runner_section(resolve(site=site(tmp_path), timeout=60))
+    settings = apply_site(resolve(site=site(tmp_path), timeout=60))
     assert (settings.timeout, settings.retries, settings.worker_wait, settings.preload) == (60, 1, 45, ("basf2",))
 
 
 def test_an_argument_equal_to_the_default_still_wins_over_the_site(tmp_path):
     runner = runner_for(site(tmp_path), retries=1)  # the site says 3
-    assert apply_runner_section(runner.settings()).retries == 1
+    assert apply_site(runner.settings()).retries == 1
 
 
 def test_runner_for_validates_the_site_when_the_class_is_made(tmp_path):
@@ -96,20 +98,20 @@ def test_runner_for_override_mistakes_are_reported_now(tmp_path):
         runner_for(cluster={"memory": "2GB"})
 
 
-def test_importing_sites_registers_the_cluster_factory():
-    import caf_hpc.sites  # noqa: F401
+def test_site_configs_do_not_import_the_runners_clusters():
+    """One direction only: the steering side builds a site's cluster; sites know nothing of clusters."""
+    code = "import sys, caf_hpc.sites; print('caf_hpc.steering.clusters' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout == "False\n"
 
-    assert clusters._site_cluster_factory is build_cluster
 
-
-def test_local_site_builds_the_local_default_cluster(tmp_path, monkeypatch):
+def test_local_site_values_enter_the_settings_and_build_the_local_cluster(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(clusters, "local_cluster", lambda settings: seen.append(settings) or "cluster")
     name = site(tmp_path, "scheduler: local\ncluster: {n_workers: 3, dashboard_address: '127.0.0.1:8799'}\n", "here")
-    assert build_cluster(resolve(site=name)) == "cluster"
-    assert (seen[0].n_workers, seen[0].dashboard_address) == (3, "127.0.0.1:8799")
-    build_cluster(resolve(site=name, n_workers=2))
-    assert seen[1].n_workers == 2
+    settings = resolve_for_run({"site": name})
+    assert (settings.n_workers, settings.dashboard_address, settings.site_config.name) == (3, "127.0.0.1:8799", name)
+    assert clusters._make_cluster(settings) == "cluster" and seen == [settings]
+    assert resolve_for_run({"site": name, "n_workers": 2}).n_workers == 2
 
 
 @pytest.mark.batch

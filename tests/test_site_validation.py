@@ -220,7 +220,7 @@ def test_every_mistake_is_reported_at_once(tmp_path):
 
 
 def test_site_config_error_is_a_settings_error_and_value_error():
-    from caf_hpc.settings import SettingsError
+    from caf_hpc.steering.settings import SettingsError
 
     assert issubclass(SiteConfigError, SettingsError) and issubclass(SiteConfigError, ValueError)
 

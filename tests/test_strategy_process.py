@@ -1,6 +1,7 @@
 """The worker side: a strategy's process starts, reports and never outlives its supervisor."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -8,9 +9,12 @@ import time
 import pytest
 from scripted import ok, scripted
 
-from caf_hpc import DaskAlgorithmsRunner, forkserver, messages, shipping, worker_task
+from caf_hpc import DaskAlgorithmsRunner, protocol
+from caf_hpc.steering import shipping
+from caf_hpc.worker import forkserver
+from caf_hpc.worker import task as worker_task
 from caf_hpc.basf2_compat import RunnerError
-from caf_hpc.job import StrategyTask
+from caf_hpc.protocol import StrategyTask
 
 
 def _task(tmp_path, algorithm, fork_server=True, timeout=None):
@@ -18,8 +22,8 @@ def _task(tmp_path, algorithm, fork_server=True, timeout=None):
     params = {"database_chain": [], "dependent_databases": [], "output_dir": tmp_path,
               "output_database_dir": tmp_path / "db", "input_files": [], "ignored_runs": []}
     payload = shipping.pack(algorithm, params, None, 0)
-    return StrategyTask(algorithm.name, payload, "unused", str(tmp_path / f"{algorithm.name}_stdout"),
-                        str(tmp_path), timeout, fork_server)
+    return StrategyTask(f"key-{algorithm.name}", algorithm.name, payload, "unused",
+                        str(tmp_path / f"{algorithm.name}_stdout"), str(tmp_path), timeout, fork_server)
 
 
 def _wait_gone(pid, seconds=10):
@@ -36,22 +40,28 @@ def _wait_gone(pid, seconds=10):
 
 
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
-def test_supervise_publishes_start_frames_and_end(tmp_path, fork_server):
+def test_supervise_publishes_frames_then_the_end_naming_task_and_attempt(tmp_path, fork_server):
     records = []
     end = worker_task.supervise(_task(tmp_path, ok("Plain", 3), fork_server), records.append)
-    kinds = [r["kind"] for r in records]
-    assert kinds[0] == "start" and kinds[-1] == "end" and set(kinds[1:-1]) == {"frames"}
-    assert end["returncode"] == 0 and end is records[-1]
-    sent = [messages.loads(f) for r in records if r["kind"] == "frames" for f in r["frames"]]
-    assert [m["type"] for _, m in sent] == ["result"] * 3 + ["final_state"]
-    assert len({r["attempt"] for r in records}) == 1
+    assert isinstance(records[-1], protocol.Ended) and end is records[-1] and end.returncode == 0
+    assert all(isinstance(r, protocol.Frames) for r in records[:-1]) and records[:-1]  # no separate start: it was quick
+    sent = [m for r in records[:-1] for f in r.frames for m in protocol.loads(f)]
+    assert [type(m).__name__ for m in sent] == ["Result"] * 3 + ["FinalState"]
+    assert {(r.key, r.attempt) for r in records} == {("key-Plain", end.attempt)}
+    assert end.where.pid == os.getpid()
+
+
+def test_a_strategy_quiet_at_first_is_announced_as_started(tmp_path):
+    records = []
+    worker_task.supervise(_task(tmp_path, scripted("Slow", ("sleep", 1), ("final", "COMPLETED"))), records.append)
+    assert [type(r).__name__ for r in records] == ["Started", "Frames", "Ended"]
 
 
 def test_time_limit_kills_the_whole_process_group(tmp_path):
     grandchild = tmp_path / "grandchild"
     algorithm = scripted("Sleepy", ("spawn_grandchild", str(grandchild)), ("sleep", 60))
     end = worker_task.supervise(_task(tmp_path, algorithm, timeout=2), lambda r: None)
-    assert end["timed_out"] and end["returncode"] == -signal.SIGTERM
+    assert end.timed_out and end.returncode == -signal.SIGTERM
     assert _wait_gone(int(grandchild.read_text()))
 
 
@@ -74,7 +84,7 @@ def test_strategy_process_ends_when_its_supervisor_goes_away(tmp_path, fork_serv
     task = _task(tmp_path, scripted("Orphan", ("sleep", 60)), fork_server)
     process = worker_task._start_child(task, write_fd)
     os.close(write_fd)
-    process.stdin.write(messages.frame(task.payload))
+    process.stdin.write(protocol.frame(task.payload))
     process.stdin.flush()
     time.sleep(0.3)
     assert process.poll() is None
@@ -101,16 +111,16 @@ def test_fork_server_takes_its_children_along_when_the_worker_goes(tmp_path):
 def test_cancelling_the_dask_task_stops_its_strategy_process(tmp_path):
     from distributed import Queue
 
-    from caf_hpc import DaskAlgorithmsRunner, clusters
+    from caf_hpc.steering import clusters
 
     client = clusters.client_for(DaskAlgorithmsRunner.settings())
     pid_file = tmp_path / "pid"
     task = _task(tmp_path, scripted("Endless", ("record_pid", str(pid_file)), ("sleep", 120)))
     queue = Queue("caf-hpc-test-cancel", client=client)
-    task.queue_name = queue.name
+    task = dataclasses.replace(task, queue_name=queue.name)
     future = client.submit(worker_task.run_strategy_task, task, pure=False)
     try:
-        assert queue.get(timeout=30)["kind"] == "start"
+        assert isinstance(protocol.from_wire(queue.get(timeout=30)), protocol.Started)
         deadline = time.monotonic() + 30
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.02)

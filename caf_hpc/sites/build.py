@@ -1,26 +1,23 @@
 """Turning a site config into a running dask-jobqueue cluster (or the local default one).
 
-Registered with ``caf_hpc.clusters`` when ``caf_hpc.sites`` is imported, so a runner
-whose settings name a site gets its cluster from here.
+``caf_hpc.steering.clusters`` calls ``build_cluster`` for a batch site; a local site's
+values are already in the runner's settings (``runner_section.apply_site``).
 """
 from __future__ import annotations
 
 import copy
 import os
 import shlex
-from dataclasses import replace
 from typing import Any, Optional, Sequence
 
 from dask.utils import parse_bytes
 
-from .. import clusters
-from ..settings import RunnerSettings
+from ..steering.settings import RunnerSettings
 from . import schema
 from .config import SiteConfig, load_site
 from .container import container_command
 from .dry_run import dry_submit, submit_problem
 from .errors import SiteConfigError
-from .runner_section import explicit_settings
 from .security import security_for, tls_directory
 
 
@@ -92,20 +89,11 @@ def apply_scale(cluster: Any, scale: dict) -> None:
         cluster.scale(jobs=scale["jobs"])
 
 
-def _local_settings(settings: RunnerSettings, site: SiteConfig, chosen: set) -> RunnerSettings:
-    updates = {key: site.cluster[key] for key in schema.LOCAL_CLUSTER_KEYS
-               if site.cluster.get(key) is not None and key not in chosen}
-    return replace(settings, **updates) if updates else settings
-
-
 def build_cluster(settings: RunnerSettings) -> Any:
-    """The cluster for ``settings.site``: dask-jobqueue's class for a batch site, scaled as the site says."""
-    site = load_site(settings.site)
-    chosen = explicit_settings(settings)
-    if site.scheduler == "local":
-        return clusters.local_cluster(_local_settings(settings, site, chosen))
+    """The cluster for a batch site (``settings.site_config``): dask-jobqueue's class, scaled as the site says."""
+    site = settings.site_config or load_site(settings.site)
     security = security_for(site.security["directory"]) if site.tls else None
-    dashboard = settings.dashboard_address if "dashboard_address" in chosen else None
+    dashboard = settings.dashboard_address if "dashboard_address" in settings.explicit else None
     cls, kwargs = cluster_arguments(site, security, dashboard_address=dashboard)
     job_cls = kwargs.get("job_cls", cls.job_cls)
     problem = submit_problem(site, getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
@@ -121,7 +109,3 @@ def build_cluster(settings: RunnerSettings) -> Any:
         raise SiteConfigError(f"{site.source}: {trial.summary}; no job submitted:\n{output}{hint}")
     apply_scale(cluster, site.scale)
     return cluster
-
-
-def register() -> None:
-    clusters.register_site_cluster_factory(build_cluster)

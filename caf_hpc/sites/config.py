@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from ..settings import RunnerSettings
+from ..steering.settings import RunnerSettings
 from . import lookup, schema
 from .errors import SiteConfigError
 from .validate import validate

@@ -1,23 +1,26 @@
-"""The site's ``runner`` section: time limits and retries that a site suggests and a user may override."""
+"""Where a site's values enter the runner's settings: the one place, read once per ``run()``."""
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ..settings import RunnerSettings
+from ..steering.settings import RunnerSettings
 from .config import load_site
-from .schema import RUNNER_KEYS
+from .schema import LOCAL_CLUSTER_KEYS, RUNNER_KEYS
 
 
-def explicit_settings(settings: RunnerSettings) -> set:
-    """Settings the user chose, by argument or environment variable: the site must not replace them."""
-    return set(settings.explicit)
+def apply_site(settings: RunnerSettings) -> RunnerSettings:
+    """``settings`` with the site's config attached and its suggestions filled in where the user set none.
 
-
-def apply_runner_section(settings: RunnerSettings) -> RunnerSettings:
-    """``settings`` with timeout, retries and worker_wait from the site's ``runner`` section where the user set none."""
+    The ``runner`` section suggests timeout, retries, worker_wait and preload; a local
+    site's ``cluster`` section suggests n_workers and dashboard_address. What the user
+    chose, by argument or environment variable (``settings.explicit``), stays.
+    """
     if not settings.site:
         return settings
     site = load_site(settings.site)
-    chosen = explicit_settings(settings)
-    updates = {key: value for key, value in site.runner.items() if key in RUNNER_KEYS and key not in chosen}
-    return replace(settings, **updates) if updates else settings
+    suggested = dict(site.runner)
+    if site.scheduler == "local":
+        suggested.update({key: site.cluster[key] for key in LOCAL_CLUSTER_KEYS if site.cluster.get(key) is not None})
+    updates = {key: value for key, value in suggested.items()
+               if (key in RUNNER_KEYS or key in LOCAL_CLUSTER_KEYS) and key not in settings.explicit}
+    return replace(settings, site_config=site, **updates)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import signal
-import sys
 from functools import lru_cache
 from typing import Any
 
@@ -114,23 +112,10 @@ def normalise_key(key: str) -> str:
 
 
 def jobqueue() -> Any:
-    """``dask_jobqueue``, imported without the side effect of its ``runner`` module.
+    """``dask_jobqueue``, imported without its SIGINT handler (see ``dask_adapter.import_jobqueue``)."""
+    from ..dask_adapter import import_jobqueue
 
-    On import that module sets the SIGINT handler to ``sys.exit()``: Ctrl-C of a steering
-    script would end it silently with exit code 0, and importing it from a thread other
-    than the main one (CAF runs each calibration in a thread) raises ValueError. The
-    handler in force before stays in force.
-    """
-    if "dask_jobqueue" in sys.modules:
-        return sys.modules["dask_jobqueue"]
-    real_signal = signal.signal
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal = lambda signalnum, handler: previous  # type: ignore[assignment]
-    try:
-        import dask_jobqueue
-    finally:
-        signal.signal = real_signal
-    return dask_jobqueue
+    return import_jobqueue()
 
 
 def cluster_class(scheduler: str) -> type:

@@ -126,7 +126,7 @@ class _Checker:
         return [str(item) for item in value]
 
     def _preload(self, where: str, value: Any) -> Any:
-        from ..settings import preload_problems
+        from ..steering.settings import preload_problems
 
         for problem in preload_problems(value):
             self.error(where, problem)

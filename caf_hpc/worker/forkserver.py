@@ -2,10 +2,10 @@
 
 Starting a fresh interpreter and importing the child machinery costs about 100 ms per
 strategy. Instead, each worker process starts this server once (``python -m
-caf_hpc.forkserver CONTROL_FD``): a single-threaded process that has imported what a
+caf_hpc.worker.forkserver CONTROL_FD [PRELOAD ...]``): a single-threaded process that has imported what a
 strategy's process needs and never runs a strategy itself. For each request it forks;
 the child becomes a session of its own, takes the standard input, log file and message
-pipe it was sent, changes into the output directory and runs ``caf_hpc.child.run``
+pipe it was sent, changes into the output directory and runs ``caf_hpc.child.process.run``
 exactly as ``python -m caf_hpc.child`` would. The server reports each child's pid and,
 when the child ends, its exit code. When the worker goes away, the control socket
 closes and the server kills its children and exits.
@@ -35,11 +35,11 @@ import sys
 import threading
 from typing import Optional
 
-from . import child
+from ..child import process as child
 
 #: Modules imported once by every server, so that children do not import them again.
-PRELOAD = ("caf_hpc.child", "caf_hpc.job", "cloudpickle", "caf_hpc.standins.strategies",
-           "caf_hpc.standins.framework", "caf_hpc.standins.calibration_algorithm")
+PRELOAD = ("caf_hpc.child.process", "caf_hpc.protocol", "cloudpickle", "caf_hpc.extras.standins.strategies",
+           "caf_hpc.extras.standins.framework", "caf_hpc.extras.standins.calibration_algorithm")
 _MAX_MESSAGE = 65536
 _READY_WAIT = 10.0
 
@@ -140,7 +140,7 @@ def serve(control: socket.socket) -> None:
 
 
 def main(argv: list) -> int:
-    """``python -m caf_hpc.forkserver CONTROL_FD [PRELOAD ...]``."""
+    """``python -m caf_hpc.worker.forkserver CONTROL_FD [PRELOAD ...]``."""
     os.environ["PYTHONUNBUFFERED"] = "1"
     for module in PRELOAD:
         importlib.import_module(module)
@@ -183,7 +183,7 @@ class ForkServer:
 
     def __init__(self, preload: tuple = (), start_timeout: float = 60.0) -> None:
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._process = subprocess.Popen([sys.executable, "-m", "caf_hpc.forkserver", str(theirs.fileno()),
+        self._process = subprocess.Popen([sys.executable, "-m", "caf_hpc.worker.forkserver", str(theirs.fileno()),
                                           *preload], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
         self._start_timeout = start_timeout

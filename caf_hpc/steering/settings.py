@@ -78,6 +78,8 @@ class RunnerSettings:
     ship_modules: tuple = ()
     #: The settings the user gave (argument or environment), which a site's defaults must not replace.
     explicit: frozenset = field(default=frozenset(), compare=False)
+    #: The site's validated config (``caf_hpc.sites.SiteConfig``), read once per run by ``resolve_site``.
+    site_config: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.address and not _ADDRESS.match(self.address):
@@ -151,7 +153,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict:
 
 def resolve(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> RunnerSettings:
     """Settings from the environment, with explicit arguments taking precedence."""
-    known = {f.name for f in fields(RunnerSettings)}
+    known = {f.name for f in fields(RunnerSettings)} - {"explicit", "site_config"}  # internal
     unknown = sorted(set(overrides) - known)
     if unknown:
         guesses = [f"{name} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, 1))
@@ -163,3 +165,17 @@ def resolve(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Ru
         values.pop("site", None)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RunnerSettings(**values, explicit=frozenset(values))
+
+
+def resolve_site(settings: RunnerSettings) -> RunnerSettings:
+    """``settings`` with the site's config read (once) and its suggestions filled in (see ``sites.apply_site``)."""
+    if not settings.site:
+        return settings
+    from ..sites.runner_section import apply_site
+
+    return apply_site(settings)
+
+
+def resolve_for_run(overrides: Mapping[str, Any]) -> RunnerSettings:
+    """What one ``run()`` uses. One precedence rule: arguments, then the environment, then the site."""
+    return resolve_site(resolve(**overrides))

@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import cloudpickle
 
-from .job import StrategyJob
-from .standins import cpp
+from ..protocol import StrategyJob
+from ..extras.standins import cpp
 
 Factory = Union[str, Callable[[], Any]]
 

@@ -32,8 +32,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..binding import runner_for
-    from ..cli import UserError
+    from ...steering.binding import runner_for
+    from ...cli import UserError
     from .run import choose_flavour, flavour_settings, format_report, run_demo
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

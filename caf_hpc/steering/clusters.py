@@ -12,21 +12,20 @@ calibration at module level, with no ``if __name__ == "__main__":`` guard.
 """
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import threading
-from typing import Any, Callable, Optional
+from typing import Any
 
 from distributed import Client
 
-from .basf2_compat import log_info, log_warning
-from .settings import RunnerSettings
+from .. import dask_adapter
+from ..basf2_compat import log_info, log_warning
+from .settings import RunnerSettings, resolve_site
 
 _lock = threading.Lock()
 _clients: dict[tuple, Client] = {}
 _clusters: dict[tuple, Any] = {}
-_site_cluster_factory: Optional[Callable[[RunnerSettings], Any]] = None
 #: Seconds a local worker waits for a scheduler that is gone before it ends.
 LOCAL_DEATH_TIMEOUT = 10
 
@@ -44,30 +43,17 @@ def local_cluster(settings: RunnerSettings) -> Any:
         dashboard_address=settings.dashboard_address,
         silence_logs=logging.WARNING,
         # the scheduler ends with this process; the workers end when their scheduler is gone
-        scheduler_kwargs={"preload": ["caf_hpc.parent_guard"]},
+        scheduler_kwargs={"preload": ["caf_hpc.steering.parent_guard"]},
         worker_kwargs={"death_timeout": LOCAL_DEATH_TIMEOUT},
     )
-    stderr = cluster.scheduler.process.stderr
-
-    def start_draining() -> None:
-        cluster._caf_hpc_drain = asyncio.ensure_future(_drain(stderr))
-
-    cluster.loop.add_callback(start_draining)
+    dask_adapter.drain_scheduler_stderr(cluster, _pass_on_scheduler_line)
     return cluster
 
 
-async def _drain(stream: Any) -> None:
-    """Reads the scheduler's standard error, which SubprocessCluster pipes and never reads:
-    a long calibration would fill the pipe and block the scheduler. Warnings and errors
-    are passed on to this process's log. Stopped before the cluster closes, which reads
-    the pipe itself."""
-    while True:
-        line = await stream.readline()
-        if not line:
-            return
-        text = line.decode(errors="replace").rstrip()
-        if " - WARNING - " in text or " - ERROR - " in text or " - CRITICAL - " in text:
-            log_warning(f"Dask scheduler: {text}")
+def _pass_on_scheduler_line(text: str) -> None:
+    """The scheduler's warnings and errors, in this process's log (its stderr is a pipe nobody else reads)."""
+    if " - WARNING - " in text or " - ERROR - " in text or " - CRITICAL - " in text:
+        log_warning(f"Dask scheduler: {text}")
 
 
 class ClusterError(RuntimeError):
@@ -86,18 +72,15 @@ def _connect(address: str) -> Client:
                            "address (runner_for(address=...) or CAF_HPC_ADDRESS)") from None
 
 
-def register_site_cluster_factory(factory: Callable[[RunnerSettings], Any]) -> None:
-    """Lets the site-config layer build the cluster for ``settings.site``."""
-    global _site_cluster_factory
-    _site_cluster_factory = factory
-
-
 def _make_cluster(settings: RunnerSettings) -> Any:
-    if settings.site:
-        if _site_cluster_factory is None:
-            from . import sites  # noqa: F401  (registers its factory on import)
-        return _site_cluster_factory(settings)
-    return local_cluster(settings)
+    if settings.site and settings.site_config is None:
+        settings = resolve_site(settings)
+    site = settings.site_config
+    if site is not None and site.is_batch:
+        from ..sites.build import build_cluster
+
+        return build_cluster(settings)
+    return local_cluster(settings)  # the local default, or a local site whose values are in the settings
 
 
 def client_for(settings: RunnerSettings) -> Client:
@@ -129,9 +112,9 @@ def client_for(settings: RunnerSettings) -> Client:
 def describe(settings: RunnerSettings) -> str:
     """Where the workers come from, for error messages: the site, its queue and job logs."""
     if settings.site:
-        from . import sites
+        from ..sites import describe as describe_site
 
-        return sites.describe(settings.site)
+        return describe_site(settings.site)
     if settings.address:
         return f"the Dask scheduler at {settings.address}"
     return "the local Dask cluster"
@@ -157,15 +140,13 @@ def close_all() -> None:
 def _close(clients: list, clusters: list) -> None:
     for client in clients:
         try:
-            client.unsubscribe_topic("all")  # else the scheduler reports this client's leaving to it, closed
+            dask_adapter.stop_worker_events(client)
             client.close(timeout=10)
         except Exception:  # closing at exit must not raise
             pass
     for cluster in clusters:
         try:
-            drain = getattr(cluster, "_caf_hpc_drain", None)
-            if drain is not None:
-                cluster.loop.add_callback(drain.cancel)
+            dask_adapter.stop_draining(cluster)
             cluster.close(timeout=20)
         except Exception:
             pass

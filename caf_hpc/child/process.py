@@ -1,9 +1,9 @@
 """The process in which one strategy runs.
 
-Forked by the worker's fork server (``caf_hpc.forkserver``), or started as
-``python -m caf_hpc.child MESSAGE_FD``, with file descriptors 1 and 2 already on the
-algorithm's log file, the pickled ``StrategyJob`` on standard input and a pipe for messages on
-``MESSAGE_FD``. Whatever the strategy does to the process (chdir, logging, conditions,
+Forked by the worker's fork server (``caf_hpc.worker.forkserver``), or started as
+``python -m caf_hpc.child MESSAGE_FD [PRELOAD ...]``, with file descriptors 1 and 2
+already on the algorithm's log file, the pickled ``StrategyJob`` on standard input and a
+pipe for the strategy's messages (``caf_hpc.protocol``) on ``MESSAGE_FD``. Whatever the strategy does to the process (chdir, logging, conditions,
 a crash) ends with it. When the worker goes away, standard input closes and the child
 ends itself and everything it started, so no orphan keeps computing.
 
@@ -22,33 +22,81 @@ import sys
 import threading
 import traceback
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
-from . import messages
-from .standins import cpp
+from .. import protocol
+from ..extras.standins import cpp
 
 
 class PipeQueue:
-    """The ``queue`` a strategy gets: ``put`` checks the message and sends it to the worker."""
+    """The ``queue`` a strategy gets: ``put`` checks CAF's rules and sends to the worker.
+
+    Results go out through a sender thread that pickles whatever has piled up as one
+    frame: a result class that travels by value is pickled once per frame instead of once
+    per result, and the strategy never waits for the pipe. The final state, a violation
+    and a raised exception wait until everything before them is written, so that nothing
+    put before the process ends can be lost.
+    """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._pending: list = []
+        self._writing = False
+        self._broken: Optional[BaseException] = None
         self.final_state_sent = False
+        threading.Thread(target=self._send_loop, daemon=True, name="caf-hpc-sender").start()
 
     def put(self, message: Any, block: bool = True, timeout: Any = None) -> None:
-        with self._lock:
-            messages.check_message(message, self.final_state_sent)
-            self._send(messages.MESSAGE, message)
-            if message["type"] == messages.FINAL_STATE:
-                self.final_state_sent = True
+        with self._changed:
+            try:
+                protocol.check_message(message, self.final_state_sent)
+            except protocol.ProtocolError as err:
+                self._add(protocol.Violation(str(err)))
+                self._flush_locked()
+                raise
+            if message["type"] == protocol.RESULT:
+                self._add(protocol.Result(message["value"]))
+                return
+            self.final_state_sent = True
+            self._add(protocol.FinalState(message["value"]))
+            self._flush_locked()
 
     def report_exception(self, text: str) -> None:
-        with self._lock:
-            self._send(messages.EXCEPTION, text)
+        with self._changed:
+            self._add(protocol.Raised(text))
+            self._flush_locked()
 
-    def _send(self, kind: str, value: Any) -> None:
-        messages.write_all(self._fd, messages.frame(messages.dumps((kind, value))))
+    def flush(self) -> None:
+        """Returns once everything put so far is written (or the pipe broke)."""
+        with self._changed:
+            self._flush_locked()
+
+    def _add(self, message: protocol.ChildMessage) -> None:
+        if self._broken is not None:
+            raise BrokenPipeError(f"the worker stopped reading this strategy's messages: {self._broken!r}")
+        self._pending.append(message)
+        self._changed.notify_all()
+
+    def _flush_locked(self) -> None:
+        self._changed.wait_for(lambda: (not self._pending and not self._writing) or self._broken is not None)
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._pending))
+                batch, self._pending, self._writing = self._pending, [], True
+            try:
+                protocol.write_all(self._fd, protocol.frame(protocol.dumps(batch)))
+            except BaseException as err:  # noqa: B902 - a dead worker: the strategy must not hang on it
+                with self._changed:
+                    self._broken = err
+            finally:
+                with self._changed:
+                    self._writing = False
+                    self._changed.notify_all()
+            if self._broken is not None:
+                return
 
 
 def _end_with_parent(stdin_fd: int) -> None:
@@ -115,7 +163,7 @@ def _append_basf2_log() -> None:
     both goes to the end. Applied to real basf2 and to its stand-in, whichever is loaded.
     """
     log = os.fstat(1)
-    for name in ("basf2", "caf_hpc.standins.basf2_logging"):
+    for name in ("basf2", "caf_hpc.extras.standins.basf2_logging"):
         module = sys.modules.get(name)
         original = getattr(module, "log_to_file", None)
         if original is None or getattr(original, "caf_hpc_appends", False):
@@ -138,8 +186,8 @@ def _load_job(data: bytes) -> Any:
     try:
         if "ROOT" in sys.modules:  # preloaded: ROOT warns about interpreted classes it streams fine
             with cpp.quiet_streaming():
-                return messages.loads(data)
-        return messages.loads(data)
+                return protocol.loads(data)
+        return protocol.loads(data)
     except TypeError as err:
         if "attempt to bind C++ object w/o class" not in str(err):
             raise
@@ -154,7 +202,7 @@ def run(message_fd: int, preload_entries: Iterable[str] = ()) -> int:
     os.set_inheritable(message_fd, False)  # programs the strategy starts must not hold the pipe open
     queue = PipeQueue(message_fd)
     stdin_fd = sys.stdin.fileno()
-    data = messages.read_frame(stdin_fd)
+    data = protocol.read_frame(stdin_fd)
     threading.Thread(target=_end_with_parent, args=(stdin_fd,), daemon=True, name="end-with-parent").start()
     warnings.filterwarnings("ignore", message=cpp.ALPHA_NOTICE)  # unpickling may import ROOT
     _line_buffer_c_stdout()
@@ -174,6 +222,7 @@ def run(message_fd: int, preload_entries: Iterable[str] = ()) -> int:
         queue.report_exception(f"{type(err).__name__}: {err}")
         return 1
     finally:
+        queue.flush()
         sys.stdout.flush()
         sys.stderr.flush()
     return 0
@@ -205,7 +254,3 @@ def exit_forked(code: int) -> None:
         libc().fflush(None)
     finally:
         os._exit(code)
-
-
-if __name__ == "__main__":
-    sys.exit(run(int(sys.argv[1]), sys.argv[2:]))  # a normal exit, so C stdio buffers are flushed too

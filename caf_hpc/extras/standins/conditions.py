@@ -3,7 +3,7 @@
 A strategy resets it and builds its lookup chain before executing an algorithm; that
 it is *process-wide* state is exactly why each strategy runs in a process of its own.
 In basf2 the configuration lives in C++ and Python only sets it; here it lives in
-Python, and C++ algorithms (``caf_hpc.standins.cpp``) get a mirror that follows every
+Python, and C++ algorithms (``caf_hpc.extras.standins.cpp``) get a mirror that follows every
 change.
 """
 from __future__ import annotations

@@ -13,7 +13,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .basf2_compat import log_warning
+from .. import dask_adapter
+from ..basf2_compat import log_warning
 
 
 class JobKeeper:
@@ -42,20 +43,13 @@ class JobKeeper:
             log_warning(f"could not check the batch jobs after a worker event: {err!r}")
 
     async def _replace(self, lost: list) -> None:
-        jobs = [self._cluster.workers.pop(name) for name in lost if name in self._cluster.workers]
-        for job in jobs:
+        for job in await dask_adapter.replace_jobs(self._cluster, lost):
             log_warning(f"batch job {getattr(job, 'job_id', '?')} ({job.name}) lost its workers; "
-                        "submitting a replacement")
-            try:
-                await job.close()  # cancels it if the batch system still has it
-            except Exception:
-                pass
-        if jobs:
-            await self._cluster._correct_state()
+                        "submitted a replacement")
 
 
 def keep_jobs(client: Any, cluster: Any) -> None:
     """Replaces ``cluster``'s lost batch jobs from now on."""
-    from . import worker_loss
+    from .events import WorkerWatch
 
-    worker_loss.watch_for(client).add_listener(JobKeeper(client, cluster).on_worker_event)
+    WorkerWatch.of(client).add_listener(JobKeeper(client, cluster).on_worker_event)

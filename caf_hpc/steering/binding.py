@@ -16,7 +16,7 @@ def runner_for(site: Optional[str] = None, **settings: Any) -> type:
     ``cluster={...}``, ``scale={...}``, ``container={...}`` and ``security={...}``
     override keys of the site's sections (``runner_for("slurm", cluster={"memory": "8GB"})``).
     """
-    from .sites.config import OVERRIDABLE  # keywords that override sections of the site config
+    from ..sites.config import OVERRIDABLE  # keywords that override sections of the site config
 
     site_overrides = {key: settings.pop(key) for key in OVERRIDABLE if key in settings}
     overrides = dict(settings, site=site) if site is not None else dict(settings)
@@ -24,7 +24,7 @@ def runner_for(site: Optional[str] = None, **settings: Any) -> type:
     if site_overrides and not resolved.site:
         raise SettingsError(f"{'=, '.join(site_overrides)}= override parts of a site config; name a site too")
     if resolved.site:
-        from . import sites
+        from .. import sites
 
         bound = sites.bind(resolved.site, site_overrides)  # reads and validates the site config now
         if bound != resolved.site:

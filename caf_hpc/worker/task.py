@@ -1,17 +1,21 @@
-"""The Dask task that supervises one strategy on a worker.
+"""The Dask task that runs one strategy attempt on a worker: the middle of a strategy's path.
 
-It starts the strategy's child process (``caf_hpc.child``) with its output on the
-algorithm's log file, forwards the child's messages to the runner's Dask queue in
-batches as they arrive, enforces the time limit, and reports how the child ended.
-Every record it puts carries the id of this attempt, so that when the scheduler
-re-runs the task after a lost worker, the runner can tell the attempts apart.
+    steering process -> (this task) -> strategy child -> (this task) -> steering process
+
+It starts the strategy's process (forked by the worker's fork server, ``forkserver``)
+with its output on the algorithm's log file and the pickled ``StrategyJob`` on its
+stdin, forwards the frames the child writes to the run's ``distributed.Queue`` as they
+arrive, enforces the time limit and reports how the child ended. Every record it puts
+(``caf_hpc.protocol``: ``Frames``, ``Started``, ``Ended``) names the task and this
+attempt, so that when the scheduler re-runs the task after a lost worker, the runner
+can tell the attempts apart. The first record says where the attempt runs; a separate
+``Started`` is put only for a strategy that sends nothing soon after it starts.
 """
 from __future__ import annotations
 
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,47 +24,26 @@ import uuid
 import weakref
 from typing import Any, Callable, Optional
 
-from distributed import Queue, WorkerPlugin
+from distributed import WorkerPlugin
 
-from . import forkserver, messages
-from .job import StrategyTask
+from .. import dask_adapter, protocol
+from . import forkserver
 
-#: What a record says of where it comes from (for the runner's messages).
-IDENTITY = ("host", "worker", "job_id", "pid")
-#: Batch-system job ids a worker may run under, for error messages.
-JOB_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "JOB_ID", "LSB_JOBID", "CONDOR_JOBID")
 _READ_SIZE = 1 << 20
 _CHECK_INTERVAL = 1.0   # how often a quiet child is checked for time limit and cancellation
+_ANNOUNCE_AFTER = 0.2   # a child quiet this long after its start gets a Started record of its own
 _KILL_GRACE = 5.0
 _EXIT_WAIT = 60.0       # how long a child that closed its message pipe may take to exit
 
 
-def worker_identity() -> dict:
-    """Where this task runs: host, worker address and batch job id, for the runner's messages."""
-    identity: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "worker": None, "job_id": None}
-    for name in JOB_ID_VARIABLES:
-        if os.environ.get(name):
-            identity["job_id"] = os.environ[name]
-            break
+def where() -> protocol.Where:
+    """This worker: host, pid, Dask address and batch job, for the runner's messages."""
     try:
         from distributed import get_worker
 
-        identity["worker"] = get_worker().address
+        return protocol.Where.here(get_worker().address)
     except ValueError:
-        pass
-    return identity
-
-
-def _task_cancelled() -> bool:
-    """True once the client cancelled this task (Dask cannot interrupt a running task by itself)."""
-    try:
-        from distributed import get_worker
-        from distributed.worker import thread_state
-
-        state = get_worker().state.tasks.get(thread_state.key)
-        return state is None or state.state in ("cancelled", "released", "forgotten")
-    except (ValueError, AttributeError):
-        return False
+        return protocol.Where.here()
 
 
 def _stop(process: Any) -> Optional[int]:
@@ -81,7 +64,7 @@ def _stop(process: Any) -> Optional[int]:
     return None
 
 
-def _start_child(task: StrategyTask, message_fd: int) -> Any:
+def _start_child(task: protocol.StrategyTask, message_fd: int) -> Any:
     """Starts the strategy's process with stdout and stderr on the log file; its ``stdin`` is open for writing.
 
     Forked by this worker's fork server for the task's preload list (milliseconds), or,
@@ -108,13 +91,11 @@ def _start_child(task: StrategyTask, message_fd: int) -> Any:
     return process
 
 
-def supervise(task: StrategyTask, publish: Callable[[dict], None],
-              cancelled: Callable[[], bool] = lambda: False) -> dict:
-    """Runs the child for ``task``, publishing queue records; returns the end record."""
-    attempt = uuid.uuid4().hex
-    identity = worker_identity()
-    end: dict[str, Any] = {"kind": messages.END, "attempt": attempt, **identity, "returncode": None,
-                           "timed_out": False, "cancelled": False, "error": None}
+def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], None],
+              cancelled: Callable[[], bool] = lambda: False) -> protocol.Ended:
+    """Runs the child for ``task``, publishing its records; returns the last one."""
+    attempt, here = uuid.uuid4().hex, where()
+    ended: dict[str, Any] = {"returncode": None, "timed_out": False, "cancelled": False, "error": None}
     read_fd, write_fd = os.pipe()
     process: Any = None
     try:
@@ -122,16 +103,17 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
         os.close(write_fd)
         write_fd = -1
         try:
-            process.stdin.write(messages.frame(task.payload))
+            process.stdin.write(protocol.frame(task.payload))
             process.stdin.flush()
         except BrokenPipeError:
             pass  # the child died at start-up; its exit code tells why
-        # announced while the child already runs: its first messages wait in the pipe meanwhile
-        publish({"kind": messages.START, "attempt": attempt, **identity})
-        deadline = time.monotonic() + task.timeout if task.timeout else None
-        frames = messages.FrameBuffer()
+        started = time.monotonic()
+        deadline = started + task.timeout if task.timeout else None
+        announce: Optional[float] = started + _ANNOUNCE_AFTER
+        frames = protocol.FrameBuffer()
         while True:
-            wait = _CHECK_INTERVAL if deadline is None else max(0.0, min(_CHECK_INTERVAL, deadline - time.monotonic()))
+            now = time.monotonic()
+            wait = min([_CHECK_INTERVAL] + [max(0.0, t - now) for t in (deadline, announce) if t is not None])
             ready, _, _ = select.select([read_fd], [], [], wait)
             if ready:
                 data = os.read(read_fd, _READ_SIZE)
@@ -139,44 +121,51 @@ def supervise(task: StrategyTask, publish: Callable[[dict], None],
                     break
                 complete = frames.feed(data)
                 if complete:
-                    publish({"kind": messages.FRAMES, "attempt": attempt, "frames": complete})
+                    publish(protocol.Frames(task.key, attempt, here, tuple(complete)))
+                    announce = None
                 continue
-            if deadline is not None and time.monotonic() >= deadline:
-                end["timed_out"] = True
+            now = time.monotonic()
+            if announce is not None and now >= announce:
+                publish(protocol.Started(task.key, attempt, here))
+                announce = None
+            if deadline is not None and now >= deadline:
+                ended["timed_out"] = True
                 break
             if cancelled():
-                end["cancelled"] = True
+                ended["cancelled"] = True
                 break
             if process.poll() is not None:
                 break  # ended, yet something it started still holds the pipe: stop listening
-        if end["timed_out"] or end["cancelled"]:
-            end["returncode"] = _stop(process)
+        if ended["timed_out"] or ended["cancelled"]:
+            ended["returncode"] = _stop(process)
         else:
             try:
-                end["returncode"] = process.wait(timeout=_EXIT_WAIT)
+                ended["returncode"] = process.wait(timeout=_EXIT_WAIT)
             except subprocess.TimeoutExpired:
-                end["returncode"] = _stop(process)
-                end["error"] = f"the strategy's process did not exit within {_EXIT_WAIT:g} s of closing its " \
-                               "message pipe and was killed"
-        if end["returncode"] is None and not end["error"]:
-            end["error"] = f"the strategy's process {process.pid} survived SIGKILL (stuck in the kernel?)"
+                ended["returncode"] = _stop(process)
+                ended["error"] = f"the strategy's process did not exit within {_EXIT_WAIT:g} s of closing its " \
+                                 "message pipe and was killed"
+        if ended["returncode"] is None and not ended["error"]:
+            ended["error"] = f"the strategy's process {process.pid} survived SIGKILL (stuck in the kernel?)"
     except Exception:  # the supervision itself failed: report it instead of losing it
-        end["error"] = traceback.format_exc()
+        ended["error"] = traceback.format_exc()
         if process is not None and process.poll() is None:
-            end["returncode"] = _stop(process)
+            ended["returncode"] = _stop(process)
     finally:
         os.close(read_fd)
         if write_fd >= 0:
             os.close(write_fd)
         if process is not None:
             process.stdin.close()  # the child's signal that its supervisor is gone, if it still runs
-    publish(end)
-    return end
+    record = protocol.Ended(task.key, attempt, here, **ended)
+    publish(record)
+    return record
 
 
-def run_strategy_task(task: StrategyTask) -> dict:
-    """The function submitted to Dask: ``supervise`` with the runner's queue as the destination."""
-    return supervise(task, _Producer(task.queue_name).put, _task_cancelled)
+def run_strategy_task(task: protocol.StrategyTask) -> protocol.Ended:
+    """The function submitted to Dask: ``supervise`` with the run's queue as the destination."""
+    queue = dask_adapter.QueueProducer(task.queue_name)
+    return supervise(task, lambda record: queue.put(protocol.to_wire(record)), dask_adapter.task_cancelled)
 
 
 class PreloadPlugin(WorkerPlugin):
@@ -208,15 +197,3 @@ def start_preloading(client: Any, preload: tuple) -> None:
     if preload and tuple(preload) not in registered:
         client.register_plugin(PreloadPlugin(preload))
         registered.add(tuple(preload))
-
-
-class _Producer(Queue):
-    """A handle on the runner's ``distributed.Queue`` that puts without counting as a holder.
-
-    A ``Queue`` made on the worker would register itself with the scheduler, which keeps
-    a queue until every holder let go; a worker that dies never does. Here only the
-    runner's handle holds the queue, so it goes when the runner is done with it.
-    """
-
-    def _maybe_start(self) -> None:
-        pass  # the runner created the queue; do not register as a holder

@@ -1,5 +1,5 @@
 // A C++ stand-in for basf2's Belle2::CalibrationAlgorithm (calibration/include/CalibrationAlgorithm.h),
-// compiled at run time by ROOT's cling (caf_hpc.standins.root_algorithms loads it).
+// compiled at run time by ROOT's cling (caf_hpc.extras.standins.cpp loads it).
 //
 // It keeps the parts of the real interface that CAF's Python strategies and an algorithm's
 // calibrate() use: input file names, the run list from the collected data, execute(runs,
@@ -76,7 +76,7 @@ namespace CafHpc {
 
   /// The process-wide conditions configuration, as basf2's Conditions::Configuration:
   /// which local databases are searched (first one wins) and where payloads are saved.
-  /// The Python stand-in ``caf_hpc.standins.conditions`` keeps it in step.
+  /// The Python stand-in ``caf_hpc.extras.standins.conditions`` keeps it in step.
   class Conditions {
   public:
     static Conditions& instance() { static Conditions conditions; return conditions; }

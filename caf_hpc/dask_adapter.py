@@ -1,0 +1,143 @@
+"""Every private or unstable Dask interface caf-hpc uses, in one place, each with why.
+
+The rest of the package uses Dask's public API only. Each function here says what the
+public API lacks and what would let it go; each is covered by a test that fails when a
+Dask release changes what it relies on (named in its docstring).
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any, Callable
+
+from distributed import Queue
+
+
+# --------------------------------------------------------------------------- on the Dask worker
+def task_cancelled() -> bool:
+    """True once the client cancelled the task this thread runs.
+
+    Dask cannot interrupt a running task (dask/distributed#2617: a cancelled task runs
+    on), and a task has no public way to learn that it was cancelled. The worker's state
+    machine holds the task's state, keyed by ``thread_state.key``. Tested by
+    ``tests/worker/test_task.py::test_cancelling_the_task_stops_the_strategy_process``.
+    """
+    try:
+        from distributed import get_worker
+        from distributed.worker import thread_state
+
+        state = get_worker().state.tasks.get(thread_state.key)
+        return state is None or state.state in ("cancelled", "released", "forgotten")
+    except (ValueError, AttributeError):
+        return False
+
+
+class QueueProducer(Queue):
+    """A handle on the runner's ``distributed.Queue`` that puts without holding it.
+
+    A ``Queue`` made on a worker registers itself with the scheduler (``_maybe_start``
+    sends ``queue_create``), which keeps a queue until every holder let go; a worker that
+    dies never does. There is no public way to make a put-only handle. Here only the
+    runner's handle holds the queue, so it goes when the runner is done with it. Tested by
+    ``tests/steering/test_runner_queues.py``.
+    """
+
+    def _maybe_start(self) -> None:
+        pass  # the runner created the queue; do not register as a holder
+
+
+# --------------------------------------------------------------------------- in the steering process
+def on_worker_events(client: Any, handler: Callable[[str, dict], None]) -> None:
+    """Calls ``handler(action, message)`` on the client's loop for every worker the scheduler adds or removes.
+
+    The scheduler publishes them on its ``all`` event topic, which is public
+    (``Client.subscribe_topic``), but the messages' layout is not: a ``remove-worker``
+    message names the worker and its ``processing-tasks``. Without it a runner would only
+    learn of a lost worker when Dask re-ran the task. Tested by
+    ``tests/steering/test_lost_worker.py``.
+    """
+    def _on_event(event: tuple) -> None:
+        _, message = event
+        action = message.get("action") if isinstance(message, dict) else None
+        if action in ("add-worker", "remove-worker"):
+            handler(action, message)
+
+    client.subscribe_topic("all", _on_event)
+
+
+def stop_worker_events(client: Any) -> None:
+    """Before a client closes: else the scheduler reports that client's leaving on the topic to it, closed."""
+    client.unsubscribe_topic("all")
+
+
+def drain_scheduler_stderr(cluster: Any, on_line: Callable[[str], None]) -> None:
+    """Reads the local ``SubprocessCluster``'s scheduler stderr, line by line, on the cluster's loop.
+
+    SubprocessCluster pipes its scheduler's stderr (``cluster.scheduler.process``, an
+    implementation detail) and never reads it: a long calibration would fill the pipe and
+    block the scheduler. ``stop_draining`` ends it before the cluster closes, which reads
+    the pipe itself. Tested by ``tests/steering/test_clusters.py``.
+    """
+    stream = cluster.scheduler.process.stderr
+
+    async def drain() -> None:
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            on_line(line.decode(errors="replace").rstrip())
+
+    def start() -> None:
+        cluster.caf_hpc_drain = asyncio.ensure_future(drain())
+
+    cluster.loop.add_callback(start)
+
+
+def stop_draining(cluster: Any) -> None:
+    drain = getattr(cluster, "caf_hpc_drain", None)
+    if drain is not None:
+        cluster.loop.add_callback(drain.cancel)
+
+
+async def replace_jobs(cluster: Any, names: list) -> list:
+    """Closes ``cluster``'s jobs ``names`` (cancelling them if still queued) and has it submit new ones.
+
+    dask-jobqueue keeps a fixed-size cluster's job objects after their batch job died,
+    so ``scale()`` submits nothing new (dask/dask-jobqueue#611; not replacing dead workers
+    is deliberate in distributed's cluster managers, dask/distributed#3118).
+    ``SpecCluster.workers`` is the cluster's spec-to-job map and ``_correct_state`` makes
+    the jobs match the spec again; there is no public call for "this job is gone for good". Tested by
+    ``tests/steering/test_batch_faults.py``.
+    """
+    jobs = [cluster.workers.pop(name) for name in names if name in cluster.workers]
+    for job in jobs:
+        try:
+            await job.close()
+        except Exception:
+            pass
+    if jobs:
+        await cluster._correct_state()
+    return jobs
+
+
+def import_jobqueue() -> Any:
+    """``dask_jobqueue``, imported without the side effect of its ``runner`` module.
+
+    dask-jobqueue 0.9.0 sets the SIGINT handler to ``sys.exit()`` on import
+    (dask/dask-jobqueue#696, fixed by #697 in the release after 0.9.0, which the package
+    index does not have yet): Ctrl-C of a steering script would end it silently with
+    exit code 0, and importing it from a thread other than the main one (CAF runs each
+    calibration in a thread) raises ValueError. The handler in force before stays in
+    force. Tested by ``tests/sites/test_jobqueue_import.py``.
+    """
+    if "dask_jobqueue" in sys.modules:
+        return sys.modules["dask_jobqueue"]
+    real_signal = signal.signal
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal = lambda signalnum, handler: previous  # type: ignore[assignment]
+    try:
+        import dask_jobqueue
+    finally:
+        signal.signal = real_signal
+    return dask_jobqueue

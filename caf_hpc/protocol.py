@@ -1,0 +1,261 @@
+"""What crosses a process boundary, defined once.
+
+Three processes take part in one strategy, and four things travel between them::
+
+    steering process --StrategyTask-------------------> Dask worker       the Dask task's argument
+    Dask worker      --StrategyJob, pickled-----------> strategy child    a frame on the child's stdin
+    strategy child   --frames: lists of ChildMessage--> Dask worker       a pipe; the worker does not look inside
+    Dask worker      --Record (Started/Frames/Ended)--> steering process  the run's ``distributed.Queue``
+
+CAF's message rules are checked here, once, where the strategy calls ``queue.put``: in
+its child. A message that breaks them travels as a ``Violation`` and the runner fails
+the strategy for it. A frame is a length-prefixed pickle, so an ``IoV_Result`` arrives
+as an ``IoV_Result``; a frame holds a list of messages, so a class that travels by value
+(defined beside the steering script) is pickled once per frame, not once per result.
+
+Nothing here imports Dask: the strategy's child imports this module and starts in
+milliseconds.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+# --------------------------------------------------------------------------- CAF's message rules
+RESULT = "result"
+FINAL_STATE = "final_state"
+FINAL_STATES = ("COMPLETED", "FAILED")
+
+
+class ProtocolError(ValueError):
+    """A strategy sent something CAF's protocol does not allow."""
+
+
+def check_message(message: Any, final_state_sent: bool) -> None:
+    """Raises ProtocolError unless ``message`` is a CAF strategy message allowed now."""
+    if not isinstance(message, dict) or "type" not in message or "value" not in message:
+        raise ProtocolError(f"a strategy message must be a dict with 'type' and 'value', got {message!r}")
+    if final_state_sent:
+        raise ProtocolError(f"message {message['type']!r} sent after the final state; the final state must come last")
+    kind, value = message["type"], message["value"]
+    if kind == RESULT:
+        if not (hasattr(value, "iov") and hasattr(value, "result")):
+            raise ProtocolError(f"a 'result' message carries an IoV_Result(iov, result), got {value!r}")
+    elif kind == FINAL_STATE:
+        if value not in FINAL_STATES:
+            raise ProtocolError(f"final state must be one of {', '.join(FINAL_STATES)}, got {value!r}")
+    else:
+        raise ProtocolError(f"unknown message type {kind!r}: allowed are {RESULT!r} and {FINAL_STATE!r}")
+
+
+# --------------------------------------------------------------------------- steering process -> Dask worker
+@dataclass(frozen=True)
+class StrategyTask:
+    """What the Dask worker needs to run one strategy in a child and report on it."""
+
+    key: str                # the Dask task's key; every record names it
+    algorithm_name: str
+    payload: bytes          # a pickled StrategyJob, opened only by the child
+    queue_name: str         # the run's distributed.Queue
+    log_path: str
+    output_dir: str
+    timeout: Optional[float] = None
+    fork_server: bool = True
+    preload: tuple = ()     # run once per worker process before the strategy's process starts
+
+
+# --------------------------------------------------------------------------- Dask worker -> strategy child
+@dataclass
+class StrategyJob:
+    """Everything the child needs to run ``algorithm.strategy(algorithm)`` as CAF would."""
+
+    algorithm: Any
+    params: dict
+    iov: Any
+    iteration: int
+    factory: Optional[Callable[[], Any]] = None
+
+    def rebuild_algorithm(self) -> Any:
+        """Puts back the algorithm object that could not be shipped, from the user's factory."""
+        if self.factory is not None:
+            built = self.factory()
+            # A factory may return the algorithm object itself or a whole framework.Algorithm.
+            self.algorithm.algorithm = getattr(built, "algorithm", built) if hasattr(built, "strategy") else built
+        return self.algorithm
+
+
+# --------------------------------------------------------------------------- strategy child -> Dask worker
+@dataclass(frozen=True)
+class Result:
+    """A ``{"type": "result", "value": IoV_Result}`` message, checked."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """The ``{"type": "final_state", ...}`` message, checked: ``COMPLETED`` or ``FAILED``."""
+
+    state: str
+
+
+@dataclass(frozen=True)
+class Raised:
+    """The strategy raised; ``text`` is ``Type: message`` (its traceback is in the log)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The strategy broke CAF's message rules: what ``check_message`` said."""
+
+    text: str
+
+
+ChildMessage = Union[Result, FinalState, Raised, Violation]
+
+
+# --------------------------------------------------------------------------- Dask worker -> steering process
+#: Batch-system job ids a worker may run under, for error messages.
+JOB_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "JOB_ID", "LSB_JOBID", "CONDOR_JOBID")
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where an attempt runs: for the runner's messages and for matching a removed worker."""
+
+    host: str
+    pid: int
+    worker: Optional[str] = None    # the Dask worker's address
+    job_id: Optional[str] = None    # the batch job it runs in
+
+    @classmethod
+    def here(cls, worker: Optional[str] = None) -> "Where":
+        job_id = next((os.environ[v] for v in JOB_ID_VARIABLES if os.environ.get(v)), None)
+        return cls(socket.gethostname(), os.getpid(), worker, job_id)
+
+    def describe(self) -> str:
+        parts = [f"host {self.host}"]
+        if self.worker:
+            parts.append(f"worker {self.worker}")
+        if self.job_id:
+            parts.append(f"batch job {self.job_id}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Started:
+    """The attempt's process runs (sent only when it has sent nothing soon after its start)."""
+
+    key: str
+    attempt: str
+    where: Where
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Frames the child wrote, as they came; the first record of an attempt also says that it started."""
+
+    key: str
+    attempt: str
+    where: Where
+    frames: tuple = ()
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How the attempt's process ended; the last record of an attempt."""
+
+    key: str
+    attempt: str
+    where: Where
+    returncode: Optional[int] = None
+    timed_out: bool = False
+    cancelled: bool = False
+    error: Optional[str] = None     # the supervision itself failed: its traceback
+
+
+Record = Union[Started, Frames, Ended]
+
+
+def to_wire(record: Record) -> bytes:
+    """A record as a ``distributed.Queue`` carries it (msgpack takes bytes, not our classes)."""
+    return pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def from_wire(data: bytes) -> Record:
+    return pickle.loads(data)
+
+
+# --------------------------------------------------------------------------- pickling and framing
+def dumps(obj: Any) -> bytes:
+    """Pickles with the standard library; cloudpickle only for what it cannot (classes made in a script)."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        import cloudpickle
+
+        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+_HEADER = struct.Struct("!Q")
+
+
+def frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload)) + payload
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def read_exactly(fd: int, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = os.read(fd, remaining)
+        if not chunk:
+            raise EOFError(f"pipe closed with {remaining} of {size} bytes unread")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> bytes:
+    (size,) = _HEADER.unpack(read_exactly(fd, _HEADER.size))
+    return read_exactly(fd, size)
+
+
+class FrameBuffer:
+    """Splits a byte stream into complete frames, keeping a partial one for later."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a frame not complete yet."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        frames, offset, end = [], 0, len(self._buffer)
+        while end - offset >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._buffer, offset)
+            if end - offset - _HEADER.size < size:
+                break
+            start = offset + _HEADER.size
+            frames.append(bytes(self._buffer[start:start + size]))
+            offset = start + size
+        del self._buffer[:offset]
+        return frames

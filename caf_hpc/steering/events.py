@@ -1,0 +1,189 @@
+"""What the runner waits on: records from its workers and events of its own process, in one queue.
+
+One ``Inbox`` per ``run()``. The run's ``distributed.Queue``, the only thing that
+crosses from the workers, is read by a coroutine on the client's event loop, which puts
+each record into a local queue. The runner's own events, a task's future ending and a
+worker being removed, happen in this process and are put into that local queue where
+they happen, with no round trip through the scheduler. The runner makes one wait.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import uuid
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+from distributed import Queue
+
+from .. import dask_adapter, protocol
+from ..basf2_compat import log_warning
+
+#: How long one read of the run's queue waits at the scheduler before it is asked again.
+_READ_WAIT = 10.0
+#: Put by the runner itself: tells the reader to stop, after every record put before it.
+_CLOSE = b"caf-hpc-close"
+_CLOSE_WAIT = 15.0
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    """A strategy's Dask task ended (``status``: finished, error, cancelled, lost)."""
+
+    key: str
+    status: str
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    """The scheduler removed the worker that was running the task ``key``."""
+
+    key: str
+    worker: str
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """The run's queue could not be read any more (the scheduler went away)."""
+
+    error: str
+    key: str = ""
+
+
+Event = Union[protocol.Started, protocol.Frames, protocol.Ended, TaskDone, WorkerLost, Unreadable]
+
+
+class Inbox:
+    """The run's queue and the runner's own events, read with one ``get``."""
+
+    def __init__(self, client: Any) -> None:
+        self._local: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
+        self._keys: set = set()
+        self.queue = Queue(f"caf-hpc-{uuid.uuid4().hex[:16]}", client=client)
+        self.name = self.queue.name
+        self._reader = asyncio.run_coroutine_threadsafe(self._read(), client.loop.asyncio_loop)
+        self._watch = WorkerWatch.of(client)
+        self._watch.add(self)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                data = await self.queue.get(timeout=_READ_WAIT, asynchronous=True)
+            except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+                continue
+            except Exception as err:  # the scheduler or the client went away
+                self._local.put(Unreadable(repr(err)))
+                return
+            if data == _CLOSE:
+                return
+            self._local.put(protocol.from_wire(data))
+
+    def put(self, event: Event) -> None:
+        """An event of this process (from any thread, or the client's loop)."""
+        self._local.put(event)
+
+    def get(self, timeout: float) -> Optional[Event]:
+        """The next event, or None after ``timeout`` seconds without one."""
+        try:
+            return self._local.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def watch(self, key: str) -> None:
+        """Reports the removal of the worker running task ``key`` as a ``WorkerLost``."""
+        self._keys.add(key)
+
+    def forget(self, key: str) -> None:
+        self._keys.discard(key)
+
+    def watches(self, key: str) -> bool:
+        return key in self._keys
+
+    def close(self) -> None:
+        """Stops reading after every record already put, then lets the queue go."""
+        self._watch.remove(self)
+        try:
+            # through the queue itself, so that the reader has no read pending when the queue is
+            # released (a read of a released queue fails at the scheduler, in its log)
+            self.queue.put(_CLOSE, timeout=_CLOSE_WAIT)
+            self._reader.result(timeout=_CLOSE_WAIT)
+        except Exception:
+            self._reader.cancel()  # the scheduler is gone: nothing to be tidy for
+        try:
+            self.queue.close()  # the only holder: the queue goes with it
+        except Exception:
+            pass
+
+
+def on_task_done(inbox: Inbox, key: str, future: Any) -> None:
+    """Future callback: tells the runner that the strategy's task ended, with its error if any."""
+    error = None
+    if future.status == "error":
+        try:
+            error = repr(future.exception(timeout=5))
+        except Exception as err:  # the reason is only for the message
+            error = repr(err)
+    inbox.put(TaskDone(key, future.status, error))
+
+
+_watches: "weakref.WeakKeyDictionary[Any, WorkerWatch]" = weakref.WeakKeyDictionary()
+_watches_lock = threading.Lock()
+
+
+class WorkerWatch:
+    """Per client: the scheduler's worker events, to the inboxes of the tasks they concern and to listeners.
+
+    A runner learns that the worker running its strategy was removed within
+    milliseconds, even when no worker is left to run it again (then nothing else would
+    ever arrive).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._inboxes: set = set()
+        self._listeners: list = []
+        self._lock = threading.Lock()
+        dask_adapter.on_worker_events(client, self._on_event)
+
+    @classmethod
+    def of(cls, client: Any) -> "WorkerWatch":
+        """The client's watch, subscribing it on first use."""
+        with _watches_lock:
+            watch = _watches.get(client)
+            if watch is None:
+                watch = _watches[client] = cls(client)
+            return watch
+
+    def add(self, inbox: Inbox) -> None:
+        with self._lock:
+            self._inboxes.add(inbox)
+
+    def remove(self, inbox: Inbox) -> None:
+        with self._lock:
+            self._inboxes.discard(inbox)
+
+    def add_listener(self, listener: Callable[[dict], None]) -> None:
+        """Calls ``listener(message)`` in a thread of its own for every worker added or removed."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _on_event(self, action: str, message: dict) -> None:  # on the client's event loop: never block
+        with self._lock:
+            listeners, inboxes = list(self._listeners), list(self._inboxes)
+        for listener in listeners:
+            threading.Thread(target=_call, args=(listener, message), daemon=True, name="caf-hpc-workers").start()
+        if action != "remove-worker":
+            return
+        for key in message.get("processing-tasks", ()):
+            for inbox in inboxes:
+                if inbox.watches(key):
+                    inbox.put(WorkerLost(key, message.get("worker")))
+
+
+def _call(listener: Callable[[dict], None], message: dict) -> None:
+    try:
+        listener(message)
+    except Exception as err:  # a listener's failure must not go unseen, nor stop the others
+        log_warning(f"handling a worker event failed: {err!r}")

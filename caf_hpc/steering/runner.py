@@ -1,0 +1,300 @@
+"""``DaskAlgorithmsRunner``: CAF's algorithm step on a Dask cluster. The start and end of a strategy's path.
+
+    (this process) -> Dask worker (``caf_hpc.worker.task``) -> strategy child
+    (``caf_hpc.child.process``) -> Dask worker -> (this process)
+
+CAF builds the runner with ``cls(name=...)``, sets its attributes and calls
+``run(iov, iteration)``. Each algorithm's strategy is submitted as one Dask task, in
+list order; the next one only after the previous one sent its final state and its
+task ended, because it reads the payloads the previous one committed. The records the
+worker sends (``caf_hpc.protocol``) arrive through the run's ``distributed.Queue``; the
+results in them are appended to ``results`` as they arrive. The first ``FAILED`` final
+state ends the run; a strategy that raises, crashes or ends without a final state raises
+``RunnerError``.
+"""
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from functools import partial
+from typing import Any, ClassVar, Optional
+
+from .. import protocol
+from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_info, log_warning
+from ..worker.task import run_strategy_task, start_preloading
+from . import clusters, events, shipping
+from .logs import describe
+from .settings import RunnerSettings, resolve_for_run
+
+#: How long the runner waits for a record before it checks its own deadlines again.
+_QUIET_WAIT = 30.0
+#: How long past the strategy's time limit the runner waits for the worker to report it.
+_TIMEOUT_GRACE = 60.0
+#: How long the last record of a task that ended may still be on its way.
+_END_WAIT = 10.0
+
+
+class StrategyStream:
+    """Collects one strategy's records and events; keeps only the current attempt's.
+
+    Dask runs a task again elsewhere when its worker is lost, so records carry the id
+    of their attempt. An attempt is lost when the scheduler removes its worker (a
+    ``WorkerLost``) or when another attempt shows up; its results are dropped, so that
+    after the run ``results`` hold exactly the attempt that finished.
+    """
+
+    def __init__(self, key: str, algorithm_name: str, results: list) -> None:
+        self.key = key
+        self.algorithm_name = algorithm_name
+        self.results = results
+        self.attempt: Optional[str] = None
+        self.where: Optional[protocol.Where] = None
+        self.attempt_started: Optional[float] = None
+        self.waiting_since = time.monotonic()  # for a worker, while no attempt runs
+        self.lost: list[str] = []              # where each lost attempt ran
+        self.given_up: set = set()
+        self.final_state: Optional[str] = None
+        self.exception: Optional[str] = None
+        self.violation: Optional[str] = None
+        self.end: Optional[protocol.Ended] = None
+        self.task_done: Optional[events.TaskDone] = None
+        self.task_done_at: Optional[float] = None
+        self.unreadable: Optional[str] = None
+        self.end_overdue = False
+
+    @property
+    def finished(self) -> bool:
+        """The last record arrived and the task ended; or the task ended and no record can come."""
+        if self.unreadable:
+            return True
+        if self.task_done is None:
+            return False
+        return self.end is not None or self.task_done.status != "finished" or self.end_overdue
+
+    def consume(self, event: events.Event) -> None:
+        if isinstance(event, events.Unreadable):
+            self.unreadable = event.error
+            return
+        if event.key != self.key:
+            return  # an earlier strategy's late record or event
+        if isinstance(event, events.TaskDone):
+            self.task_done, self.task_done_at = event, time.monotonic()
+            return
+        if isinstance(event, events.WorkerLost):
+            self._lose_worker(event.worker)
+            return
+        if event.attempt in self.given_up:
+            return  # a late record of an attempt given up
+        if event.attempt != self.attempt:  # a new attempt (its start, or the end of one that could not start)
+            if self.attempt is not None:
+                self._lose_current()  # the scheduler ran the task again elsewhere
+            self.attempt, self.attempt_started, self.where = event.attempt, time.monotonic(), event.where
+        if isinstance(event, protocol.Frames):
+            for frame in event.frames:
+                for message in protocol.loads(frame):
+                    self._message(message)
+        elif isinstance(event, protocol.Ended):
+            self.end = event
+
+    def _message(self, message: protocol.ChildMessage) -> None:
+        if isinstance(message, protocol.Result):
+            self.results.append(message.value)
+        elif isinstance(message, protocol.FinalState):
+            self.final_state = message.state
+        elif isinstance(message, protocol.Raised):
+            self.exception = message.text
+        else:
+            self.violation = message.text
+
+    def _lose_worker(self, worker: str) -> None:
+        if self.attempt is None:
+            self.lost.append(f"worker {worker}")  # lost before it could announce itself
+        elif self.where is not None and self.where.worker == worker:
+            self._lose_current()
+        # else: the removed worker ran an attempt given up already
+
+    def _lose_current(self) -> None:
+        where = _where(self.where)
+        self.lost.append(where)
+        log_warning(f"lost the worker running {self.algorithm_name} ({where}); "
+                    f"dropping {len(self.results)} result(s) of the lost attempt")
+        self.given_up.add(self.attempt)
+        self.results.clear()
+        self.final_state = self.exception = self.violation = None
+        self.attempt, self.where, self.attempt_started = None, None, None
+        self.waiting_since = time.monotonic()
+
+
+def _where(where: Optional[protocol.Where]) -> str:
+    return where.describe() if where is not None else "no worker yet"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class DaskAlgorithmsRunner(AlgorithmsRunner):
+    """Runs a calibration's algorithm strategies in order on a Dask cluster.
+
+    Use the class itself for the local default (``cal.algorithms_runner =
+    DaskAlgorithmsRunner``), or ``runner_for(...)`` for a scheduler address, a site
+    config, time limits or algorithm factories.
+    """
+
+    #: Settings given to ``runner_for``; the environment fills in the rest at run time.
+    overrides: ClassVar[dict] = {}
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name)
+        self.ignored_runs: list = []
+
+    @classmethod
+    def settings(cls) -> RunnerSettings:
+        """The settings a run uses: arguments, then environment, then the site's ``runner`` section."""
+        return resolve_for_run(cls.overrides)
+
+    def run(self, iov: Any, iteration: int) -> None:
+        settings = self.settings()
+        self.final_state = None
+        algorithms = list(self.algorithms or [])
+        params = shipping.strategy_params(self)
+        shipping.register_local_modules(settings.ship_modules)
+        # every algorithm is packed (or refused) and the cluster reached before anything is submitted
+        try:
+            packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name),
+                                          settings.preload))
+                      for alg in algorithms]
+            client = clusters.client_for(settings)
+            if settings.fork_server:
+                start_preloading(client, settings.preload)
+            inbox = events.Inbox(client)
+        except Exception:
+            self.final_state = self.FAILED
+            raise
+        try:
+            for algorithm, payload in packed:
+                state = self._run_strategy(client, inbox, settings, algorithm.name, payload)
+                if state == self.FAILED:
+                    self.final_state = self.FAILED
+                    log_error(f"{self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
+                              f"  {describe(shipping.log_file(self.output_dir, algorithm.name))}")
+                    return
+            self.final_state = self.COMPLETED
+        finally:
+            inbox.close()
+
+    def _run_strategy(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, name: str,
+                      payload: bytes) -> str:
+        """Submits one strategy, streams its results into ``self.results[name]``; returns its final state."""
+        results = self.results.setdefault(name, [])
+        results.clear()
+        log_path = shipping.log_file(self.output_dir, name)
+        key = f"caf-strategy-{name}-{uuid.uuid4().hex[:16]}"
+        task = protocol.StrategyTask(key, name, payload, inbox.name, str(log_path), str(self.output_dir),
+                                     settings.timeout, settings.fork_server, settings.preload)
+        started = time.monotonic()
+        stream = StrategyStream(key, name, results)
+        inbox.watch(key)
+        future = client.submit(run_strategy_task, task, key=key, pure=False)
+        future.add_done_callback(partial(events.on_task_done, inbox, key))
+        log_debug(f"{self.name}: submitted {name} as task {key}")
+        try:
+            while not stream.finished:
+                event = inbox.get(timeout=self._quiet_limit(stream, settings))
+                if event is None:
+                    self._check_quiet(client, settings, name, log_path, stream)
+                    continue
+                stream.consume(event)
+                if len(stream.lost) > settings.retries:
+                    return self._fail(name, log_path, self._lost_message(stream, settings))
+        finally:
+            inbox.forget(key)
+            if not future.done():
+                future.cancel()
+        log_info(f"{self.name}: {name} ended {stream.final_state} with {len(results)} result(s) "
+                 f"in {time.monotonic() - started:.2f} s on {_where(stream.where)}")
+        return self._judge(name, log_path, stream, settings)
+
+    @staticmethod
+    def _quiet_limit(stream: StrategyStream, settings: RunnerSettings) -> float:
+        """How long to wait for the next event before checking on the strategy."""
+        now = time.monotonic()
+        if stream.task_done_at is not None:
+            until = stream.task_done_at + _END_WAIT
+        elif stream.attempt is None:
+            until = stream.waiting_since + settings.worker_wait
+        elif settings.timeout:
+            until = stream.attempt_started + settings.timeout + _TIMEOUT_GRACE
+        else:
+            return _QUIET_WAIT
+        return max(0.05, min(_QUIET_WAIT, until - now))
+
+    def _check_quiet(self, client: Any, settings: RunnerSettings, name: str, log_path: Any,
+                     stream: StrategyStream) -> None:
+        """After a quiet spell: fails when a running attempt is past its time limit, or no worker came in time.
+
+        The time limit counts from the attempt's start, not from the submission: waiting
+        for a worker (busy with other calibrations, or a batch job still queued) is not
+        running, and is bounded by ``worker_wait`` instead.
+        """
+        now = time.monotonic()
+        if stream.task_done is not None:
+            stream.end_overdue = True  # its task ended, and its last record did not come after it
+            return
+        if stream.attempt is not None:
+            if settings.timeout and now > stream.attempt_started + settings.timeout + _TIMEOUT_GRACE:
+                self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s (its time limit) + "
+                           f"{_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; the worker may be hung")
+            return
+        if now - stream.waiting_since >= settings.worker_wait:
+            if not client.scheduler_info(n_workers=-1).get("workers"):
+                self._fail(name, log_path, f"found no worker to run it within {settings.worker_wait:g} s "
+                           f"(worker_wait) on {clusters.describe(settings)}")
+            stream.waiting_since = now  # workers exist, busy with other strategies: wait another round
+
+    @staticmethod
+    def _lost_message(stream: StrategyStream, settings: RunnerSettings) -> str:
+        return (f"lost its worker {len(stream.lost)} time(s) ({'; '.join(stream.lost)}), more than "
+                f"retries={settings.retries} allows. This is a failure of the cluster, not of the algorithm: "
+                f"{clusters.describe(settings)}")
+
+    def _judge(self, name: str, log_path: Any, stream: StrategyStream, settings: RunnerSettings) -> str:
+        """Turns how the child ended into CAF's outcome, as the reference runner does."""
+        end = stream.end
+        if stream.unreadable:
+            return self._fail(name, log_path, f"could not be followed: the run's queue became unreadable "
+                              f"({stream.unreadable}). This is a failure of the cluster, not of the algorithm")
+        if end is None:
+            done = stream.task_done
+            return self._fail(name, log_path, f"ended without a report from its worker ({_where(stream.where)}): "
+                              f"the Dask task ended {done.status} ({done.error}). This is a failure "
+                              "of the cluster, not of the algorithm")
+        if end.error:
+            return self._fail(name, log_path, f"could not be supervised on {_where(stream.where)}:\n{end.error}")
+        if end.timed_out:
+            return self._fail(name, log_path, f"exceeded its time limit of {settings.timeout:g} s and was killed")
+        if end.cancelled:
+            return self._fail(name, log_path, "was cancelled")
+        if stream.violation:
+            return self._fail(name, log_path, f"broke CAF's strategy protocol: {stream.violation}")
+        code = end.returncode
+        if stream.exception:
+            return self._fail(name, log_path, f"raised {stream.exception}")
+        if code is not None and code < 0:
+            return self._fail(name, log_path, f"was killed by {_signal_name(-code)} (exit code {code})")
+        if code:
+            return self._fail(name, log_path, f"exited with code {code}"
+                              + (f" after its final state {stream.final_state}" if stream.final_state else ""))
+        if stream.final_state is None:
+            return self._fail(name, log_path, "exited without sending a final state")
+        return stream.final_state
+
+    def _fail(self, name: str, log_path: Any, what: str) -> str:
+        """Marks the run FAILED and raises RunnerError naming the algorithm, the cause and its log."""
+        self.final_state = self.FAILED
+        raise RunnerError(f"The strategy of algorithm {name} (calibration {self.name}) {what}.\n"
+                          f"  {describe(log_path)}")
