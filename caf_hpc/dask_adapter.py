@@ -21,7 +21,7 @@ def task_cancelled() -> bool:
     Dask cannot interrupt a running task (dask/distributed#2617: a cancelled task runs
     on), and a task has no public way to learn that it was cancelled. The worker's state
     machine holds the task's state, keyed by ``thread_state.key``. Tested by
-    ``tests/worker/test_task.py::test_cancelling_the_task_stops_the_strategy_process``.
+    ``tests/worker/test_task.py::test_cancelling_the_dask_task_stops_its_strategy_process``.
     """
     try:
         from distributed import get_worker
@@ -40,7 +40,7 @@ class QueueProducer(Queue):
     sends ``queue_create``), which keeps a queue until every holder let go; a worker that
     dies never does. There is no public way to make a put-only handle. Here only the
     runner's handle holds the queue, so it goes when the runner is done with it. Tested by
-    ``tests/steering/test_runner_queues.py``.
+    ``tests/steering/test_lost_worker.py`` (no queue left after a lost worker).
     """
 
     def _maybe_start(self) -> None:
@@ -55,7 +55,7 @@ def on_worker_events(client: Any, handler: Callable[[str, dict], None]) -> None:
     (``Client.subscribe_topic``), but the messages' layout is not: a ``remove-worker``
     message names the worker and its ``processing-tasks``. Without it a runner would only
     learn of a lost worker when Dask re-ran the task. Tested by
-    ``tests/steering/test_lost_worker.py``.
+    ``tests/steering/test_lost_worker.py`` and ``tests/batch/test_faults.py``.
     """
     def _on_event(event: tuple) -> None:
         _, message = event
@@ -77,7 +77,8 @@ def drain_scheduler_stderr(cluster: Any, on_line: Callable[[str], None]) -> None
     SubprocessCluster pipes its scheduler's stderr (``cluster.scheduler.process``, an
     implementation detail) and never reads it: a long calibration would fill the pipe and
     block the scheduler. ``stop_draining`` ends it before the cluster closes, which reads
-    the pipe itself. Tested by ``tests/steering/test_clusters.py``.
+    the pipe itself. Tested by
+    ``tests/steering/test_runner_queues.py::test_scheduler_output_is_drained_so_a_chatty_scheduler_never_blocks``.
     """
     stream = cluster.scheduler.process.stderr
 
@@ -108,7 +109,7 @@ async def replace_jobs(cluster: Any, names: list) -> list:
     is deliberate in distributed's cluster managers, dask/distributed#3118).
     ``SpecCluster.workers`` is the cluster's spec-to-job map and ``_correct_state`` makes
     the jobs match the spec again; there is no public call for "this job is gone for good". Tested by
-    ``tests/steering/test_batch_faults.py``.
+    ``tests/batch/test_faults.py::test_lost_job_is_replaced_so_the_strategy_finds_a_worker``.
     """
     jobs = [cluster.workers.pop(name) for name in names if name in cluster.workers]
     for job in jobs:

@@ -5,6 +5,14 @@ import pytest
 
 from caf_hpc import DaskAlgorithmsRunner
 from caf_hpc.extras.standins.driver import run_algorithms
+from tests.helpers.requirements import require_root
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that take the ``root`` fixture are marked ``root``: ``-m "not root"`` runs without ROOT."""
+    for item in items:
+        if "root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.root)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,52 +32,29 @@ def calibrate(tmp_path):
     return _calibrate
 
 
+#: The runner's environment variables: none may leak in from the shell that runs the tests.
+RUNNER_VARIABLES = ("CAF_HPC_SITE", "CAF_HPC_ADDRESS", "CAF_HPC_TIMEOUT", "CAF_HPC_RETRIES", "CAF_HPC_WORKER_WAIT",
+                    "CAF_HPC_WORKERS", "CAF_HPC_DASHBOARD", "CAF_HPC_PRELOAD", "CAF_HPC_FORK_SERVER")
+
+
 @pytest.fixture
-def isolated_site_lookup(tmp_path, monkeypatch):
-    """Site lookup that sees the shipped configs only: HOME, XDG_CONFIG_HOME and CAF_HPC_SITE_PATH cleared."""
+def isolated_sites(tmp_path, monkeypatch):
+    """A machine of the test's own for site configs: HOME (so the user's sites, TLS files and job
+    logs) under tmp_path, CAF_HPC_SITE_PATH an empty directory that is returned, no runner
+    variables, and tmp_path as the working directory. Site lookup sees the shipped configs
+    and what the test writes into the returned directory."""
+    sites = tmp_path / "sites"
+    sites.mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    monkeypatch.delenv("CAF_HPC_SITE_PATH", raising=False)
+    monkeypatch.setenv("CAF_HPC_SITE_PATH", str(sites))
+    for variable in RUNNER_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-def require_testbed(name: str) -> dict:
-    """The environment for submitting to testbed ``name``; skips (or, in CI, fails) when it is down.
-
-    ``tests/run.sh`` starts the testbeds and sets CAF_HPC_REQUIRE_BATCH=1, so that a batch
-    test can never pass by being skipped there.
-    """
-    import os
-
-    from caf_hpc.extras import testbed
-
-    if not testbed.is_up(name):
-        reason = f"the {name} testbed is down: start it with `caf-hpc testbed up {name}` (as root)"
-        if os.environ.get("CAF_HPC_REQUIRE_BATCH") == "1":
-            pytest.fail(f"{reason}; CAF_HPC_REQUIRE_BATCH=1 forbids skipping batch tests")
-        pytest.skip(reason)
-    return testbed.environment(name)
-
-
-def require_root():
-    """ROOT's Python module; skips (or, in CI, fails) where ROOT is not installed.
-
-    ``tests/run.sh`` installs the ``root`` extra and sets CAF_HPC_REQUIRE_ROOT=1, so that
-    the C++ tests can never pass by being skipped there.
-    """
-    import os
-
-    from caf_hpc.extras.standins import cpp
-
-    if not cpp.available():
-        reason = "ROOT is not installed: pip install 'caf-hpc[root]'"
-        if os.environ.get("CAF_HPC_REQUIRE_ROOT") == "1":
-            pytest.fail(f"{reason}; CAF_HPC_REQUIRE_ROOT=1 forbids skipping the C++ tests")
-        pytest.skip(reason)
-    return cpp.import_root()
+    return sites
 
 
 @pytest.fixture
 def root():
-    """ROOT, for tests of C++ algorithms (see ``require_root``)."""
+    """ROOT, for tests of C++ algorithms (see ``helpers.requirements.require_root``)."""
     return require_root()

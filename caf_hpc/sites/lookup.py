@@ -11,12 +11,12 @@ the file itself.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..steering import checks
 from .errors import SiteConfigError
 
 SITE_PATH_VARIABLE = "CAF_HPC_SITE_PATH"
@@ -86,8 +86,7 @@ def find(name: str) -> Path:
             if path.is_file():
                 return path
     known = sorted({site.name for site in available()})
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = checks.did_you_mean(name, known)
     places = ", ".join(str(directory) for _, directory in search_path())
     raise SiteConfigError(f"{name}: no site config of that name{hint}. Known sites: {', '.join(known) or 'none'}. "
                           f"Looked in: {places}")

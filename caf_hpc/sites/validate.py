@@ -8,13 +8,13 @@ spellings (``death-timeout``, ``name``) turned into dask-jobqueue's argument nam
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from typing import Any, Optional
 
 from dask.utils import parse_bytes
 
+from ..steering import checks
 from . import schema
 from .errors import SiteConfigError
 
@@ -43,8 +43,8 @@ def _type_name(value: Any) -> str:
 
 
 def _did_you_mean(key: str, choices) -> str:
-    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else "."
+    guess = checks.closest(key, choices)
+    return f"; did you mean {guess!r}?" if guess else "."
 
 
 def find_placeholder(value: Any) -> Optional[str]:
@@ -83,16 +83,18 @@ class _Checker:
     # -- value kinds -------------------------------------------------------------------------
 
     def _count(self, where: str, value: Any, smallest: int = 1) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
-            self.error(where, f"expected a whole number of at least {smallest}, got {value!r}")
+        wanted = checks.whole_number(value, smallest)
+        if wanted:
+            self.error(where, f"expected {wanted}, got {value!r}")
         return value
 
     def _count0(self, where: str, value: Any) -> Any:
         return self._count(where, value, smallest=0)
 
     def _seconds(self, where: str, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            self.error(where, f"expected a positive number of seconds, got {value!r}")
+        wanted = checks.seconds(value)
+        if wanted:
+            self.error(where, f"expected {wanted}, got {value!r}")
         return value
 
     def _optional_seconds(self, where: str, value: Any) -> Any:

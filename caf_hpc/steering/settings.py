@@ -25,11 +25,12 @@ setting                     environment variable   meaning
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Optional
+
+from . import checks
 
 ENVIRONMENT = {
     "address": "CAF_HPC_ADDRESS",
@@ -42,7 +43,6 @@ ENVIRONMENT = {
     "fork_server": "CAF_HPC_FORK_SERVER",
     "preload": "CAF_HPC_PRELOAD",
 }
-_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}$")
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 _INTEGERS = {"n_workers": 1, "retries": 0}      # setting -> smallest allowed value
 _SECONDS = ("timeout", "worker_wait")
@@ -56,6 +56,19 @@ def preload_problems(entries: Any) -> list[str]:
         return [f"expected a list of module names, got {entries!r}; each entry is {PRELOAD_FORM}"]
     return [f"entry {entry!r} is not {PRELOAD_FORM}" for entry in entries
             if not isinstance(entry, str) or not _PRELOAD_ENTRY.match(entry)]
+
+
+def _is_scheduler_address(address: str) -> bool:
+    """Whether Dask can connect to ``address``: a known protocol (or none), a host and a port."""
+    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location)
+    except ValueError:
+        return False
+    return scheme in backends and scheme != "inproc" and bool(host) and 0 < port < 65536
 
 
 class SettingsError(ValueError):
@@ -82,20 +95,17 @@ class RunnerSettings:
     site_config: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.address and not _ADDRESS.match(self.address):
+        if self.address and not _is_scheduler_address(self.address):
             raise SettingsError(f"address={self.address!r} is not a Dask scheduler address; expected "
                                 "[tcp|tls]://HOST:PORT, e.g. tcp://scheduler.example.org:8786 "
                                 "(runner_for(address=...) or CAF_HPC_ADDRESS)")
         if self.address and self.site:
             raise SettingsError(f"give either address={self.address!r} or site={self.site!r}, not both")
-        for name, smallest in _INTEGERS.items():
+        for name in (*_INTEGERS, *_SECONDS):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < smallest):
-                raise SettingsError(f"{name} must be a whole number of at least {smallest}, got {value!r}")
-        for name in _SECONDS:
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise SettingsError(f"{name} must be a positive number of seconds, got {value!r}")
+            wanted = checks.whole_number(value, _INTEGERS[name]) if name in _INTEGERS else checks.seconds(value)
+            if value is not None and wanted:
+                raise SettingsError(f"{name} must be {wanted}, got {value!r}")
         if not isinstance(self.fork_server, bool):
             raise SettingsError(f"fork_server must be True or False, got {self.fork_server!r}")
         if not isinstance(self.factories, Mapping):
@@ -156,8 +166,7 @@ def resolve(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Ru
     known = {f.name for f in fields(RunnerSettings)} - {"explicit", "site_config"}  # internal
     unknown = sorted(set(overrides) - known)
     if unknown:
-        guesses = [f"{name} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, known, 1))
-                   else name for name in unknown]
+        guesses = [name + checks.did_you_mean(name, known) for name in unknown]
         raise SettingsError(f"unknown runner setting(s) {', '.join(guesses)}; allowed: {', '.join(sorted(known))}")
     values = _from_environment(os.environ if environ is None else environ)
     if overrides.get("address") or overrides.get("site"):  # an explicit target replaces the environment's

@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from scripted import ok, scripted
+from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import DaskAlgorithmsRunner, protocol
 from caf_hpc.steering import shipping

@@ -7,21 +7,16 @@ import subprocess
 
 import pytest
 import yaml
-from batch_queues import jobs_named
-from conftest import require_testbed
+from tests.helpers.batch_queues import jobs_named
+from tests.helpers.requirements import require_testbed
 
 from caf_hpc.cli import main
 from caf_hpc.sites import load_site
 from caf_hpc.sites.jobscript import job_script
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.usefixtures("isolated_sites"), pytest.mark.timeout(30)]
 
 SHIPPED = ["htcondor", "local", "localhost-pbs", "localhost-sge", "localhost-slurm", "lsf", "pbs", "sge", "slurm"]
-
-
-@pytest.fixture(autouse=True)
-def _isolated(isolated_site_lookup):
-    """Every test here sees only the shipped site configs and its own."""
 
 
 #: Where Debian's gridengine packages (installed by the SGE testbed) put Grid Engine's qsub, without
@@ -39,11 +34,9 @@ def testbed(monkeypatch):
 
 
 @pytest.fixture
-def user_site(tmp_path, monkeypatch):
+def user_site(isolated_sites):
     """``user_site(name, text)`` writes a real site config where CAF_HPC_SITE_PATH finds it."""
-    directory = tmp_path / "sites"
-    directory.mkdir()
-    monkeypatch.setenv("CAF_HPC_SITE_PATH", str(directory))
+    directory = isolated_sites
 
     def write(name: str, text: str) -> str:
         (directory / f"{name}.yaml").write_text(text)

@@ -3,9 +3,9 @@ calibration, ordering, isolation from the worker jobs' logs, fail-fast, and no j
 from __future__ import annotations
 
 import pytest
-from batch_queues import wait_until_no_jobs
-from conftest import require_testbed
-from scripted import ok, scripted
+from tests.helpers.batch_queues import wait_until_no_jobs
+from tests.helpers.requirements import require_testbed
+from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.steering import clusters

@@ -5,27 +5,13 @@ import logging
 import threading
 import time
 
-from scripted import ok, scripted
+from tests.helpers.queues import new_queues_left, scheduler_queues
+from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import DaskAlgorithmsRunner
 
 from caf_hpc.steering import clusters
 from caf_hpc.extras.standins.utils import IoV, IoV_Result
-
-
-def _scheduler_queues():
-    client = clusters.client_for(DaskAlgorithmsRunner.settings())
-    return client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.extensions["queues"].queues))
-
-
-def new_queues_left(before, seconds=10):
-    """caf-hpc queues not in ``before`` that are still on the scheduler after a bounded wait."""
-    deadline = time.monotonic() + seconds  # releases travel on the clients' batched streams
-    left = [q for q in _scheduler_queues() if q.startswith("caf-hpc-") and q not in before]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = [q for q in _scheduler_queues() if q.startswith("caf-hpc-") and q not in before]
-    return left
 
 
 def test_a_thousand_results_arrive_in_order_exactly_once(calibrate):
@@ -63,8 +49,8 @@ def test_results_are_visible_to_another_thread_while_the_strategy_runs(calibrate
     assert len(outcome.results["Streaming"]) == 3
 
 
-def test_each_strategy_gets_its_own_queue_removed_afterwards(calibrate):
-    before = set(_scheduler_queues())  # other tests' queues may still be on their way out
+def test_the_runs_queue_is_removed_afterwards_also_after_a_failure(calibrate):
+    before = set(scheduler_queues())  # other tests' queues may still be on their way out
     outcome = calibrate([ok("One"), ok("Two"), scripted("Three", ("raise", "boom"))])
     assert outcome.final_state == "FAILED"
     assert new_queues_left(before) == []

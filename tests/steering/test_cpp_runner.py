@@ -7,13 +7,12 @@ import sys
 import textwrap
 
 import pytest
-from scripted import ok
+from tests.helpers.scripted import ok
 
 from caf_hpc import RunnerError, ShippingError, runner_for
 from caf_hpc.extras.standins.framework import Algorithm
 from caf_hpc.extras.standins.utils import AlgResult
 
-pytestmark = pytest.mark.root
 
 # A user's module beside the steering script: a C++ algorithm declared with cling, and the
 # factory that declares it and builds it on a worker (the module travels by value).

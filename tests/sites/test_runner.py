@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from batch_queues import jobs_named
-from conftest import require_testbed
+from tests.helpers.batch_queues import jobs_named
+from tests.helpers.requirements import require_testbed
 
 from caf_hpc import runner_for
 from caf_hpc.steering import clusters
@@ -28,15 +28,8 @@ runner: {timeout: 1200, retries: 3, worker_wait: 45, preload: [ROOT]}
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    monkeypatch.setenv("CAF_HPC_SITE_PATH", str(tmp_path / "sites"))
-    for variable in ("CAF_HPC_SITE", "CAF_HPC_ADDRESS", "CAF_HPC_TIMEOUT", "CAF_HPC_RETRIES", "CAF_HPC_WORKER_WAIT",
-                     "CAF_HPC_WORKERS", "CAF_HPC_DASHBOARD", "CAF_HPC_PRELOAD"):
-        monkeypatch.delenv(variable, raising=False)
-    (tmp_path / "sites").mkdir()
-    monkeypatch.chdir(tmp_path)
+def _sites(isolated_sites):
+    """Every test here writes its site configs into the isolated site directory."""
 
 
 @pytest.fixture
@@ -48,7 +41,7 @@ def slurm(monkeypatch, request):
 
 
 def site(tmp_path, text: str = SLURM, name: str = "mysite") -> str:
-    (tmp_path / "sites" / f"{name}.yaml").write_text(text)
+    (tmp_path / "sites" / f"{name}.yaml").write_text(text)  # the directory isolated_sites made
     return name
 
 

@@ -6,7 +6,7 @@ import os
 import threading
 
 import pytest
-from scripted import ok, scripted
+from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 

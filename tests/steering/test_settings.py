@@ -58,7 +58,7 @@ def test_bad_settings_name_the_setting_and_what_is_allowed(kwargs, environ, mess
 
 
 def test_unreachable_scheduler_is_named_with_where_to_fix_it(calibrate, monkeypatch):
-    from scripted import ok
+    from tests.helpers.scripted import ok
 
     from caf_hpc.steering import clusters
 

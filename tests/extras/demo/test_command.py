@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import require_root
+from tests.helpers.requirements import require_root
 
 from caf_hpc.cli import main
 

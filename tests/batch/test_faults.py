@@ -9,9 +9,9 @@ import textwrap
 import time
 
 import pytest
-from batch_queues import jobs_named, wait_until_no_jobs
-from conftest import require_testbed
-from scripted import ok, scripted
+from tests.helpers.batch_queues import jobs_named, wait_until_no_jobs
+from tests.helpers.requirements import require_testbed
+from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.steering import clusters
@@ -24,11 +24,10 @@ SITE = "localhost-slurm"
 
 
 @pytest.fixture
-def slurm(tmp_path, monkeypatch, request):
+def slurm(isolated_sites, monkeypatch, request):
     """A Slurm cluster of this test's own (named after it), closed afterwards with no job left."""
     for key, value in require_testbed("slurm").items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     job_name = f"caf-{request.node.name[5:30]}"
     runners = []
 
@@ -106,7 +105,7 @@ def test_no_worker_arriving_in_time_is_a_clear_error(slurm, calibrate, tmp_path)
 STEERING = """
 import pathlib, sys
 sys.path.insert(0, {tests!r})
-from scripted import scripted
+from tests.helpers.scripted import scripted
 from caf_hpc import runner_for
 from caf_hpc.extras.standins.driver import run_algorithms
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from scripted import ok, scripted
+from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.basf2_compat import RunnerError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import require_testbed
+from tests.helpers.requirements import require_testbed
 from distributed import Client
 
 from caf_hpc.cli import main
@@ -20,13 +20,11 @@ SITES = {"localhost-slurm": ("slurm", "SLURM_JOB_ID"),
 
 
 @pytest.fixture
-def batch_system(request, tmp_path, monkeypatch):
+def batch_system(request, isolated_sites, monkeypatch):
     """The site's testbed environment, with HOME (so TLS files and logs) under tmp_path."""
     name, job_variable = SITES[request.param]
     for key, value in require_testbed(name).items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
     return request.param, job_variable
 
 

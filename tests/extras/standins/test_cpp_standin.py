@@ -12,7 +12,6 @@ from caf_hpc.extras.standins import database
 from caf_hpc.extras.standins.conditions import conditions
 from caf_hpc.extras.standins.utils import AlgResult, ExpRun, IoV, runs_from_vector
 
-pytestmark = pytest.mark.root
 
 
 @pytest.fixture

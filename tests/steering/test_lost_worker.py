@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from scripted import scripted
-from test_runner_queues import _scheduler_queues, new_queues_left
+from tests.helpers.scripted import scripted
+from tests.helpers.queues import new_queues_left, scheduler_queues
 
 from caf_hpc import DaskAlgorithmsRunner, runner_for
 
@@ -25,7 +25,7 @@ def _wait_for_workers(count, seconds=60):
 
 
 def test_lost_worker_reruns_the_strategy_and_drops_the_lost_results(calibrate, tmp_path):
-    before = set(_scheduler_queues())
+    before = set(scheduler_queues())
     outcome = calibrate([_losing(tmp_path)], runner=runner_for(retries=1))
     assert outcome.final_state == "COMPLETED", outcome.error
     assert outcome.results["Unlucky"] == [IoV_Result(IoV(1, i, 1, i), 0) for i in range(3)] + \
@@ -35,7 +35,7 @@ def test_lost_worker_reruns_the_strategy_and_drops_the_lost_results(calibrate, t
 
 
 def test_lost_worker_without_retries_is_an_infrastructure_error(calibrate, tmp_path):
-    before = set(_scheduler_queues())
+    before = set(scheduler_queues())
     started = time.monotonic()
     outcome = calibrate([_losing(tmp_path), scripted("After", ("final", "COMPLETED"))], runner=runner_for(retries=0))
     assert isinstance(outcome.error, RunnerError)

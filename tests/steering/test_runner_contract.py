@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pathlib
 
-from scripted import EVERYWHERE, ok, scripted
+from tests.helpers.scripted import EVERYWHERE, ok, scripted
 
 from caf_hpc import DaskAlgorithmsRunner
 

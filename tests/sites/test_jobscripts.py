@@ -84,15 +84,12 @@ CASES = [(s, False) for s in CLUSTERS] + [(s, True) for s in CLUSTERS]
 
 
 @pytest.fixture
-def machine(tmp_path, monkeypatch):
+def machine(isolated_sites, tmp_path, monkeypatch):
     """A home and working directory under tmp_path, an image file, and dask-jobqueue's own defaults only."""
     home, work = tmp_path / "home", tmp_path / "work"
     (home / "images").mkdir(parents=True)
     (home / "images" / "belle2.sif").write_bytes(b"")
     work.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    monkeypatch.delenv("CAF_HPC_SITE_PATH", raising=False)
     monkeypatch.chdir(work)
     defaults = {name: schema._jobqueue_defaults()[name] for name in schema.BATCH_SCHEDULERS}
     raw = {name: {k.replace("_", "-"): v for k, v in section.items()} for name, section in defaults.items()}

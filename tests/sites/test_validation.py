@@ -9,7 +9,7 @@ import yaml
 from caf_hpc.sites import SiteConfigError, load_site, schema
 from caf_hpc.sites.lookup import available
 
-pytestmark = pytest.mark.timeout(20)
+pytestmark = [pytest.mark.usefixtures("isolated_sites"), pytest.mark.timeout(20)]
 
 SLURM = """\
 scheduler: slurm
@@ -186,11 +186,6 @@ BAD_CONFIGS = [
      "{file}: runner.preload: entry './algorithms.py' is not 'package.module' to import it, or "
      "'package.module:function' to import it and call function()"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _isolated(isolated_site_lookup):
-    """Every test here sees only the shipped site configs and its own."""
 
 
 def write(tmp_path, text: str, name: str = "site.yaml"):

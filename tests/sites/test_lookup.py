@@ -14,16 +14,13 @@ CONFIG = "scheduler: local\ndescription: {}\n"
 
 
 @pytest.fixture
-def dirs(tmp_path, monkeypatch):
+def dirs(isolated_sites, tmp_path, monkeypatch):
     """A user config directory and two CAF_HPC_SITE_PATH directories, all empty."""
-    home = tmp_path / "home"
-    user = home / ".config" / "caf-hpc" / "sites"
+    user = tmp_path / "home" / ".config" / "caf-hpc" / "sites"
     first, second = tmp_path / "first", tmp_path / "second"
     for directory in (user, first, second):
         directory.mkdir(parents=True)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
-    monkeypatch.setenv("CAF_HPC_SITE_PATH", os.pathsep.join([str(first), str(second)]))
+    monkeypatch.setenv("CAF_HPC_SITE_PATH", os.pathsep.join([str(first), str(second)]))  # two, for their order
     return {"user": user, "first": first, "second": second}
 
 

@@ -1,0 +1,31 @@
+"""The checks every setting and site key shares, so that all say the same thing the same way."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable, Optional
+
+
+def closest(word: str, choices: Iterable[str]) -> Optional[str]:
+    """The choice ``word`` was probably meant to be, for a "did you mean" hint; None if none is close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)``, or nothing."""
+    guess = closest(word, choices)
+    return f" (did you mean {guess!r}?)" if guess else ""
+
+
+def whole_number(value: Any, smallest: int) -> Optional[str]:
+    """What ``value`` should have been, if it is not a whole number of at least ``smallest``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+        return f"a whole number of at least {smallest}"
+    return None
+
+
+def seconds(value: Any) -> Optional[str]:
+    """What ``value`` should have been, if it is not a positive number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return "a positive number of seconds"
+    return None

@@ -1,0 +1,1 @@
+"""Helpers the tests share: scripted strategies, batch-queue checks, requirements."""

@@ -1,0 +1,41 @@
+"""What a test needs that a machine may lack: a testbed batch system, ROOT. Skipped where missing,
+failed where the test runner installed or started it (so that nothing passes by being skipped)."""
+from __future__ import annotations
+
+import pytest
+
+
+def require_testbed(name: str) -> dict:
+    """The environment for submitting to testbed ``name``; skips (or, in CI, fails) when it is down.
+
+    ``tests/run.sh`` starts the testbeds and sets CAF_HPC_REQUIRE_BATCH=1, so that a batch
+    test can never pass by being skipped there.
+    """
+    import os
+
+    from caf_hpc.extras import testbed
+
+    if not testbed.is_up(name):
+        reason = f"the {name} testbed is down: start it with `caf-hpc testbed up {name}` (as root)"
+        if os.environ.get("CAF_HPC_REQUIRE_BATCH") == "1":
+            pytest.fail(f"{reason}; CAF_HPC_REQUIRE_BATCH=1 forbids skipping batch tests")
+        pytest.skip(reason)
+    return testbed.environment(name)
+
+
+def require_root():
+    """ROOT's Python module; skips (or, in CI, fails) where ROOT is not installed.
+
+    ``tests/run.sh`` installs the ``root`` extra and sets CAF_HPC_REQUIRE_ROOT=1, so that
+    the C++ tests can never pass by being skipped there.
+    """
+    import os
+
+    from caf_hpc.extras.standins import cpp
+
+    if not cpp.available():
+        reason = "ROOT is not installed: pip install 'caf-hpc[root]'"
+        if os.environ.get("CAF_HPC_REQUIRE_ROOT") == "1":
+            pytest.fail(f"{reason}; CAF_HPC_REQUIRE_ROOT=1 forbids skipping the C++ tests")
+        pytest.skip(reason)
+    return cpp.import_root()
