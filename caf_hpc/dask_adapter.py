@@ -71,6 +71,20 @@ def stop_worker_events(client: Any) -> None:
     client.unsubscribe_topic("all")
 
 
+def subprocess_cluster(**kwargs: Any) -> Any:
+    """A local cluster whose scheduler and workers are fresh interpreters (``SubprocessCluster``, experimental).
+
+    ``LocalCluster``'s worker processes start with multiprocessing's *spawn*, which
+    re-executes the steering script in every worker, and CAF steering scripts run their
+    calibration at module level with no ``if __name__ == "__main__":`` guard.
+    ``SubprocessCluster`` starts ``python -m dask spec`` processes instead. Tested by
+    ``tests/steering/test_local_default.py``.
+    """
+    from distributed.deploy.subprocess import SubprocessCluster
+
+    return SubprocessCluster(**kwargs)
+
+
 def drain_scheduler_stderr(cluster: Any, on_line: Callable[[str], None]) -> None:
     """Reads the local ``SubprocessCluster``'s scheduler stderr, line by line, on the cluster's loop.
 

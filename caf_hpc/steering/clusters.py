@@ -4,11 +4,8 @@ CAF builds a new runner for every iteration and runs each calibration in a threa
 its own; all of them must share one cluster instead of starting workers again. The
 cluster starts on first use and is closed when the process exits.
 
-The local default is Dask's ``SubprocessCluster``: its scheduler and worker processes
-are started as fresh interpreters (``python -m dask spec``). A ``LocalCluster`` of
-worker processes would instead start them with multiprocessing's *spawn*, which
-re-executes the steering script in every worker — and CAF steering scripts run their
-calibration at module level, with no ``if __name__ == "__main__":`` guard.
+The local default starts its scheduler and workers as fresh interpreters, so that an
+unguarded steering script is not run again in each (``dask_adapter.subprocess_cluster``).
 """
 from __future__ import annotations
 
@@ -33,10 +30,9 @@ LOCAL_DEATH_TIMEOUT = 10
 def local_cluster(settings: RunnerSettings) -> Any:
     """A cluster of local worker processes, one single-threaded worker per core by default."""
     from dask.system import CPU_COUNT
-    from distributed.deploy.subprocess import SubprocessCluster
 
     n_workers = settings.n_workers or CPU_COUNT
-    cluster = SubprocessCluster(
+    cluster = dask_adapter.subprocess_cluster(
         host="127.0.0.1",
         n_workers=n_workers,
         threads_per_worker=1,

@@ -61,14 +61,15 @@ def preload_problems(entries: Any) -> list[str]:
 def _is_scheduler_address(address: str) -> bool:
     """Whether Dask can connect to ``address``: a known protocol (or none), a host and a port."""
     from distributed.comm import parse_address, parse_host_port
-    from distributed.comm.registry import backends
+    from distributed.comm.registry import get_backend
 
     try:
         scheme, location = parse_address(address)
         host, port = parse_host_port(location)
+        get_backend(scheme)  # a protocol Dask knows, its plugins included
     except ValueError:
         return False
-    return scheme in backends and scheme != "inproc" and bool(host) and 0 < port < 65536
+    return scheme != "inproc" and bool(host) and 0 < port < 65536
 
 
 class SettingsError(ValueError):

@@ -2,8 +2,8 @@
 
 Starting a fresh interpreter and importing the child machinery costs about 100 ms per
 strategy. Instead, each worker process starts this server once (``python -m
-caf_hpc.worker.forkserver CONTROL_FD [PRELOAD ...]``): a single-threaded process that has imported what a
-strategy's process needs and never runs a strategy itself. For each request it forks;
+caf_hpc.worker.forkserver CONTROL_FD [PRELOAD ...]``): a single-threaded process that
+has imported what a strategy's process needs and never runs a strategy itself. For each request it forks;
 the child becomes a session of its own, takes the standard input, log file and message
 pipe it was sent, changes into the output directory and runs ``caf_hpc.child.process.run``
 exactly as ``python -m caf_hpc.child`` would. The server reports each child's pid and,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from tests.helpers.batch_queues import jobs_named, wait_until_no_jobs
@@ -104,7 +105,7 @@ def test_no_worker_arriving_in_time_is_a_clear_error(slurm, calibrate, tmp_path)
 
 STEERING = """
 import pathlib, sys
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {root!r})  # the repository: the tests package
 from tests.helpers.scripted import scripted
 from caf_hpc import runner_for
 from caf_hpc.extras.standins.driver import run_algorithms
@@ -120,7 +121,7 @@ def test_ctrl_c_of_the_steering_script_leaves_no_job_behind(tmp_path, monkeypatc
     job_name = "caf-ctrl-c"
     started = tmp_path / "started"
     script = tmp_path / "steering.py"
-    script.write_text(textwrap.dedent(STEERING.format(tests=os.path.dirname(__file__), job_name=job_name,
+    script.write_text(textwrap.dedent(STEERING.format(root=str(Path(__file__).resolve().parents[2]), job_name=job_name,
                                                       started=str(started))))
     process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
