@@ -32,6 +32,7 @@ from . import forkserver
 _READ_SIZE = 1 << 20
 _CHECK_INTERVAL = 1.0   # how often a quiet child is checked for time limit and cancellation
 _ANNOUNCE_AFTER = 0.2   # a child quiet this long after its start gets a Started record of its own
+_DRAIN_WAIT = 0.2      # after the child ended: how long a quiet pipe is waited on before it counts as done
 _KILL_GRACE = 5.0
 _EXIT_WAIT = 60.0       # how long a child that closed its message pipe may take to exit
 
@@ -111,18 +112,28 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
         deadline = started + task.timeout if task.timeout else None
         announce: Optional[float] = started + _ANNOUNCE_AFTER
         frames = protocol.FrameBuffer()
+
+        def forward(wait: float) -> Optional[bool]:
+            """Publishes what the child writes within ``wait`` s: True if it wrote, None if not, False at the end."""
+            nonlocal announce
+            if not select.select([read_fd], [], [], wait)[0]:
+                return None
+            data = os.read(read_fd, _READ_SIZE)
+            if not data:
+                return False
+            complete = frames.feed(data)
+            if complete:
+                publish(protocol.Frames(task.key, attempt, here, tuple(complete)))
+                announce = None
+            return True
+
         while True:
             now = time.monotonic()
             wait = min([_CHECK_INTERVAL] + [max(0.0, t - now) for t in (deadline, announce) if t is not None])
-            ready, _, _ = select.select([read_fd], [], [], wait)
-            if ready:
-                data = os.read(read_fd, _READ_SIZE)
-                if not data:
-                    break
-                complete = frames.feed(data)
-                if complete:
-                    publish(protocol.Frames(task.key, attempt, here, tuple(complete)))
-                    announce = None
+            wrote = forward(wait)
+            if wrote is False:
+                break
+            if wrote:
                 continue
             now = time.monotonic()
             if announce is not None and now >= announce:
@@ -135,7 +146,10 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
                 ended["cancelled"] = True
                 break
             if process.poll() is not None:
-                break  # ended, yet something it started still holds the pipe: stop listening
+                # it ended after the select above timed out: what it wrote last may still be in the pipe
+                while forward(_DRAIN_WAIT):
+                    pass
+                break  # the pipe ended, or something it started still holds it: stop listening
         if ended["timed_out"] or ended["cancelled"]:
             ended["returncode"] = _stop(process)
         else:

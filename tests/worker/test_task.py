@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import signal
 import time
@@ -129,3 +130,30 @@ def test_cancelling_the_dask_task_stops_its_strategy_process(tmp_path):
         assert _wait_gone(pid, seconds=15)  # about 1 s: the supervisor checks once a second
     finally:
         queue.close()
+
+
+def test_what_a_child_wrote_just_before_it_ended_is_not_left_in_the_pipe(tmp_path, monkeypatch):
+    """The race: the supervisor's wait times out, the child writes its last frame and exits, then
+    the supervisor sees it exited. That frame must still be forwarded."""
+    class EndsDuringTheCheck:
+        pid = 0
+
+        def __init__(self, message_fd):
+            self.fd, self.stdin = os.dup(message_fd), io.BytesIO()
+
+        def poll(self):
+            if self.fd >= 0:
+                final = protocol.frame(protocol.dumps([protocol.FinalState("COMPLETED")]))
+                protocol.write_all(self.fd, final)
+                os.close(self.fd)
+                self.fd = -1
+            return 0
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(worker_task, "_start_child", lambda task, message_fd: EndsDuringTheCheck(message_fd))
+    records = []
+    worker_task.supervise(_task(tmp_path, ok("Racy")), records.append)
+    sent = [m for r in records if isinstance(r, protocol.Frames) for f in r.frames for m in protocol.loads(f)]
+    assert sent == [protocol.FinalState("COMPLETED")]
