@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import reprlib
 import signal
 import sys
 import threading
@@ -87,7 +88,7 @@ class PipeQueue:
                 self._changed.wait_for(lambda: bool(self._pending))
                 batch, self._pending, self._writing = self._pending, [], True
             try:
-                protocol.write_all(self._fd, protocol.frame(protocol.dumps(batch)))
+                protocol.write_all(self._fd, protocol.frame(_pickled(batch)))
             except BaseException as err:  # noqa: B902 - a dead worker: the strategy must not hang on it
                 with self._changed:
                     self._broken = err
@@ -97,6 +98,23 @@ class PipeQueue:
                     self._changed.notify_all()
             if self._broken is not None:
                 return
+
+
+def _pickled(batch: list) -> bytes:
+    """The batch as one pickle; a message that cannot be pickled is replaced by a Violation naming it."""
+    try:
+        return protocol.dumps(batch)
+    except Exception:  # find which, and say so, instead of losing the batch
+        sendable = []
+        for message in batch:
+            try:
+                protocol.dumps(message)
+                sendable.append(message)
+            except Exception as err:
+                sendable.append(protocol.Violation(
+                    f"a message cannot be pickled to reach the runner ({type(err).__name__}: {err}): "
+                    f"{reprlib.repr(message)}"))
+        return protocol.dumps(sendable)
 
 
 def _end_with_parent(stdin_fd: int) -> None:

@@ -50,7 +50,6 @@ class Unreadable:
     """The run's queue could not be read any more (the scheduler went away)."""
 
     error: str
-    key: str = ""
 
 
 Event = Union[protocol.Started, protocol.Frames, protocol.Ended, TaskDone, WorkerLost, Unreadable]
@@ -108,10 +107,11 @@ class Inbox:
         try:
             # through the queue itself, so that the reader has no read pending when the queue is
             # released (a read of a released queue fails at the scheduler, in its log)
-            self.queue.put(_CLOSE, timeout=_CLOSE_WAIT)
+            if not self._reader.done():
+                self.queue.put(_CLOSE, timeout=_CLOSE_WAIT, callback_timeout=_CLOSE_WAIT)
             self._reader.result(timeout=_CLOSE_WAIT)
         except Exception:
-            self._reader.cancel()  # the scheduler is gone: nothing to be tidy for
+            self._reader.cancel()  # the scheduler is gone or hung: nothing to be tidy for
         try:
             self.queue.close()  # the only holder: the queue goes with it
         except Exception:

@@ -41,7 +41,8 @@ class StrategyStream:
     Dask runs a task again elsewhere when its worker is lost, so records carry the id
     of their attempt. An attempt is lost when the scheduler removes its worker (a
     ``WorkerLost``) or when another attempt shows up; its results are dropped, so that
-    after the run ``results`` hold exactly the attempt that finished.
+    after the run ``results`` hold exactly the attempt that finished. A record that a
+    lost worker sent before it was lost, arriving after the loss, starts no attempt.
     """
 
     def __init__(self, key: str, algorithm_name: str, results: list) -> None:
@@ -53,6 +54,7 @@ class StrategyStream:
         self.attempt_started: Optional[float] = None
         self.waiting_since = time.monotonic()  # for a worker, while no attempt runs
         self.lost: list[str] = []              # where each lost attempt ran
+        self.lost_workers: set = set()         # their addresses: a late record from one is not a new attempt
         self.given_up: set = set()
         self.final_state: Optional[str] = None
         self.exception: Optional[str] = None
@@ -62,6 +64,12 @@ class StrategyStream:
         self.task_done_at: Optional[float] = None
         self.unreadable: Optional[str] = None
         self.end_overdue = False
+
+    def deadline(self, timeout: Optional[float]) -> Optional[float]:
+        """When the running attempt is overdue: its time limit plus the grace for the worker to report it."""
+        if self.attempt_started is None or not timeout:
+            return None
+        return self.attempt_started + timeout + _TIMEOUT_GRACE
 
     @property
     def finished(self) -> bool:
@@ -87,6 +95,9 @@ class StrategyStream:
         if event.attempt in self.given_up:
             return  # a late record of an attempt given up
         if event.attempt != self.attempt:  # a new attempt (its start, or the end of one that could not start)
+            if event.where.worker is not None and event.where.worker in self.lost_workers:
+                self.given_up.add(event.attempt)  # sent before its worker was lost, arriving after the loss
+                return
             if self.attempt is not None:
                 self._lose_current()  # the scheduler ran the task again elsewhere
             self.attempt, self.attempt_started, self.where = event.attempt, time.monotonic(), event.where
@@ -108,8 +119,11 @@ class StrategyStream:
             self.violation = message.text
 
     def _lose_worker(self, worker: str) -> None:
+        if worker in self.lost_workers:
+            return  # told twice
+        self.lost_workers.add(worker)
         if self.attempt is None:
-            self.lost.append(f"worker {worker}")  # lost before it could announce itself
+            self.lost.append(f"worker {worker}")  # lost before its first record arrived
         elif self.where is not None and self.where.worker == worker:
             self._lose_current()
         # else: the removed worker ran an attempt given up already
@@ -121,7 +135,7 @@ class StrategyStream:
                     f"dropping {len(self.results)} result(s) of the lost attempt")
         self.given_up.add(self.attempt)
         self.results.clear()
-        self.final_state = self.exception = self.violation = None
+        self.final_state = self.exception = self.violation = self.end = None
         self.attempt, self.where, self.attempt_started = None, None, None
         self.waiting_since = time.monotonic()
 
@@ -211,6 +225,9 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                 stream.consume(event)
                 if len(stream.lost) > settings.retries:
                     return self._fail(name, log_path, self._lost_message(stream, settings))
+                overdue = stream.deadline(settings.timeout)
+                if overdue is not None and time.monotonic() > overdue:  # a strategy that never falls quiet
+                    self._check_quiet(client, settings, name, log_path, stream)
         finally:
             inbox.forget(key)
             if not future.done():
@@ -228,7 +245,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         elif stream.attempt is None:
             until = stream.waiting_since + settings.worker_wait
         elif settings.timeout:
-            until = stream.attempt_started + settings.timeout + _TIMEOUT_GRACE
+            until = stream.deadline(settings.timeout)
         else:
             return _QUIET_WAIT
         return max(0.05, min(_QUIET_WAIT, until - now))
@@ -246,7 +263,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             stream.end_overdue = True  # its task ended, and its last record did not come after it
             return
         if stream.attempt is not None:
-            if settings.timeout and now > stream.attempt_started + settings.timeout + _TIMEOUT_GRACE:
+            overdue = stream.deadline(settings.timeout)
+            if overdue is not None and now > overdue:
                 self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s (its time limit) + "
                            f"{_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; the worker may be hung")
             return

@@ -133,8 +133,6 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
             wrote = forward(wait)
             if wrote is False:
                 break
-            if wrote:
-                continue
             now = time.monotonic()
             if announce is not None and now >= announce:
                 publish(protocol.Started(task.key, attempt, here))
@@ -145,7 +143,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
             if cancelled():
                 ended["cancelled"] = True
                 break
-            if process.poll() is not None:
+            if not wrote and process.poll() is not None:
                 # it ended after the select above timed out: what it wrote last may still be in the pipe
                 while forward(_DRAIN_WAIT):
                     pass
@@ -163,8 +161,11 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
             ended["error"] = f"the strategy's process {process.pid} survived SIGKILL (stuck in the kernel?)"
     except Exception:  # the supervision itself failed: report it instead of losing it
         ended["error"] = traceback.format_exc()
-        if process is not None and process.poll() is None:
-            ended["returncode"] = _stop(process)
+        try:
+            if process is not None and process.poll() is None:
+                ended["returncode"] = _stop(process)
+        except Exception:  # the fork server is gone too; the child ends when its stdin closes below
+            pass
     finally:
         os.close(read_fd)
         if write_fd >= 0:

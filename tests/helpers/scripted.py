@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +48,15 @@ class ScriptedStrategy(AlgorithmStrategy):
     def _results(self, count, code=0):
         for i in range(count):
             self.send_result(IoV_Result(IoV(1, i, 1, i), code))
+
+    def _trickle(self, count, interval):
+        """A result every ``interval`` seconds: a strategy that never falls quiet."""
+        for i in range(count):
+            self.send_result(IoV_Result(IoV(1, i, 1, i), 0))
+            time.sleep(interval)
+
+    def _unpicklable_result(self):
+        self.send_result(IoV_Result(IoV(1, 1, 1, 1), threading.Lock()))
 
     def _final(self, state):
         self.send_final_state(state)

@@ -47,8 +47,9 @@ def test_log_tail_in_the_failure_message_is_the_last_twenty_lines(calibrate, cap
     ((("final", "COMPLETED"), ("exit", 3)), "exited with code 3 after its final state COMPLETED"),
     ((("message", {"type": "progress", "value": 1}),), "unknown message type 'progress'"),
     ((("final", "COMPLETED"), ("results", 1)), "sent after the final state"),
+    ((("unpicklable_result",), ("final", "COMPLETED")), "a message cannot be pickled to reach the runner (TypeError"),
 ], ids=["raises", "no-final-state", "segfault", "abort", "exit-code", "exit-after-final", "unknown-type",
-        "after-final"])
+        "after-final", "unpicklable-result"])
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
 def test_broken_strategy_raises_runner_error_and_stops_the_chain(calibrate, steps, expected, fork_server):
     outcome = calibrate([ok("Before"), scripted("Broken", ("print", "broken starts"), *steps), ok("After")],
@@ -60,6 +61,14 @@ def test_broken_strategy_raises_runner_error_and_stops_the_chain(calibrate, step
     assert "algorithm Broken" in message and "Broken_stdout" in message
     assert "| broken starts" in message
     _only_ran(outcome, ["Before", "Broken"])
+
+
+def test_strategy_that_never_falls_quiet_is_still_killed_at_its_time_limit(calibrate):
+    outcome = calibrate([scripted("Chatty", ("trickle", 600, 0.05), ("final", "COMPLETED"))],
+                        runner=runner_for(timeout=2))
+    assert isinstance(outcome.error, RunnerError)
+    assert "exceeded its time limit of 2 s" in str(outcome.error)
+    assert len(outcome.results["Chatty"]) < 100  # 2 s of a result every 50 ms, not the whole 30 s
 
 
 def test_strategy_over_its_time_limit_is_killed(calibrate):
