@@ -18,8 +18,33 @@ class UserError(Exception):
     """A mistake the user can fix; printed as one message, without a traceback."""
 
 
+def version_text() -> str:
+    """caf-hpc's version and those of what it runs on (read from the installed metadata, nothing imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    parts = []
+    for name in ("dask", "distributed", "dask-jobqueue", "root"):
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name} not installed")
+    return f"caf-hpc {__version__} (Python {sys.version.split()[0]}; {', '.join(parts)})"
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caf-hpc", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
