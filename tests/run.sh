@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: creates the environment, installs the package
-# with its test and root extras (real ROOT, for the C++ algorithms), starts the single-node batch systems the batch tests submit to
-# (Slurm, PBS over Slurm, SGE: Debian packages, so as root), runs pytest, and stops again
-# whatever it started. Extra arguments go to pytest.
+# with its test and root extras (real ROOT, for the C++ algorithms), starts what the batch
+# tests submit to (single-node Slurm, PBS over Slurm, SGE, and Podman with a base image:
+# Debian packages, so as root), runs pytest, and stops again whatever it started. Extra
+# arguments go to pytest.
 #
 # CAF_HPC_TESTBED=0 skips the batch systems (their tests then skip, saying how to start
 # them); with the batch systems started here, a skipped batch test is a failure.
@@ -23,12 +24,12 @@ stop_started() {
 trap stop_started EXIT
 
 if [[ "${CAF_HPC_TESTBED:-1}" != 0 && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-    for name in slurm pbs sge; do
+    for name in slurm pbs sge podman; do
         if ! .venv/bin/caf-hpc testbed status "$name" >/dev/null 2>&1; then
             started+=("$name")
         fi
     done
-    .venv/bin/caf-hpc testbed up slurm pbs sge
+    .venv/bin/caf-hpc testbed up slurm pbs sge podman
     export CAF_HPC_REQUIRE_BATCH=1
 fi
 

@@ -4,7 +4,7 @@ dask-jobqueue starts each worker as ``<python> -m distributed.cli.dask_worker ..
 and inserts ``python`` verbatim, so the container command goes there:
 
 * Apptainer / Singularity: ``apptainer exec --bind DIR ... --env NAME=value ... <options> IMAGE python``
-* Podman: ``podman run --rm --network host -v DIR:DIR ... -e NAME=value ... <options> IMAGE python``
+* Podman: ``podman run --rm --network host -v DIR:DIR ... -e NAME=value ... -e SLURM_JOB_ID ... <options> IMAGE python``
 
 Besides the site's own ``binds``, the directories a worker must see are bound at the
 same path: the TLS directory, the batch log directory, the worker's local directory,
@@ -18,6 +18,8 @@ import os
 import re
 import shlex
 from typing import Iterable, Optional, Sequence
+
+from ..protocol import JOB_ID_VARIABLES
 
 #: Tokens the job shell may see unquoted: shlex's safe characters plus ``$``, ``{`` and ``}``.
 _SHELL_SAFE = re.compile(r"[\w@%+=:,./${}-]+")
@@ -60,6 +62,8 @@ def container_command(container: dict, python: Optional[str], directories: Seque
             words += ["-v", bind if ":" in bind else f"{bind}:{bind}"]
         for item in env:
             words += ["-e", item]
+        for name in JOB_ID_VARIABLES:  # passed on when set (Podman starts from a clean environment): the
+            words += ["-e", name]      # runner's messages name the batch job a worker runs in
     else:
         words = [runtime, "exec"]
         for bind in binds:

@@ -83,6 +83,16 @@ class ScriptedStrategy(AlgorithmStrategy):
         for module in modules:
             print(f"imported {module}: {module in sys.modules}")
 
+    def _print_file(self, path):
+        """Says whether ``path`` exists and prints it (podman's /run/.containerenv names the image)."""
+        if Path(path).exists():
+            print(f"{path}: present\n{Path(path).read_text()}")
+        else:
+            print(f"{path}: absent")
+
+    def _report_identity(self):
+        print(f"uid={os.getuid()} SLURM_JOB_ID={os.environ.get('SLURM_JOB_ID', '')} python={sys.prefix}")
+
     def _report_parent(self):
         """The process the strategy's process was started by (a worker's fork server, or the worker)."""
         print(f"parent pid {os.getppid()}")

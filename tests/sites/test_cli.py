@@ -16,7 +16,8 @@ from caf_hpc.sites.jobscript import job_script
 
 pytestmark = [pytest.mark.usefixtures("isolated_sites"), pytest.mark.timeout(30)]
 
-SHIPPED = ["htcondor", "local", "localhost-pbs", "localhost-sge", "localhost-slurm", "lsf", "pbs", "sge", "slurm"]
+SHIPPED = ["htcondor", "local", "localhost-pbs", "localhost-sge", "localhost-slurm", "localhost-slurm-podman", "lsf", "pbs",
+           "sge", "slurm"]
 
 
 #: Where Debian's gridengine packages (installed by the SGE testbed) put Grid Engine's qsub, without

@@ -121,7 +121,7 @@ def test_job_script_matches_golden(machine, scheduler, in_container):
     check_golden(name, normalise(script, machine))
 
 
-@pytest.mark.parametrize("name", ["localhost-slurm", "localhost-pbs", "localhost-sge"])
+@pytest.mark.parametrize("name", ["localhost-slurm", "localhost-pbs", "localhost-sge", "localhost-slurm-podman"])
 def test_shipped_localhost_job_script_matches_golden(machine, name):
     check_golden(name, normalise(job_script(load_site(name)), machine))
 

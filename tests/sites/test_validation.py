@@ -272,7 +272,7 @@ def test_shipped_templates_fail_only_on_their_placeholders(name):
 def test_every_shipped_file_is_found_in_the_package():
     names = {site.name for site in available() if site.origin == "package"}
     assert names == {"local", "slurm", "pbs", "sge", "lsf", "htcondor",
-                     "localhost-slurm", "localhost-pbs", "localhost-sge"}
+                     "localhost-slurm", "localhost-pbs", "localhost-sge", "localhost-slurm-podman"}
 
 
 def test_defaults_fill_in_tls_scale_and_dashboard(tmp_path):

@@ -6,7 +6,7 @@ wrong on a real cluster (directives a scheduler rejects, job ids that do not
 parse, workers that never start).  So the tests, and a user who wants to try
 caf-hpc before going to a real site, run the real thing: Slurm, the PBS
 commands of Debian's ``slurm-wlm-torque`` over that Slurm, and Son of Grid
-Engine.  The work is done by the bash scripts beside this file (usable on
+Engine; and Podman with a local base image, for workers in containers.  The work is done by the bash scripts beside this file (usable on
 their own: ``bash slurm.sh up|down|status|env``); this module only runs them.
 
 Starting a system installs Debian packages and starts daemons as root, so it
@@ -25,8 +25,9 @@ from pathlib import Path
 
 __all__ = ["NAMES", "TestbedError", "up", "down", "is_up", "environment", "script"]
 
-#: The batch systems this module can start.  ``pbs`` runs over ``slurm``.
-NAMES = ("slurm", "pbs", "sge")
+#: The systems this module can start: batch systems (``pbs`` runs over ``slurm``), and
+#: ``podman`` for worker containers (no daemon; the runtime and a local base image).
+NAMES = ("slurm", "pbs", "sge", "podman")
 
 _HERE = Path(__file__).resolve().parent
 _STATUS_DOWN = 3  # the scripts' `status` exit code when the system is down
