@@ -239,6 +239,13 @@ def _check_scale(check: _Checker, scale: dict) -> None:
     low, high = scale.get("minimum_jobs", 0), scale.get("maximum_jobs")
     if isinstance(low, int) and isinstance(high, int) and low > high:
         check.error("scale.minimum_jobs", f"{low} is more than maximum_jobs {high}")
+    # no job ever: every strategy would wait worker_wait for nothing
+    if scale.get("jobs") == 0 and not adaptive:
+        check.error("scale.jobs", "0 jobs would start no worker, and every strategy would wait for one in vain; "
+                                  "give at least 1, or for jobs only while there is work use "
+                                  "minimum_jobs: 0 with maximum_jobs: N")
+    if high == 0 and "maximum_jobs" in scale:
+        check.error("scale.maximum_jobs", "0 would start no worker ever; give at least 1")
 
 
 def _check_container(check: _Checker, container: dict) -> None:

@@ -110,7 +110,8 @@ def test_local_site_values_enter_the_settings_and_build_the_local_cluster(tmp_pa
 @pytest.mark.batch
 def test_batch_cluster_submits_exactly_the_printed_job_script(tmp_path, slurm):
     """A real SLURMCluster (scheduler only, no jobs) with TLS: its job script is what `job-script` prints."""
-    name = site(tmp_path, SLURM.replace("log_directory:", f"job_name: {slurm}, log_directory:") + "scale: {jobs: 0}\n")
+    name = site(tmp_path, SLURM.replace("log_directory:", f"job_name: {slurm}, log_directory:")
+                + "scale: {minimum_jobs: 0, maximum_jobs: 1}\n")  # adaptive, and no work: no job
     cluster = build_cluster(resolve(site=name))
     try:
         address = cluster.scheduler.address

@@ -177,6 +177,13 @@ BAD_CONFIGS = [
     ("timeout in words",
      with_section("runner: {timeout: long}\n"),
      "{file}: runner.timeout: expected a positive number of seconds, got 'long'"),
+    ("no jobs at all",
+     with_section("scale: {jobs: 0}\n"),
+     "{file}: scale.jobs: 0 jobs would start no worker, and every strategy would wait for one in vain; give at "
+     "least 1, or for jobs only while there is work use minimum_jobs: 0 with maximum_jobs: N"),
+    ("adaptive up to no job",
+     with_section("scale: {minimum_jobs: 0, maximum_jobs: 0}\n"),
+     "{file}: scale.maximum_jobs: 0 would start no worker ever; give at least 1"),
     ("preload as one string",
      with_section("runner: {preload: ROOT}\n"),
      "{file}: runner.preload: expected a list of module names, got 'ROOT'; each entry is 'package.module' to "
