@@ -40,6 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.runs < 1:
         raise UserError(f"--runs must be at least 1, got {args.runs}")
+    _check_output(args.output, UserError)
     try:
         flavour = choose_flavour(args.flavour)
     except ValueError as err:
@@ -52,3 +53,17 @@ def _demo(args: argparse.Namespace) -> int:
     report = run_demo(runner, args.output, seed=args.seed, runs=args.runs, fail=args.fail, flavour=flavour)
     print(format_report(report, target))
     return 0 if report.succeeded else 1
+
+
+def _check_output(output: Path, error: type) -> None:
+    """Refuses an --output that cannot hold the demo, before anything is simulated or submitted."""
+    if output.exists() and not output.is_dir():
+        raise error(f"--output {output} is a file, not a directory; give a directory (it is made if missing)")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / ".caf-hpc-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise error(f"--output {output}: cannot make or write that directory ({err.strerror}); "
+                    "give a directory you can write to") from None

@@ -76,3 +76,18 @@ def test_demo_fail_shows_fail_fast_and_exits_non_zero(tmp_path, capsys, flavour)
     assert "GainCalibration        (1,1) - (2,3)" in out and "3 failure" in out
     assert "TimeOffsetCalibration  (not run: an earlier algorithm failed)" in out
     assert "final state: FAILED" in out
+
+
+def test_output_that_is_a_file_is_refused_with_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["demo", "--output", str(afile), "--flavour", "python"]) == 2
+    assert capsys.readouterr().err == (f"caf-hpc: error: --output {afile} is a file, not a directory; give a "
+                                       "directory (it is made if missing)\n")
+
+
+def test_output_that_cannot_be_made_is_refused_with_one_line(capsys):
+    assert main(["demo", "--output", "/proc/nope", "--flavour", "python"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("caf-hpc: error: --output /proc/nope: cannot make or write that directory (")
+    assert err.count("\n") == 1 and "Traceback" not in err
