@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import socket
 import threading
 from typing import Any
 
@@ -56,16 +57,36 @@ class ClusterError(RuntimeError):
     """The cluster named in the settings cannot be reached or started."""
 
 
-#: How long to try to reach an existing scheduler.
-CONNECT_TIMEOUT = 30.0
+def connect_timeout() -> float:
+    """How long reaching a scheduler may take: Dask's own ``distributed.comm.timeouts.connect``
+    (30 s unless set, e.g. ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=10s``)."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds"))
 
 
 def _connect(address: str) -> Client:
+    """A client of the scheduler at ``address``. A refused connection fails at once (Dask itself would
+    retry it for the whole connect timeout); a silent address fails after the connect timeout."""
+    from distributed.comm import parse_address, parse_host_port
+
+    timeout = connect_timeout()
+    where = "check that it runs and the address (runner_for(address=...) or CAF_HPC_ADDRESS)"
+    host, port = parse_host_port(parse_address(address)[1])
     try:
-        return Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
+        socket.create_connection((host, port), timeout=timeout).close()
+    except ConnectionRefusedError:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: the connection was refused, so "
+                           f"nothing listens there; {where}") from None
+    except OSError as err:  # timed out, no route, unknown host
+        reason = f"no answer within {timeout:g} s (distributed.comm.timeouts.connect)" \
+            if isinstance(err, TimeoutError) else str(err)
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {reason}; {where}") from None
+    try:
+        return Client(address, set_as_default=False, timeout=timeout)
     except (OSError, TimeoutError) as err:
-        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({err}); check that it runs and the "
-                           "address (runner_for(address=...) or CAF_HPC_ADDRESS)") from None
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({err}); {where}") from None
 
 
 def _make_cluster(settings: RunnerSettings) -> Any:

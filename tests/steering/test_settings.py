@@ -1,6 +1,8 @@
 """Runner settings come from runner_for() and the environment; mistakes are named clearly."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from caf_hpc import DaskAlgorithmsRunner, SettingsError, runner_for
@@ -62,8 +64,31 @@ def test_unreachable_scheduler_is_named_with_where_to_fix_it(calibrate, monkeypa
 
     from caf_hpc.steering import clusters
 
-    monkeypatch.setattr(clusters, "CONNECT_TIMEOUT", 2)
+    started = time.monotonic()
     outcome = calibrate([ok("Never")], runner=runner_for(address="tcp://127.0.0.1:9"))
+    assert time.monotonic() - started < 5  # refused: at once, not after Dask's 30 s of retries
     assert isinstance(outcome.error, clusters.ClusterError)
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in str(outcome.error)
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9: the connection was refused" in str(outcome.error)
     assert "CAF_HPC_ADDRESS" in str(outcome.error) and outcome.final_state == "FAILED"
+
+
+def test_silent_scheduler_address_fails_after_the_connect_timeout_the_user_set(calibrate, monkeypatch):
+    import dask.config
+
+    from tests.helpers.scripted import ok
+
+    from caf_hpc.steering import clusters
+
+    monkeypatch.setattr(clusters.socket, "create_connection", _silent)
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        started = time.monotonic()
+        outcome = calibrate([ok("Never")], runner=runner_for(address="tcp://127.0.0.1:8786"))
+        elapsed = time.monotonic() - started
+    assert 1.5 < elapsed < 10
+    assert "no answer within 2 s (distributed.comm.timeouts.connect)" in str(outcome.error)
+
+
+def _silent(address, timeout=None, **kwargs):
+    """create_connection toward an address that never answers (nothing is sent anywhere)."""
+    time.sleep(timeout)
+    raise TimeoutError("timed out")
