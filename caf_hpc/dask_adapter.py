@@ -145,14 +145,40 @@ def import_jobqueue() -> Any:
     exit code 0, and importing it from a thread other than the main one (CAF runs each
     calibration in a thread) raises ValueError. The handler in force before stays in
     force. Tested by ``tests/sites/test_jobqueue_import.py``.
+
+    It also copies its configuration template into ``~/.config/dask/jobqueue.yaml`` on
+    import (``dask.config.ensure_file``), so that ``caf-hpc sites show`` would write into
+    the user's home; the defaults it loads from its own copy apply all the same, and
+    caf-hpc reads them from there too. Tested by
+    ``tests/sites/test_cli.py::test_read_only_commands_write_nothing``.
     """
     if "dask_jobqueue" in sys.modules:
         return sys.modules["dask_jobqueue"]
-    real_signal = signal.signal
+    import dask.config
+
+    real_signal, real_ensure_file = signal.signal, dask.config.ensure_file
     previous = signal.getsignal(signal.SIGINT)
     signal.signal = lambda signalnum, handler: previous  # type: ignore[assignment]
+    dask.config.ensure_file = lambda *args, **kwargs: None  # type: ignore[assignment]
     try:
         import dask_jobqueue
     finally:
         signal.signal = real_signal
+        dask.config.ensure_file = real_ensure_file
     return dask_jobqueue
+
+
+def render_job_script(job_cls: type, **kwargs: Any) -> str:
+    """The job script ``job_cls(**kwargs)`` would submit, without making its ``log_directory``.
+
+    dask-jobqueue's ``Job`` creates ``log_directory`` when it is constructed, which a
+    cluster about to submit needs but ``caf-hpc job-script``, which only prints, must not
+    do. ``os.makedirs`` is skipped for the construction only (the CLI is single-threaded
+    there). Tested by ``tests/sites/test_cli.py::test_read_only_commands_write_nothing``.
+    """
+    import os
+    from unittest import mock
+
+    with mock.patch.object(os, "makedirs", lambda *args, **kw: None):
+        job = job_cls(**kwargs)
+    return job.job_script()

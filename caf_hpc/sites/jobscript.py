@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..dask_adapter import render_job_script
 from . import schema
 from .build import cluster_arguments
 from .config import SiteConfig
@@ -18,7 +19,7 @@ def job_script(site: SiteConfig, directories: Sequence[str] = ()) -> str:
     """The job script, container wrapping and TLS arguments included; only the scheduler address and worker name differ.
 
     Constructing the job class is what ``JobQueueCluster.job_script()`` does too, but
-    without a scheduler; like it, dask-jobqueue creates ``log_directory`` if missing.
+    without a scheduler, and without making ``log_directory`` (it only prints).
     """
     if not site.is_batch:
         raise SiteConfigError(f"{site.source}: scheduler {site.scheduler} submits no batch jobs, so there is no job script")
@@ -29,7 +30,7 @@ def job_script(site: SiteConfig, directories: Sequence[str] = ()) -> str:
     job_kwargs["protocol"] = "tls://" if security is not None else None  # as JobQueueCluster does
     job_kwargs["security"] = security
     address = SCHEDULER_ADDRESS.format(protocol="tls" if security is not None else "tcp")
-    return job_cls(scheduler=address, name=WORKER_NAME, **job_kwargs).job_script()
+    return render_job_script(job_cls, scheduler=address, name=WORKER_NAME, **job_kwargs)
 
 
 def submit_command(site: SiteConfig) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -208,3 +209,17 @@ def test_every_command_has_help(capsys, argv):
     out = capsys.readouterr().out
     assert done.value.code == 0
     assert out.startswith(f"usage: caf-hpc {' '.join(argv)}")
+
+
+def test_read_only_commands_write_nothing(tmp_path):
+    """show, check and job-script read site configs; not a file may appear in the user's home for them
+    (importing dask-jobqueue would write ~/.config/dask/jobqueue.yaml, its Job would make the log directory)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("CAF_HPC_", "XDG_", "DASK_"))}
+    env.update(HOME=str(home), PATH=SYSTEM_PATH + ":" + os.path.dirname(sys.executable))
+    for command in (["sites", "show", "localhost-slurm"], ["sites", "check", "localhost-slurm"],
+                    ["job-script", "localhost-slurm"], ["job-script", "localhost-slurm-podman"]):
+        subprocess.run([sys.executable, "-m", "caf_hpc.cli", *command], env=env, cwd=tmp_path,
+                       capture_output=True, timeout=120)
+        assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == [], command
