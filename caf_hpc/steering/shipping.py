@@ -15,8 +15,11 @@ strategy is submitted.
 """
 from __future__ import annotations
 
+import collections
 import copy
 import importlib
+import io
+import pickle
 import os
 import sys
 import sysconfig
@@ -128,6 +131,33 @@ def _pickling_failures(named: Mapping[str, Any]) -> dict:
     return failures
 
 
+class _SourcePickler(cloudpickle.Pickler):
+    """cloudpickle, keeping the file name of the code it ships by value.
+
+    cloudpickle writes ``<dynamic-code>`` as the file of every function it pickles by
+    value, so that its output does not depend on where the code was defined. For a
+    steering script's strategy that is the wrong trade: a traceback in the algorithm's
+    log would name ``<dynamic-code>`` instead of the user's file and line, and could show
+    no source line. The code objects are rebuilt exactly as cloudpickle rebuilds them,
+    with the real file name, which the worker's traceback then reads where the file is
+    visible (a shared file system, as CAF's output directory must be anyway).
+    """
+
+    dispatch_table = collections.ChainMap({types.CodeType: lambda code: _with_filename(code)},
+                                          cloudpickle.Pickler.dispatch_table)
+
+
+def _with_filename(code: types.CodeType) -> tuple:
+    rebuild, args = cloudpickle.cloudpickle._code_reduce(code)
+    return rebuild, tuple(code.co_filename if arg == "<dynamic-code>" else arg for arg in args)
+
+
+def _dumps(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    _SourcePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
 def _refuse_undeclared_cpp(name: str, obj: Any) -> None:
     """Refuses a C++ object whose class the workers cannot know, saying the two ways out."""
     slug = name.lower()
@@ -160,8 +190,8 @@ def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
     try:
         if holds_cpp:
             with cpp.quiet_streaming():
-                return cloudpickle.dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
-        return cloudpickle.dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
+                return _dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
+        return _dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
     except Exception as err:
         settings = {**params, "iov": iov}
         for key, part_error in _pickling_failures(settings).items():

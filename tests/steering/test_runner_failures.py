@@ -8,6 +8,8 @@ from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.basf2_compat import RunnerError
+from caf_hpc.extras.standins.framework import Algorithm
+from caf_hpc.extras.standins.strategies import AlgorithmStrategy
 
 
 def _only_ran(outcome, names):
@@ -77,3 +79,31 @@ def test_strategy_over_its_time_limit_is_killed(calibrate):
     assert isinstance(outcome.error, RunnerError)
     assert "exceeded its time limit of 2 s" in str(outcome.error)
     _only_ran(outcome, ["Slow"])
+
+
+def _divide(x):
+    return 1 / x  # the line a user wants to see in the algorithm's log
+
+
+class _FailsInThisFile(AlgorithmStrategy):
+    """Defined here, in a module the workers cannot import: it travels by value."""
+
+    def run(self, iov, iteration, queue):
+        _divide(0)
+
+
+class _Named:
+    name = "Divider"
+
+    def setInputFileNames(self, files):
+        pass
+
+
+def test_traceback_of_code_shipped_by_value_names_its_file_and_line(calibrate):
+    algorithm = Algorithm(_Named())
+    algorithm.strategy = _FailsInThisFile
+    outcome = calibrate([algorithm])
+    assert isinstance(outcome.error, RunnerError) and "raised ZeroDivisionError" in str(outcome.error)
+    log = (outcome.output_dir / "Divider_stdout").read_text()
+    assert f'File "{__file__}", line' in log and "in _divide" in log, log
+    assert "return 1 / x  # the line a user wants to see" in log and "<dynamic-code>" not in log
