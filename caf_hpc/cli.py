@@ -74,5 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m caf_hpc.cli: the package's own module, so that its errors are the ones caught
+    from caf_hpc.cli import main as package_main
+
+    sys.exit(package_main())

@@ -24,6 +24,7 @@ from .. import protocol
 from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_info, log_warning
 from ..worker.task import run_strategy_task, start_preloading
 from . import clusters, events, shipping
+from .directory_lock import DirectoryInUse, DirectoryLock
 from .logs import describe
 from .settings import RunnerSettings, resolve_for_run
 
@@ -172,8 +173,19 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         return resolve_for_run(cls.overrides)
 
     def run(self, iov: Any, iteration: int) -> None:
-        settings = self.settings()
         self.final_state = None
+        try:
+            lock = DirectoryLock.acquire(self.output_dir, f"calibration {self.name}", beside=True)
+        except DirectoryInUse as err:
+            self.final_state = self.FAILED
+            raise RunnerError(f"calibration {self.name}: {err}") from None
+        try:
+            self._run_locked(iov, iteration)
+        finally:
+            lock.release()
+
+    def _run_locked(self, iov: Any, iteration: int) -> None:
+        settings = self.settings()
         algorithms = list(self.algorithms or [])
         params = shipping.strategy_params(self)
         shipping.register_local_modules(settings.ship_modules)

@@ -79,3 +79,29 @@ def test_next_iteration_reuses_the_same_cluster(calibrate, tmp_path):
     assert first.output_dir != second.output_dir
     assert clusters.client_for(DaskAlgorithmsRunner.settings()) is client
     assert set(client.scheduler_info()["workers"]) == workers
+
+
+def test_a_second_runner_on_the_same_output_directory_is_refused(calibrate, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    from caf_hpc import RunnerError
+
+    output_dir = tmp_path / "0" / "algorithm_output"  # where calibrate's driver puts iteration 0
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from caf_hpc.steering.directory_lock import DirectoryLock
+        lock = DirectoryLock.acquire({str(output_dir)!r}, "calibration other", beside=True)
+        print("held", flush=True)
+        time.sleep(120)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        outcome = calibrate([ok("Late")], root=tmp_path)
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert isinstance(outcome.error, RunnerError) and outcome.final_state == "FAILED"
+    assert f"is in use by calibration other, process {holder.pid}" in str(outcome.error)
+    assert outcome.results == {}

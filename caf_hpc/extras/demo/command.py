@@ -33,6 +33,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from ...steering.binding import runner_for
+    from ...steering.directory_lock import DirectoryInUse, DirectoryLock
     from ...cli import UserError
     from .run import choose_flavour, flavour_settings, format_report, run_demo
 
@@ -48,9 +49,14 @@ def _demo(args: argparse.Namespace) -> int:
     overrides = {"n_workers": args.workers, "timeout": args.timeout, "address": args.address}
     runner = runner_for(args.site, **{k: v for k, v in overrides.items() if v is not None}, **flavour_settings(flavour))
     target = runner.settings().description
-    print(f"caf-hpc demo: simulating and calibrating on {target} with the {flavour} algorithms "
-          f"(output in {args.output}) ...", flush=True)
-    report = run_demo(runner, args.output, seed=args.seed, runs=args.runs, fail=args.fail, flavour=flavour)
+    try:
+        lock = DirectoryLock.acquire(args.output, "caf-hpc demo")
+    except DirectoryInUse as err:
+        raise UserError(str(err)) from None
+    with lock:
+        print(f"caf-hpc demo: simulating and calibrating on {target} with the {flavour} algorithms "
+              f"(output in {args.output}) ...", flush=True)
+        report = run_demo(runner, args.output, seed=args.seed, runs=args.runs, fail=args.fail, flavour=flavour)
     print(format_report(report, target))
     return 0 if report.succeeded else 1
 

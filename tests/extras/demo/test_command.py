@@ -91,3 +91,22 @@ def test_output_that_cannot_be_made_is_refused_with_one_line(capsys):
     err = capsys.readouterr().err
     assert err.startswith("caf-hpc: error: --output /proc/nope: cannot make or write that directory (")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_second_demo_in_the_same_directory_is_refused_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "caf_hpc.cli", "demo", "--output", str(tmp_path / "demo"), "--flavour", "python"]
+    first = subprocess.Popen([*command, "--seed", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert first.stdout.readline().startswith("caf-hpc demo: simulating")  # it holds the directory now
+        second = subprocess.run([*command, "--seed", "2"], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and f"is in use by caf-hpc demo, process {first.pid}" in second.stderr
+        output, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0 and "final state: COMPLETED" in output
+    database = tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "outputdb" / "database.txt"
+    assert len(database.read_text().splitlines()) == 42  # 40 pedestals, a gain and a time offset: once each
