@@ -110,3 +110,53 @@ def test_a_second_demo_in_the_same_directory_is_refused_at_once(tmp_path):
     assert first.returncode == 0 and "final state: COMPLETED" in output
     database = tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "outputdb" / "database.txt"
     assert len(database.read_text().splitlines()) == 42  # 40 pedestals, a gain and a time offset: once each
+
+
+def _processes_marked(mark: str) -> list:
+    """Processes whose environment carries ``mark``: the demo and everything it started, whatever their parent."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if mark.encode() in handle.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_ctrl_c_of_a_local_run_is_one_line_exit_130_and_leaves_nothing_running(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    mark = f"CAF_HPC_TEST_MARK={uuid.uuid4().hex}"
+    env = dict(os.environ, CAF_HPC_TEST_MARK=mark.split("=", 1)[1])
+    command = [sys.executable, "-m", "caf_hpc.cli", "demo", "--output", str(tmp_path / "demo"), "--flavour", "python",
+               "--runs", "20"]
+    demo = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log = tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "PedestalCalibration_stdout"
+        deadline = time.monotonic() + 60
+        while not log.exists() and time.monotonic() < deadline:  # strategies are running on the workers
+            time.sleep(0.05)
+        assert log.exists()
+        interrupted = time.monotonic()
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=30)
+        took = time.monotonic() - interrupted
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 130 and took < 2, (took, output)
+    assert output.splitlines()[-1] == "caf-hpc: interrupted" and "Traceback" not in output, output
+    deadline = time.monotonic() + 15  # workers and fork servers end with their parents
+    while _processes_marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_marked(mark) == []
