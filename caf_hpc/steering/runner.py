@@ -186,7 +186,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
 
     def _run_locked(self, iov: Any, iteration: int) -> None:
         settings = self.settings()
-        algorithms = list(self.algorithms or [])
+        algorithms = self._algorithms_to_run()
         params = shipping.strategy_params(self)
         shipping.register_local_modules(settings.ship_modules)
         # every algorithm is packed (or refused) and the cluster reached before anything is submitted
@@ -212,6 +212,22 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             self.final_state = self.COMPLETED
         finally:
             inbox.close()
+
+    def _algorithms_to_run(self) -> list:
+        """``self.algorithms``, or RunnerError when they cannot run as CAF means them to."""
+        algorithms = list(self.algorithms or [])
+        if not algorithms:
+            self.final_state = self.FAILED
+            raise RunnerError(f"calibration {self.name}: no algorithms to run (runner.algorithms is "
+                              f"{self.algorithms!r}); CAF sets them from the Calibration before run()")
+        names = [getattr(algorithm, "name", repr(algorithm)) for algorithm in algorithms]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            self.final_state = self.FAILED
+            raise RunnerError(f"calibration {self.name}: algorithm name(s) {', '.join(twice)} appear more than once; "
+                              "their results (runner.results is keyed by name) and logs (<output_dir>/<name>_stdout) "
+                              "would mix. Give each algorithm a name of its own")
+        return algorithms
 
     def _run_strategy(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, name: str,
                       payload: bytes) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pathlib
 
+import pytest
 from tests.helpers.scripted import EVERYWHERE, ok, scripted
 
 from caf_hpc import DaskAlgorithmsRunner
@@ -105,3 +106,36 @@ def test_a_second_runner_on_the_same_output_directory_is_refused(calibrate, tmp_
     assert isinstance(outcome.error, RunnerError) and outcome.final_state == "FAILED"
     assert f"is in use by calibration other, process {holder.pid}" in str(outcome.error)
     assert outcome.results == {}
+
+
+@pytest.mark.parametrize("algorithms", [None, []], ids=["unset", "empty"])
+def test_run_without_algorithms_is_an_error_not_a_completed_run(tmp_path, algorithms):
+    from caf_hpc import RunnerError
+
+    runner = DaskAlgorithmsRunner(name="nothing")
+    runner.algorithms, runner.output_dir = algorithms, tmp_path / "algorithm_output"
+    runner.output_dir.mkdir()
+    with pytest.raises(RunnerError, match="no algorithms to run"):
+        runner.run(None, 0)
+    assert runner.final_state == "FAILED"
+
+
+def test_two_algorithms_with_one_name_are_refused_before_anything_runs(calibrate, tmp_path):
+    from caf_hpc import RunnerError
+
+    marker = tmp_path / "ran"
+    outcome = calibrate([ok("Same", 2, ("record", str(marker), "first")), ok("Same", 3)])
+    assert isinstance(outcome.error, RunnerError) and "algorithm name(s) Same appear more than once" in str(outcome.error)
+    assert outcome.results == {} and not marker.exists()
+
+
+def test_one_runner_run_twice_reports_the_second_run_only(tmp_path):
+    runner = DaskAlgorithmsRunner(name="again")
+    runner.output_dir = tmp_path / "algorithm_output"
+    runner.output_dir.mkdir()
+    runner.output_database_dir = runner.output_dir / "outputdb"
+    runner.algorithms = [ok("First", 2)]
+    runner.run(None, 0)
+    runner.algorithms = [ok("First", 3)]
+    runner.run(None, 1)
+    assert runner.final_state == "COMPLETED" and [len(r) for r in runner.results.values()] == [3]
