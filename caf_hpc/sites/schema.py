@@ -86,6 +86,13 @@ CLUSTER_KINDS = {
 #: HTCondor's extra directives are submit-file attributes (key = value), not lines.
 HTCONDOR_KINDS = {"job_extra_directives": "mapping"}
 
+#: Keys whose values dask-jobqueue writes, as they are, into a batch directive or the worker's command
+#: line: neither is quoted, so these take no white space and nothing a shell would read.
+UNQUOTED_KEYS = ("queue", "account", "project", "job_name", "log_directory", "local_directory", "python",
+                 "interface", "worker_extra_args")
+#: What such a value may hold: letters, digits and these (a path, a host, an account, ~ for home).
+UNQUOTED_SAFE = r"[A-Za-z0-9_./~@%+=:,#-]+"
+
 #: Keys that every batch site must set: dask-jobqueue cannot size a job without them.
 REQUIRED_CLUSTER_KEYS = {
     "slurm": ("cores", "memory"),

@@ -206,6 +206,8 @@ def _check_cluster(check: _Checker, given: dict) -> dict:
         spelled[key] = raw_key
         if key in allowed:
             result[key] = check.value(where, schema.cluster_kind(scheduler, key), value)
+            if key in schema.UNQUOTED_KEYS and scheduler != "local":
+                _check_unquoted(check, where, value)
         elif key in schema.MANAGED and scheduler != "local":
             check.error(where, schema.MANAGED[key])
         elif key in schema.RENAMED:
@@ -227,6 +229,22 @@ def _check_cluster(check: _Checker, given: dict) -> dict:
             check.error("cluster.processes", f"{processes} worker processes cannot share {cores} core(s); "
                                              "give at most as many processes as cores")
     return result
+
+
+_UNQUOTED_SAFE = re.compile(schema.UNQUOTED_SAFE)
+
+
+def _check_unquoted(check: _Checker, where: str, value: Any) -> None:
+    """A value dask-jobqueue puts unquoted into a job script must not break it, nor run anything."""
+    for index, item in enumerate(value if isinstance(value, list) else [value]):
+        text = str(item)
+        if not isinstance(item, (str, int, float)) or _UNQUOTED_SAFE.fullmatch(text) or find_placeholder(text):
+            continue
+        bad = "".join(sorted({c for c in text if not _UNQUOTED_SAFE.fullmatch(c)}))
+        spot = f"{where}[{index}]" if isinstance(value, list) else where
+        check.error(spot, f"{text!r} has {bad!r}, which the job script would hand to the shell or its batch "
+                          "directives unquoted; use letters, digits and _ . / ~ @ % + = : , - only (rename the "
+                          "directory or queue, or set it from job_script_prologue, which is your own shell)")
 
 
 def _check_scale(check: _Checker, scale: dict) -> None:

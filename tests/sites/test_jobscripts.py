@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import subprocess
 from pathlib import Path
 
 import dask
@@ -153,3 +154,28 @@ def test_container_words_are_quoted_for_the_shell_but_variables_expand():
                                 None, ["/data with space/", "$SCRATCH/x", None, "/work"])
     assert command == ("apptainer exec --bind '/data with space' --bind $TMPDIR --bind /work --home=$HOME "
                        "/images/b2.sif python")
+
+
+def test_container_values_reach_the_runtime_as_written_not_as_shell(machine, tmp_path):
+    """Binds, env and options with spaces and shell metacharacters are quoted: real bash parses the
+    job's command line with the runtime replaced by a function that prints its arguments."""
+    path = tmp_path / "quoted.yaml"
+    path.write_text(
+        "scheduler: slurm\n"
+        "cluster: {cores: 1, memory: 1GB, walltime: '00:10:00'}\n"
+        "container:\n"
+        "  runtime: apptainer\n"
+        "  image: docker://example/caf-hpc\n"
+        "  binds: ['/data with space', '/x;y:/z']\n"
+        "  env: ['A=b c', 'B=$(touch /tmp/caf-hpc-quoting-broken)']\n"
+        "  options: ['--fakeroot']\n"
+        "security: {tls: false}\n")
+    script = job_script(load_site(str(path)))
+    line = next(line for line in script.splitlines() if line.startswith("apptainer exec"))
+    line = line.replace("<insert-scheduler-address-here>", "127.0.0.1")  # as when the cluster starts
+    printed = subprocess.run(["bash", "-c", 'apptainer() { printf "%s\\n" "$@"; }; ' + line],
+                             capture_output=True, text=True, timeout=30).stdout.splitlines()
+    assert printed[:5] == ["exec", "--bind", "/data with space", "--bind", "/x;y:/z"]
+    assert printed[printed.index("A=b c") - 1] == "--env"
+    assert printed[printed.index("B=$(touch /tmp/caf-hpc-quoting-broken)") - 1] == "--env"
+    assert not Path("/tmp/caf-hpc-quoting-broken").exists()

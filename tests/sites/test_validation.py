@@ -184,6 +184,17 @@ BAD_CONFIGS = [
     ("adaptive up to no job",
      with_section("scale: {minimum_jobs: 0, maximum_jobs: 0}\n"),
      "{file}: scale.maximum_jobs: 0 would start no worker ever; give at least 1"),
+    ("queue with a shell command",
+     with_section("cluster: {queue: 'debug; touch /tmp/x', cores: 1, memory: 1GB}\n", base="scheduler: slurm\n"),
+     "{file}: cluster.queue: 'debug; touch /tmp/x' has ' ;', which the job script would hand to the shell or its "
+     "batch directives unquoted; use letters, digits and _ . / ~ @ % + = : , - only (rename the directory or queue, "
+     "or set it from job_script_prologue, which is your own shell)"),
+    ("worker argument with a substitution",
+     with_section("cluster: {cores: 1, memory: 1GB, worker_extra_args: ['--lifetime', '$(id)']}\n",
+                  base="scheduler: slurm\n"),
+     "{file}: cluster.worker_extra_args[1]: '$(id)' has '$()', which the job script would hand to the shell or its "
+     "batch directives unquoted; use letters, digits and _ . / ~ @ % + = : , - only (rename the directory or queue, "
+     "or set it from job_script_prologue, which is your own shell)"),
     ("preload as one string",
      with_section("runner: {preload: ROOT}\n"),
      "{file}: runner.preload: expected a list of module names, got 'ROOT'; each entry is 'package.module' to "
