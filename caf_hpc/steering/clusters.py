@@ -19,7 +19,7 @@ from distributed import Client
 
 from .. import dask_adapter
 from ..basf2_compat import log_info, log_warning
-from .settings import RunnerSettings, resolve_site
+from .settings import RunnerSettings, resolve_site, scheduler_host_port
 
 _lock = threading.Lock()
 _clients: dict[tuple, Client] = {}
@@ -69,11 +69,9 @@ def connect_timeout() -> float:
 def _connect(address: str) -> Client:
     """A client of the scheduler at ``address``. A refused connection fails at once (Dask itself would
     retry it for the whole connect timeout); a silent address fails after the connect timeout."""
-    from distributed.comm import parse_address, parse_host_port
-
     timeout = connect_timeout()
     where = "check that it runs and the address (runner_for(address=...) or CAF_HPC_ADDRESS)"
-    host, port = parse_host_port(parse_address(address)[1])
+    host, port = scheduler_host_port(address)  # checked already when the settings were made
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except ConnectionRefusedError:

@@ -58,18 +58,26 @@ def preload_problems(entries: Any) -> list[str]:
             if not isinstance(entry, str) or not _PRELOAD_ENTRY.match(entry)]
 
 
-def _is_scheduler_address(address: str) -> bool:
-    """Whether Dask can connect to ``address``: a known protocol (or none), a host and a port."""
+def scheduler_host_port(address: str) -> tuple:
+    """``(host, port)`` of a Dask scheduler address; ValueError unless Dask can connect to it (a known
+    protocol, its plugins included, or none; a host; a port)."""
     from distributed.comm import parse_address, parse_host_port
     from distributed.comm.registry import get_backend
 
+    scheme, location = parse_address(address)
+    host, port = parse_host_port(location)
+    get_backend(scheme)
+    if scheme == "inproc" or not host or not 0 < port < 65536:
+        raise ValueError(f"not a scheduler address: {address!r}")
+    return host, port
+
+
+def _is_scheduler_address(address: str) -> bool:
     try:
-        scheme, location = parse_address(address)
-        host, port = parse_host_port(location)
-        get_backend(scheme)  # a protocol Dask knows, its plugins included
+        scheduler_host_port(address)
     except ValueError:
         return False
-    return scheme != "inproc" and bool(host) and 0 < port < 65536
+    return True
 
 
 class SettingsError(ValueError):

@@ -7,33 +7,17 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
 
+from tests.helpers.locks import hold_directory
+
 from caf_hpc.steering import directory_lock
 from caf_hpc.steering.directory_lock import LOCK_NAME, DirectoryInUse, DirectoryLock
 
-HOLDER = textwrap.dedent("""
-    import sys, time
-    from caf_hpc.steering.directory_lock import DirectoryLock
-    lock = DirectoryLock.acquire(sys.argv[1], "calibration held-by-test", beside=sys.argv[2] == "beside")
-    print("held", flush=True)
-    time.sleep(120)
-""")
-
-
-def _hold(directory, beside=False):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(directory), "beside" if beside else "in"],
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
-
-
 def test_a_second_run_is_refused_at_once_naming_the_holder(tmp_path):
-    holder = _hold(tmp_path / "out")
+    holder = hold_directory(tmp_path / "out")
     try:
         started = time.monotonic()
         with pytest.raises(DirectoryInUse) as caught:
@@ -48,7 +32,7 @@ def test_a_second_run_is_refused_at_once_naming_the_holder(tmp_path):
 
 
 def test_the_lock_dies_with_its_holder_however_it_ends(tmp_path):
-    holder = _hold(tmp_path / "out", beside=True)
+    holder = hold_directory(tmp_path / "out", beside=True)
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=10)
     with DirectoryLock.acquire(tmp_path / "out", "calibration next", beside=True):
@@ -57,7 +41,7 @@ def test_the_lock_dies_with_its_holder_however_it_ends(tmp_path):
 
 def test_a_lock_beside_the_directory_survives_the_directory_being_made_again(tmp_path):
     """CAF empties algorithm_output before every run: a lock file in it would go too."""
-    holder = _hold(tmp_path / "algorithm_output", beside=True)
+    holder = hold_directory(tmp_path / "algorithm_output", beside=True)
     try:
         subprocess.run(["rm", "-rf", str(tmp_path / "algorithm_output")], check=True, timeout=30)
         (tmp_path / "algorithm_output").mkdir()

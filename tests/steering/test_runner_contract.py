@@ -83,22 +83,13 @@ def test_next_iteration_reuses_the_same_cluster(calibrate, tmp_path):
 
 
 def test_a_second_runner_on_the_same_output_directory_is_refused(calibrate, tmp_path):
-    import subprocess
-    import sys
-    import textwrap
+    from tests.helpers.locks import hold_directory
 
     from caf_hpc import RunnerError
 
     output_dir = tmp_path / "0" / "algorithm_output"  # where calibrate's driver puts iteration 0
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from caf_hpc.steering.directory_lock import DirectoryLock
-        lock = DirectoryLock.acquire({str(output_dir)!r}, "calibration other", beside=True)
-        print("held", flush=True)
-        time.sleep(120)
-    """)], stdout=subprocess.PIPE, text=True)
+    holder = hold_directory(output_dir, "calibration other", beside=True)
     try:
-        assert holder.stdout.readline().strip() == "held"
         outcome = calibrate([ok("Late")], root=tmp_path)
     finally:
         holder.kill()
