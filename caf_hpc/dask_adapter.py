@@ -7,8 +7,10 @@ Dask release changes what it relies on (named in its docstring).
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
+import traceback
 from typing import Any, Callable
 
 from distributed import Queue
@@ -69,6 +71,32 @@ def on_worker_events(client: Any, handler: Callable[[str, dict], None]) -> None:
 def stop_worker_events(client: Any) -> None:
     """Before a client closes: else the scheduler reports that client's leaving on the topic to it, closed."""
     client.unsubscribe_topic("all")
+
+
+class _CancelledReconnection(logging.Filter):
+    """Drops the error ``distributed.client`` logs when closing a client cancels its reconnection."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = record.exc_info[0] if record.exc_info else None
+        return not (kind is not None and issubclass(kind, asyncio.CancelledError)
+                    and "_reconnect" in "".join(traceback.format_tb(record.exc_info[2])))
+
+
+_reconnection_filter = _CancelledReconnection()
+
+
+def quiet_cancelled_reconnection() -> None:
+    """Keeps a benign traceback off the user's terminal when the scheduler died under a run.
+
+    A client whose scheduler went away keeps trying to reconnect; closing it (at the end
+    of the run the runner reported as failed) cancels that attempt, and ``log_errors`` on
+    ``Client._reconnect`` logs the ``CancelledError`` with a full traceback at ERROR.
+    Nothing failed there: the runner already said what did. Only that record is dropped.
+    Tested by ``tests/steering/test_cluster_faults.py::test_scheduler_killed_mid_run_is_one_error_for_the_user``.
+    """
+    logger = logging.getLogger("distributed.client")
+    if _reconnection_filter not in logger.filters:
+        logger.addFilter(_reconnection_filter)
 
 
 def subprocess_cluster(**kwargs: Any) -> Any:

@@ -66,6 +66,7 @@ class StrategyTask:
     timeout: Optional[float] = None
     fork_server: bool = True
     preload: tuple = ()     # run once per worker process before the strategy's process starts
+    input_files: tuple = () # checked for on the worker before the strategy starts
 
 
 # --------------------------------------------------------------------------- Dask worker -> strategy child
@@ -178,6 +179,8 @@ class Ended:
     timed_out: bool = False
     cancelled: bool = False
     error: Optional[str] = None     # the supervision itself failed: its traceback
+    unstartable: Optional[str] = None  # why no strategy process was started (a path this worker cannot see)
+    leftovers: tuple = ()           # pids the strategy's process left running, ended after it
 
 
 Record = Union[Started, Frames, Ended]

@@ -74,7 +74,7 @@ class Inbox:
             except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
                 continue
             except Exception as err:  # the scheduler or the client went away
-                self._local.put(Unreadable(repr(err)))
+                self._local.put(Unreadable(f"{type(err).__name__}: {err}"))
                 return
             if data == _CLOSE:
                 return

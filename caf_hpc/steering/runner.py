@@ -237,7 +237,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         log_path = shipping.log_file(self.output_dir, name)
         key = f"caf-strategy-{name}-{uuid.uuid4().hex[:16]}"
         task = protocol.StrategyTask(key, name, payload, inbox.name, str(log_path), str(self.output_dir),
-                                     settings.timeout, settings.fork_server, settings.preload)
+                                     settings.timeout, settings.fork_server, settings.preload,
+                                     tuple(str(path) for path in self.input_files or ()))
         started = time.monotonic()
         stream = StrategyStream(key, name, results)
         inbox.watch(key)
@@ -312,15 +313,21 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         """Turns how the child ended into CAF's outcome, as the reference runner does."""
         end = stream.end
         if stream.unreadable:
-            return self._fail(name, log_path, f"could not be followed: the run's queue became unreadable "
-                              f"({stream.unreadable}). This is a failure of the cluster, not of the algorithm")
+            return self._fail(name, log_path, f"could not be followed: its Dask scheduler stopped answering "
+                              f"(reading the run's queue failed: {stream.unreadable}). This is a failure of the "
+                              f"cluster, not of the algorithm: {clusters.describe(settings)}")
         if end is None:
             done = stream.task_done
             return self._fail(name, log_path, f"ended without a report from its worker ({_where(stream.where)}): "
                               f"the Dask task ended {done.status} ({done.error}). This is a failure "
                               "of the cluster, not of the algorithm")
+        if end.unstartable:
+            return self._fail(name, log_path, f"could not start: {end.unstartable}")
         if end.error:
             return self._fail(name, log_path, f"could not be supervised on {_where(stream.where)}:\n{end.error}")
+        if end.leftovers:
+            log_warning(f"{self.name}: the strategy of {name} left {len(end.leftovers)} process(es) running on "
+                        f"{_where(stream.where)}, ended after it: {'; '.join(end.leftovers)}")
         if end.timed_out:
             return self._fail(name, log_path, f"exceeded its time limit of {settings.timeout:g} s and was killed")
         if end.cancelled:

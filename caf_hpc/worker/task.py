@@ -34,6 +34,7 @@ _CHECK_INTERVAL = 1.0   # how often a quiet child is checked for time limit and 
 _ANNOUNCE_AFTER = 0.2   # a child quiet this long after its start gets a Started record of its own
 _DRAIN_WAIT = 0.2      # after the child ended: how long a quiet pipe is waited on before it counts as done
 _KILL_GRACE = 5.0
+_LEFTOVER_GRACE = 2.0   # how long processes a strategy left running get after SIGTERM before SIGKILL
 _EXIT_WAIT = 60.0       # how long a child that closed its message pipe may take to exit
 
 
@@ -65,15 +66,107 @@ def _stop(process: Any) -> Optional[int]:
     return None
 
 
-def _start_child(task: protocol.StrategyTask, message_fd: int) -> Any:
+#: How a worker that cannot see a path should be fixed, for the messages below.
+_SHARED = ("the steering host and the workers must see it at the same path: on a batch site a shared file "
+           "system, and with a container a bind (the site's container.binds)")
+
+
+class Unstartable(Exception):
+    """The strategy cannot start on this worker: a path it needs is not there (paths not shared)."""
+
+
+def _check_inputs(task: protocol.StrategyTask, here: protocol.Where) -> None:
+    """Refuses to start a strategy whose input files this worker cannot read, naming them.
+
+    Without this check the algorithm would start and fail somewhere inside ROOT with a
+    message about one file; the cause, a file system the worker does not share, is
+    clearer before it starts.
+    """
+    missing = [path for path in task.input_files if not os.access(path, os.R_OK)]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise Unstartable(f"{len(missing)} of its {len(task.input_files)} input file(s) cannot be read on "
+                          f"{here.describe()}: {shown}; {_SHARED}")
+
+
+def _open_log(task: protocol.StrategyTask, here: protocol.Where) -> int:
+    try:
+        return os.open(task.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as err:
+        raise Unstartable(f"cannot write its log {task.log_path} on {here.describe()} ({err.strerror}). "
+                          f"The output directory {task.output_dir} must exist and be writable there; "
+                          f"{_SHARED}") from None
+
+
+def _group_members(pgid: int) -> list:
+    """(pid, command) of the live processes in process group ``pgid`` (Linux ``/proc``)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                state, _, group = handle.read().rsplit(")", 1)[1].split()[:3]
+            if int(group) != pgid or state == "Z":
+                continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+        members.append((int(entry.name), command))
+    return members
+
+
+def end_leftovers(pgid: int) -> tuple:
+    """Ends what a strategy's process left running in its process group; returns them as "pid (command)".
+
+    A batch system ends a job step's leftover processes the same way: on a worker that
+    runs strategy after strategy, a forgotten background process would otherwise hold
+    cores, memory and the algorithm's log until the job ends. (A process that made a
+    session of its own has left on purpose and is not touched.)
+    """
+    if pgid <= 1 or pgid == os.getpgid(0):
+        return ()  # never this worker's own group
+    try:
+        os.killpg(pgid, 0)
+    except OSError:
+        return ()  # the usual case: nothing is left
+    has_proc = os.path.isdir("/proc")
+    left = tuple(f"{pid} ({command})" for pid, command in _group_members(pgid)) if has_proc else ("?",)
+    if not left:
+        return ()  # only zombies waiting for their new parent
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            break
+        deadline = time.monotonic() + _LEFTOVER_GRACE
+        while time.monotonic() < deadline and (_group_members(pgid) if has_proc else False):
+            time.sleep(0.02)
+        if has_proc and not _group_members(pgid):
+            break
+    return left
+
+
+def _note_leftovers(task: protocol.StrategyTask, left: tuple) -> None:
+    try:
+        with open(task.log_path, "a") as log:
+            log.write(f"[caf-hpc] the strategy's process left {len(left)} process(es) running, ended after it: "
+                      f"{'; '.join(left)}\n")
+    except OSError:
+        pass  # the runner reports them as well
+
+
+def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Where) -> Any:
     """Starts the strategy's process with stdout and stderr on the log file; its ``stdin`` is open for writing.
 
     Forked by this worker's fork server for the task's preload list (milliseconds), or,
     with ``fork_server`` off, a fresh ``python -m caf_hpc.child`` (about 100 ms, plus the
     preload, paid again by every strategy).
     """
+    _check_inputs(task, here)
+    log_fd = _open_log(task, here)
     stdin_read, stdin_write = os.pipe()
-    log_fd = os.open(task.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         if task.fork_server:
             process = forkserver.shared(task.preload).spawn(stdin_read, log_fd, message_fd, task.output_dir)
@@ -96,11 +189,12 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
               cancelled: Callable[[], bool] = lambda: False) -> protocol.Ended:
     """Runs the child for ``task``, publishing its records; returns the last one."""
     attempt, here = uuid.uuid4().hex, where()
-    ended: dict[str, Any] = {"returncode": None, "timed_out": False, "cancelled": False, "error": None}
+    ended: dict[str, Any] = {"returncode": None, "timed_out": False, "cancelled": False, "error": None,
+                             "unstartable": None, "leftovers": ()}
     read_fd, write_fd = os.pipe()
     process: Any = None
     try:
-        process = _start_child(task, write_fd)
+        process = _start_child(task, write_fd, here)
         os.close(write_fd)
         write_fd = -1
         try:
@@ -159,6 +253,12 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
                                  "message pipe and was killed"
         if ended["returncode"] is None and not ended["error"]:
             ended["error"] = f"the strategy's process {process.pid} survived SIGKILL (stuck in the kernel?)"
+        else:
+            ended["leftovers"] = end_leftovers(process.pid)
+            if ended["leftovers"]:
+                _note_leftovers(task, ended["leftovers"])
+    except Unstartable as err:
+        ended["unstartable"] = str(err)
     except Exception:  # the supervision itself failed: report it instead of losing it
         ended["error"] = traceback.format_exc()
         try:

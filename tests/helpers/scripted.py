@@ -74,6 +74,14 @@ class ScriptedStrategy(AlgorithmStrategy):
     def _fd2(self, text):
         os.write(2, f"{text}\n".encode())
 
+    def _flood(self, megabytes):
+        """Writes ``megabytes`` MB of numbered lines to the log, as a debug print in a loop would."""
+        line = b"x" * 99 + b"\n"
+        block = line * 10_000  # 1 MB
+        for i in range(megabytes):
+            os.write(1, block)
+        os.write(1, b"flood ends here\n")
+
     def _c_stdout(self, text):
         libc = ctypes.CDLL(None)
         libc.printf(f"{text}\n".encode())

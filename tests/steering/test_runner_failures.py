@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 
 import pytest
 from tests.helpers.scripted import ok, scripted
@@ -49,9 +51,10 @@ def test_log_tail_in_the_failure_message_is_the_last_twenty_lines(calibrate, cap
     ((("final", "COMPLETED"), ("exit", 3)), "exited with code 3 after its final state COMPLETED"),
     ((("message", {"type": "progress", "value": 1}),), "unknown message type 'progress'"),
     ((("final", "COMPLETED"), ("results", 1)), "sent after the final state"),
+    ((("final", "COMPLETED"), ("final", "COMPLETED")), "message 'final_state' sent after the final state"),
     ((("unpicklable_result",), ("final", "COMPLETED")), "a message cannot be pickled to reach the runner (TypeError"),
 ], ids=["raises", "no-final-state", "segfault", "abort", "exit-code", "exit-after-final", "unknown-type",
-        "after-final", "unpicklable-result"])
+        "after-final", "two-final-states", "unpicklable-result"])
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
 def test_broken_strategy_raises_runner_error_and_stops_the_chain(calibrate, steps, expected, fork_server):
     outcome = calibrate([ok("Before"), scripted("Broken", ("print", "broken starts"), *steps), ok("After")],
@@ -107,3 +110,29 @@ def test_traceback_of_code_shipped_by_value_names_its_file_and_line(calibrate):
     log = (outcome.output_dir / "Divider_stdout").read_text()
     assert f'File "{__file__}", line' in log and "in _divide" in log, log
     assert "return 1 / x  # the line a user wants to see" in log and "<dynamic-code>" not in log
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_hundred_megabytes_of_log_leave_the_runner_memory_flat(calibrate, caplog):
+    caplog.set_level(logging.INFO, logger="caf_hpc")
+    peak, sampling = [_rss_bytes()], threading.Event()
+
+    def sample():
+        while not sampling.wait(0.01):
+            peak.append(_rss_bytes())
+    before = peak[0]
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        outcome = calibrate([scripted("Flood", ("flood", 100), ("final", "FAILED"))])
+    finally:
+        sampling.set()
+        sampler.join(timeout=5)
+    assert outcome.final_state == "FAILED"
+    assert (outcome.output_dir / "Flood_stdout").stat().st_size > 100_000_000
+    assert "| flood ends here" in "\n".join(r.getMessage() for r in caplog.records)  # the tail, read from the end
+    assert max(peak) - before < 20_000_000, f"the runner grew by {(max(peak) - before) / 1e6:.0f} MB"

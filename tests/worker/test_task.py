@@ -18,13 +18,14 @@ from caf_hpc.basf2_compat import RunnerError
 from caf_hpc.protocol import StrategyTask
 
 
-def _task(tmp_path, algorithm, fork_server=True, timeout=None):
+def _task(tmp_path, algorithm, fork_server=True, timeout=None, input_files=()):
     shipping.register_local_modules()
     params = {"database_chain": [], "dependent_databases": [], "output_dir": tmp_path,
               "output_database_dir": tmp_path / "db", "input_files": [], "ignored_runs": []}
     payload = shipping.pack(algorithm, params, None, 0)
     return StrategyTask(f"key-{algorithm.name}", algorithm.name, payload, "unused",
-                        str(tmp_path / f"{algorithm.name}_stdout"), str(tmp_path), timeout, fork_server)
+                        str(tmp_path / f"{algorithm.name}_stdout"), str(tmp_path), timeout, fork_server,
+                        input_files=tuple(input_files))
 
 
 def _wait_gone(pid, seconds=10):
@@ -66,7 +67,7 @@ def test_time_limit_kills_the_whole_process_group(tmp_path):
     assert _wait_gone(int(grandchild.read_text()))
 
 
-def test_failure_before_the_strategy_starts_is_reported_not_waited_for(calibrate, tmp_path):
+def test_log_that_cannot_be_written_is_reported_at_once_not_waited_for(calibrate, tmp_path):
     class LogIsADirectory(DaskAlgorithmsRunner):
         def run(self, iov, iteration):
             (self.output_dir / "Blocked_stdout").mkdir()  # the worker cannot open the algorithm's log
@@ -75,15 +76,54 @@ def test_failure_before_the_strategy_starts_is_reported_not_waited_for(calibrate
     started = time.monotonic()
     outcome = calibrate([ok("Blocked")], runner=LogIsADirectory)
     assert isinstance(outcome.error, RunnerError)
-    assert "could not be supervised" in str(outcome.error) and "IsADirectoryError" in str(outcome.error)
+    message = str(outcome.error)
+    assert "Blocked (calibration cal) could not start: cannot write its log" in message
+    assert "Blocked_stdout on host " in message and "(Is a directory)" in message
+    assert "must exist and be writable there" in message and "container.binds" in message
     assert time.monotonic() - started < 30
+
+
+def test_output_directory_the_worker_cannot_see_names_the_path_and_the_fix(tmp_path):
+    task = dataclasses.replace(_task(tmp_path, ok("Elsewhere")), output_dir=str(tmp_path / "not-shared"),
+                               log_path=str(tmp_path / "not-shared" / "Elsewhere_stdout"))
+    end = worker_task.supervise(task, lambda r: None)
+    assert end.returncode is None and end.error is None
+    assert f"cannot write its log {tmp_path}/not-shared/Elsewhere_stdout on host " in end.unstartable
+    assert "(No such file or directory)" in end.unstartable and "shared file system" in end.unstartable
+
+
+def test_input_files_the_worker_cannot_see_are_named_before_the_strategy_starts(tmp_path):
+    present = tmp_path / "present.root"
+    present.write_bytes(b"")
+    missing = [str(tmp_path / f"missing_{i}.root") for i in range(5)]
+    end = worker_task.supervise(_task(tmp_path, ok("Reader"), input_files=[str(present), *missing]), lambda r: None)
+    assert end.unstartable.startswith("5 of its 6 input file(s) cannot be read on host ")
+    assert ", ".join(missing[:3]) + " and 2 more" in end.unstartable and str(present) not in end.unstartable
+    assert not (tmp_path / "Reader_stdout").exists()  # nothing started
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
+def test_process_a_strategy_leaves_running_is_ended_after_it_and_named(tmp_path, fork_server):
+    grandchild = tmp_path / "grandchild"
+    algorithm = ok("Forgetful", 1, ("spawn_grandchild", str(grandchild)))
+    end = worker_task.supervise(_task(tmp_path, algorithm, fork_server), lambda r: None)
+    pid = int(grandchild.read_text())
+    assert end.returncode == 0 and end.leftovers == (f"{pid} (sleep 120)",)
+    assert _wait_gone(pid, seconds=1)  # ended by the time the strategy's end is reported
+    assert f"left 1 process(es) running, ended after it: {pid} (sleep 120)" in \
+        (tmp_path / "Forgetful_stdout").read_text()
+
+
+def test_strategy_that_leaves_nothing_running_reports_no_leftovers(tmp_path):
+    end = worker_task.supervise(_task(tmp_path, ok("Tidy")), lambda r: None)
+    assert end.returncode == 0 and end.leftovers == ()
 
 
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
 def test_strategy_process_ends_when_its_supervisor_goes_away(tmp_path, fork_server):
     read_fd, write_fd = os.pipe()
     task = _task(tmp_path, scripted("Orphan", ("sleep", 60)), fork_server)
-    process = worker_task._start_child(task, write_fd)
+    process = worker_task._start_child(task, write_fd, worker_task.where())
     os.close(write_fd)
     process.stdin.write(protocol.frame(task.payload))
     process.stdin.flush()
@@ -136,7 +176,7 @@ def test_what_a_child_wrote_just_before_it_ended_is_not_left_in_the_pipe(tmp_pat
     """The race: the supervisor's wait times out, the child writes its last frame and exits, then
     the supervisor sees it exited. That frame must still be forwarded."""
     class EndsDuringTheCheck:
-        pid = 0
+        pid = 2 ** 22 + 1  # above pid_max: no process group of that number exists
 
         def __init__(self, message_fd):
             self.fd, self.stdin = os.dup(message_fd), io.BytesIO()
@@ -152,7 +192,7 @@ def test_what_a_child_wrote_just_before_it_ended_is_not_left_in_the_pipe(tmp_pat
         def wait(self, timeout=None):
             return 0
 
-    monkeypatch.setattr(worker_task, "_start_child", lambda task, message_fd: EndsDuringTheCheck(message_fd))
+    monkeypatch.setattr(worker_task, "_start_child", lambda task, message_fd, here: EndsDuringTheCheck(message_fd))
     records = []
     worker_task.supervise(_task(tmp_path, ok("Racy")), records.append)
     sent = [m for r in records if isinstance(r, protocol.Frames) for f in r.frames for m in protocol.loads(f)]
