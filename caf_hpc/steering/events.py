@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 from distributed import Queue
 
 from .. import dask_adapter, protocol
+from . import interrupt
 from ..basf2_compat import log_warning
 
 #: How long one read of the run's queue waits at the scheduler before it is asked again.
@@ -46,13 +48,18 @@ class WorkerLost:
 
 
 @dataclass(frozen=True)
+class Interrupted:
+    """The steering script was interrupted (Ctrl-C) while this run went on in a thread of its own."""
+
+
+@dataclass(frozen=True)
 class Unreadable:
     """The run's queue could not be read any more (the scheduler went away)."""
 
     error: str
 
 
-Event = Union[protocol.Started, protocol.Frames, protocol.Ended, TaskDone, WorkerLost, Unreadable]
+Event = Union[protocol.Started, protocol.Frames, protocol.Ended, TaskDone, WorkerLost, Unreadable, Interrupted]
 
 
 class Inbox:
@@ -66,6 +73,8 @@ class Inbox:
         self._reader = asyncio.run_coroutine_threadsafe(self._read(), client.loop.asyncio_loop)
         self._watch = WorkerWatch.of(client)
         self._watch.add(self)
+        self.closed = threading.Event()
+        interrupt.notify(self, lambda: self._local.put(Interrupted()), self.closed)
 
     async def _read(self) -> None:
         while True:
@@ -90,6 +99,14 @@ class Inbox:
             return self._local.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def wait_for_task_done(self, key: str, timeout: float) -> None:
+        """Waits (at most ``timeout`` s) for the ``TaskDone`` of ``key``, dropping other events."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = self.get(timeout=max(0.0, deadline - time.monotonic()))
+            if isinstance(event, TaskDone) and event.key == key:
+                return
 
     def watch(self, key: str) -> None:
         """Reports the removal of the worker running task ``key`` as a ``WorkerLost``."""
@@ -116,6 +133,7 @@ class Inbox:
             self.queue.close()  # the only holder: the queue goes with it
         except Exception:
             pass
+        self.closed.set()
 
 
 def on_task_done(inbox: Inbox, key: str, future: Any) -> None:

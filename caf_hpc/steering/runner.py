@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Optional
 from .. import protocol
 from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_info, log_warning
 from ..worker.task import run_strategy_task, start_preloading
-from . import clusters, events, shipping
+from . import clusters, events, interrupt, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
 from .logs import describe
 from .settings import RunnerSettings, resolve_for_run
@@ -174,6 +174,9 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
 
     def run(self, iov: Any, iteration: int) -> None:
         self.final_state = None
+        if interrupt.interrupted():
+            self.final_state = self.FAILED  # the steering script is ending by Ctrl-C: nothing new starts
+            return
         try:
             lock = DirectoryLock.acquire(self.output_dir, f"calibration {self.name}", beside=True)
         except DirectoryInUse as err:
@@ -203,7 +206,12 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             raise
         try:
             for algorithm, payload in packed:
-                state = self._run_strategy(client, inbox, settings, algorithm.name, payload)
+                try:
+                    state = self._run_strategy(client, inbox, settings, algorithm.name, payload)
+                except interrupt.Interrupted:
+                    self.final_state = self.FAILED
+                    log_warning(f"{self.name}: interrupted (Ctrl-C); algorithm {algorithm.name} was stopped")
+                    return
                 if state == self.FAILED:
                     self.final_state = self.FAILED
                     log_error(f"{self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
@@ -251,6 +259,10 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                 if event is None:
                     self._check_quiet(client, settings, name, log_path, stream)
                     continue
+                if isinstance(event, events.Interrupted):
+                    future.cancel()
+                    inbox.wait_for_task_done(key, _END_WAIT)  # its callback must run before the interpreter's
+                    raise interrupt.Interrupted()             # thread pools stop taking work
                 stream.consume(event)
                 if len(stream.lost) > settings.retries:
                     return self._fail(name, log_path, self._lost_message(stream, settings))

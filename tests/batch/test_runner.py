@@ -87,3 +87,12 @@ def test_failed_strategy_stops_the_chain_on_a_batch_site(site_runner, calibrate)
                         runner=runner)
     assert outcome.final_state == "FAILED" and outcome.error is None
     assert list(outcome.results) == ["First", "Second"]
+
+
+def test_no_key_material_in_the_job_scripts_or_job_logs(site_runner):
+    runner, job_logs = site_runner
+    key = job_logs.parents[2] / ".caf-hpc" / "tls" / runner.settings().site / "key.pem"
+    secrets = ["PRIVATE KEY"] + [line for line in key.read_text().splitlines() if line and not line.startswith("-")]
+    cluster = clusters.client_for(runner.settings()).cluster
+    texts = [cluster.job_script()] + [p.read_text(errors="replace") for p in job_logs.iterdir() if p.is_file()]
+    assert len(texts) > 1 and not [s for s in secrets for text in texts if s in text]

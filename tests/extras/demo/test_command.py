@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from tests.helpers.processes import left_running, new_mark
 from tests.helpers.requirements import require_root
 
 from caf_hpc.cli import main
@@ -112,32 +113,14 @@ def test_a_second_demo_in_the_same_directory_is_refused_at_once(tmp_path):
     assert len(database.read_text().splitlines()) == 42  # 40 pedestals, a gain and a time offset: once each
 
 
-def _processes_marked(mark: str) -> list:
-    """Processes whose environment carries ``mark``: the demo and everything it started, whatever their parent."""
-    import os
-
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as handle:
-                    if mark.encode() in handle.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
 def test_ctrl_c_of_a_local_run_is_one_line_exit_130_and_leaves_nothing_running(tmp_path):
     import os
     import signal
     import subprocess
     import sys
     import time
-    import uuid
-
-    mark = f"CAF_HPC_TEST_MARK={uuid.uuid4().hex}"
-    env = dict(os.environ, CAF_HPC_TEST_MARK=mark.split("=", 1)[1])
+    variable, mark = new_mark()
+    env = dict(os.environ, **{variable: mark})
     command = [sys.executable, "-m", "caf_hpc.cli", "demo", "--output", str(tmp_path / "demo"), "--flavour", "python",
                "--runs", "20"]
     demo = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -156,7 +139,4 @@ def test_ctrl_c_of_a_local_run_is_one_line_exit_130_and_leaves_nothing_running(t
             demo.kill()
     assert demo.returncode == 130 and took < 2, (took, output)
     assert output.splitlines()[-1] == "caf-hpc: interrupted" and "Traceback" not in output, output
-    deadline = time.monotonic() + 15  # workers and fork servers end with their parents
-    while _processes_marked(mark) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _processes_marked(mark) == []
+    assert left_running(mark) == []

@@ -1,0 +1,33 @@
+"""Finding the processes a test started, whoever their parent became."""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+
+def new_mark() -> tuple:
+    """(variable, value): put into a process's environment, it is inherited by everything it starts."""
+    return "CAF_HPC_TEST_MARK", uuid.uuid4().hex
+
+
+def processes_marked(value: str) -> list:
+    """Processes whose environment carries the mark ``value``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if f"CAF_HPC_TEST_MARK={value}".encode() in handle.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def left_running(value: str, seconds: float = 15) -> list:
+    """The marked processes still there after a bounded wait (workers and fork servers end with their parents)."""
+    deadline = time.monotonic() + seconds
+    while processes_marked(value) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return processes_marked(value)
