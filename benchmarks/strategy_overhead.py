@@ -73,7 +73,8 @@ def main() -> int:
     runner = runner_for(args.site) if args.site else DaskAlgorithmsRunner
     with tempfile.TemporaryDirectory() as tmp:
         called = time.time()
-        run_algorithms(runner, "warm-up", algorithms(2), [], Path(tmp, "warm"))
+        warm = run_algorithms(runner, "warm-up", algorithms(2), [], Path(tmp, "warm"))
+        assert warm.final_state == "COMPLETED", warm.error
         cold = float(Path(tmp, "warm", "0", "algorithm_output", "first-strategy-started").read_text()) - called
         per_strategy = []
         for repeat in range(args.repeats):

@@ -99,6 +99,17 @@ def quiet_cancelled_reconnection() -> None:
         logger.addFilter(_reconnection_filter)
 
 
+def stop_adaptive(cluster: Any) -> None:
+    """Stops a cluster's adaptive scaling, if it has any, so that ``scale(0)`` holds.
+
+    ``Cluster.adapt()`` keeps its ``Adaptive`` as ``cluster._adaptive`` and has no public
+    way to stop it. Tested by ``tests/batch/test_runner.py::test_job_logs_of_a_successful_run_hold_no_error``.
+    """
+    adaptive = getattr(cluster, "_adaptive", None)
+    if adaptive is not None:
+        adaptive.stop()
+
+
 def subprocess_cluster(**kwargs: Any) -> Any:
     """A local cluster whose scheduler and workers are fresh interpreters (``SubprocessCluster``, experimental).
 

@@ -13,6 +13,7 @@ import atexit
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 from distributed import Client
@@ -153,10 +154,37 @@ def close_all() -> None:
     _close(clients, clusters)
 
 
+#: How long a batch cluster's workers get to go after their jobs were cancelled, before the cluster closes.
+CANCEL_WAIT = 15.0
+
+
+def _cancel_jobs_first(client: Client, cluster: Any) -> None:
+    """Cancels a batch cluster's jobs and waits for their workers to go, before the cluster closes.
+
+    dask-jobqueue's close first tells every worker to close, which makes each worker
+    connect to its nanny, and cancels the jobs at the same moment: the batch system's
+    SIGTERM cut those connections, and every successful run left "TLS handshake failed"
+    and "invalid operation on non-started TCPListener" tracebacks in the job logs.
+    Cancelled first, each job's nanny and worker end on the SIGTERM alone, with no
+    connection between them open; the cluster then closes with no worker left.
+    """
+    dask_adapter.stop_adaptive(cluster)  # it would submit new jobs for the ones cancelled here
+    cluster.scale(0)
+    deadline = time.monotonic() + CANCEL_WAIT
+    while client.scheduler_info(n_workers=-1).get("workers") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _close(clients: list, clusters: list) -> None:
+    batch = {id(cluster) for cluster in clusters if hasattr(cluster, "job_cls")}
     for client in clients:
         try:
-            dask_adapter.stop_worker_events(client)
+            dask_adapter.stop_worker_events(client)  # also the job replacement
+            if client.status == "running" and id(getattr(client, "cluster", None)) in batch:
+                _cancel_jobs_first(client, client.cluster)
+        except Exception:  # closing must not raise; cancelling the jobs below ends them anyway
+            pass
+        try:
             client.close(timeout=10)
         except Exception:  # closing at exit must not raise
             pass

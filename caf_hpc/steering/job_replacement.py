@@ -31,6 +31,8 @@ class JobKeeper:
 
     def on_worker_event(self, message: dict) -> None:
         """Listener for add-worker/remove-worker events (runs in a thread of its own)."""
+        if self._client.status != "running":
+            return  # the client is closing: its jobs are being cancelled on purpose
         try:
             with self._lock:
                 connected = self._connected_jobs()

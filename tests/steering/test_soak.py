@@ -1,0 +1,147 @@
+"""Soak: many calibrations with faults injected at random; every outcome is the one injected, nothing leaks.
+
+The short version runs with the suite. The full one, 200 iterations:
+
+    CAF_HPC_SOAK_ITERATIONS=200 python -m pytest tests/steering/test_soak.py
+
+``CAF_HPC_SOAK_SEED`` repeats a run exactly (the seed is printed when the test fails).
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import threading
+import time
+
+import psutil
+import pytest
+from tests.helpers.queues import new_queues_left, scheduler_queues
+from tests.helpers.scripted import scripted
+
+from caf_hpc import DaskAlgorithmsRunner, runner_for
+from caf_hpc.basf2_compat import RunnerError
+from caf_hpc.steering import clusters
+
+ITERATIONS = int(os.environ.get("CAF_HPC_SOAK_ITERATIONS", "12"))
+SEED = int(os.environ.get("CAF_HPC_SOAK_SEED", str(random.SystemRandom().randrange(10**6))))
+#: Faults and how often each is drawn for a strategy.
+FAULTS = {"none": 70, "raise": 10, "crash": 10, "worker-kill": 10}
+#: What the runner must report for the first strategy that has each fault.
+EXPECTED = {"raise": "raised ValueError: injected", "crash": "was killed by SIGSEGV"}
+
+pytestmark = pytest.mark.timeout(60 + 20 * ITERATIONS)
+
+
+def _strategy(name: str, fault: str, marker) -> object:
+    steps = [("results", 2)]
+    if fault == "raise":
+        steps.append(("raise", "injected"))
+    elif fault == "crash":
+        steps.append(("segfault",))
+    elif fault == "worker-kill":
+        steps.append(("signal_worker_once", str(marker), "SIGKILL"))
+    return scripted(name, *steps, ("results", 1), ("final", "COMPLETED"))
+
+
+def _expected(faults: list) -> tuple:
+    """(final state, error text, names that ran): the first raise or crash ends the run; a kill is retried."""
+    for index, fault in enumerate(faults):
+        if fault in EXPECTED:
+            return "FAILED", EXPECTED[fault], index + 1
+    return "COMPLETED", None, len(faults)
+
+
+def _footprint(client) -> dict:
+    """What a leak would grow: this process's threads, descriptors, memory and processes; the workers'
+    descriptors, memory and scratch files; and the temporary directory."""
+    def worker_state(dask_worker=None):
+        import os as os_
+
+        with open("/proc/self/statm") as statm:
+            rss = int(statm.read().split()[1]) * os_.sysconf("SC_PAGE_SIZE")
+        scratch = os_.path.dirname(dask_worker.local_directory)
+        return len(os_.listdir("/proc/self/fd")), rss, sum(len(files) for _, _, files in os_.walk(scratch))
+    with open("/proc/self/statm") as statm:
+        rss = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    workers = client.run(worker_state)
+    return {"threads": threading.active_count(), "fds": len(os.listdir("/proc/self/fd")), "rss": rss,
+            **_processes(),
+            "worker_fds": max(fds for fds, _, _ in workers.values()),
+            "worker_rss": max(rss for _, rss, _ in workers.values()),
+            "scratch_files": max(files for _, _, files in workers.values()),
+            "tmp_entries": set(os.listdir(tempfile.gettempdir())),
+            "workers": len(workers)}
+
+
+def _processes() -> dict:
+    """This process's descendants: the cluster's own, the workers' fork servers, and strategy processes."""
+    own, servers, strategies = 0, set(), 0
+    descendants = psutil.Process().children(recursive=True)
+    for process in descendants:
+        try:
+            command = " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        if "caf_hpc.worker.forkserver" in command:
+            servers.add(process.pid)
+    for process in descendants:
+        try:
+            command, parent = " ".join(process.cmdline()), process.ppid()
+        except psutil.Error:
+            continue
+        if parent in servers or "caf_hpc.child" in command:
+            strategies += 1
+        elif process.pid not in servers:
+            own += 1
+    return {"processes": own, "fork_servers": len(servers), "strategy_processes": strategies}
+
+
+def _whole_again(client, count: int) -> None:
+    client.wait_for_workers(count, timeout=60)  # the nanny restarts a killed worker
+
+
+def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tmp_path):
+    rng = random.Random(SEED)
+    client = clusters.client_for(DaskAlgorithmsRunner.settings())
+    runner = runner_for(retries=1)
+    calibrate([scripted("Warm", ("results", 1), ("final", "COMPLETED"))], runner=runner, root=tmp_path / "warm")
+    workers = len(client.scheduler_info(n_workers=-1)["workers"])
+    queues_before = set(scheduler_queues())
+    before = _footprint(client)
+    tally: dict = {}
+    halfway = None
+    for iteration in range(ITERATIONS):
+        if iteration == ITERATIONS // 2:
+            halfway = _footprint(client)
+        faults = rng.choices(list(FAULTS), weights=list(FAULTS.values()), k=3)
+        names = [f"S{iteration}x{i}" for i in range(3)]
+        algorithms = [_strategy(name, fault, tmp_path / f"{name}.killed") for name, fault in zip(names, faults)]
+        outcome = calibrate(algorithms, runner=runner, root=tmp_path / f"i{iteration}")
+        state, error, ran = _expected(faults)
+        context = f"seed {SEED}, iteration {iteration}, faults {faults}: {outcome.error}"
+        assert outcome.final_state == state, context
+        assert list(outcome.results) == names[:ran], context
+        if error is None:
+            assert outcome.error is None and all(len(outcome.results[n]) == 3 for n in names), context
+        else:
+            assert isinstance(outcome.error, RunnerError) and error in str(outcome.error), context
+            assert f"algorithm {names[ran - 1]}" in str(outcome.error), context
+        tally[state] = tally.get(state, 0) + 1
+        if "worker-kill" in faults[:ran]:
+            _whole_again(client, workers)
+    time.sleep(1)  # the last killed strategy's processes end with their parents
+    after = _footprint(client)
+    print(f"soak seed {SEED}: {ITERATIONS} iterations, {tally}; before {before}, halfway {halfway}, after {after}")
+    assert new_queues_left(queues_before, seconds=20) == []
+    assert after["workers"] == before["workers"]
+    assert after["threads"] <= before["threads"] + 2, (before, after)
+    assert after["fds"] <= before["fds"] + 5, (before, after)
+    assert after["worker_fds"] <= before["worker_fds"] + 5, (before, after)
+    assert after["processes"] == before["processes"], (before, after)  # scheduler, nannies, workers
+    assert after["fork_servers"] <= after["workers"] and after["strategy_processes"] == 0, (before, after)
+    assert after["scratch_files"] <= before["scratch_files"] + 2, (before, after)
+    assert after["tmp_entries"] - before["tmp_entries"] == set(), (before, after)
+    # memory: the first half may fill caches (Dask's task log, imports); the second half must not grow
+    assert after["rss"] - halfway["rss"] < 10_000_000, (halfway, after)
+    assert after["worker_rss"] - halfway["worker_rss"] < 20_000_000, (halfway, after)
