@@ -67,6 +67,19 @@ def connect_timeout() -> float:
     return float(parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds"))
 
 
+#: Messages a client keeps of what it sent, for debugging (``distributed.admin.low-level-log-length``,
+#: 1,000 by default). Each strategy's submission carries its pickled algorithm, which can be megabytes
+#: (a C++ object travelling by value): the default would keep the last thousand of them.
+SENT_MESSAGE_LOG = 10
+
+
+def _client(target: Any, **kwargs: Any) -> Client:
+    import dask.config
+
+    with dask.config.set({"distributed.admin.low-level-log-length": SENT_MESSAGE_LOG}):
+        return Client(target, set_as_default=False, **kwargs)
+
+
 def _connect(address: str) -> Client:
     """A client of the scheduler at ``address``. A refused connection fails at once (Dask itself would
     retry it for the whole connect timeout); a silent address fails after the connect timeout."""
@@ -83,7 +96,7 @@ def _connect(address: str) -> Client:
             if isinstance(err, TimeoutError) else str(err)
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {reason}; {where}") from None
     try:
-        return Client(address, set_as_default=False, timeout=timeout)
+        return _client(address, timeout=timeout)
     except (OSError, TimeoutError) as err:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({err}); {where}") from None
 
@@ -117,7 +130,7 @@ def client_for(settings: RunnerSettings) -> Client:
                 dashboard = getattr(cluster, "dashboard_link", None)
                 if dashboard:
                     log_info(f"Dask dashboard at {dashboard}")
-            client = Client(cluster, set_as_default=False)
+            client = _client(cluster)
             if hasattr(cluster, "job_cls"):  # a dask-jobqueue cluster
                 from .job_replacement import keep_jobs
 

@@ -8,6 +8,7 @@ The short version runs with the suite. The full one, 200 iterations:
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import tempfile
@@ -16,6 +17,7 @@ import time
 
 import psutil
 import pytest
+from dask.system import CPU_COUNT
 from tests.helpers.queues import new_queues_left, scheduler_queues
 from tests.helpers.scripted import scripted
 
@@ -101,12 +103,16 @@ def _whole_again(client, count: int) -> None:
     client.wait_for_workers(count, timeout=60)  # the nanny restarts a killed worker
 
 
-def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tmp_path):
+def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tmp_path, monkeypatch):
+    # the runner's messages are checked through outcome.error; kept by pytest for its report, the
+    # hundreds of them would grow this process's memory as a leak would
+    monkeypatch.setattr(logging.getLogger("caf_hpc"), "propagate", False)
     rng = random.Random(SEED)
     client = clusters.client_for(DaskAlgorithmsRunner.settings())
     runner = runner_for(retries=1)
+    workers = DaskAlgorithmsRunner.settings().n_workers or CPU_COUNT
+    _whole_again(client, workers)
     calibrate([scripted("Warm", ("results", 1), ("final", "COMPLETED"))], runner=runner, root=tmp_path / "warm")
-    workers = len(client.scheduler_info(n_workers=-1)["workers"])
     queues_before = set(scheduler_queues())
     before = _footprint(client)
     tally: dict = {}
@@ -132,7 +138,8 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
             _whole_again(client, workers)
     time.sleep(1)  # the last killed strategy's processes end with their parents
     after = _footprint(client)
-    print(f"soak seed {SEED}: {ITERATIONS} iterations, {tally}; before {before}, halfway {halfway}, after {after}")
+    shown = [{k: len(v) if isinstance(v, set) else v for k, v in f.items()} for f in (before, halfway, after)]
+    print(f"soak seed {SEED}: {ITERATIONS} iterations, {tally}; before, halfway, after: {shown}")
     assert new_queues_left(queues_before, seconds=20) == []
     assert after["workers"] == before["workers"]
     assert after["threads"] <= before["threads"] + 2, (before, after)
@@ -143,5 +150,5 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
     assert after["scratch_files"] <= before["scratch_files"] + 2, (before, after)
     assert after["tmp_entries"] - before["tmp_entries"] == set(), (before, after)
     # memory: the first half may fill caches (Dask's task log, imports); the second half must not grow
-    assert after["rss"] - halfway["rss"] < 10_000_000, (halfway, after)
+    assert after["rss"] - halfway["rss"] < 8_000_000, (halfway, after)  # 3.7 MB per 100 iterations measured
     assert after["worker_rss"] - halfway["worker_rss"] < 20_000_000, (halfway, after)
