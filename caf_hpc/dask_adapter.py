@@ -73,30 +73,42 @@ def stop_worker_events(client: Any) -> None:
     client.unsubscribe_topic("all")
 
 
-class _CancelledReconnection(logging.Filter):
-    """Drops the error ``distributed.client`` logs when closing a client cancels its reconnection."""
+class _BenignAtExit(logging.Filter):
+    """Drops two errors Dask logs, with tracebacks, about work that no longer matters.
+
+    * ``distributed.client``: closing a client whose scheduler went away cancels its
+      reconnection, and ``log_errors`` on ``Client._reconnect`` logs the ``CancelledError``.
+    * ``tornado.application``: a future whose state changes while the interpreter exits
+      (the client cancels every future when it loses its scheduler) has its done callbacks
+      handed to a thread pool that no longer takes work. The only callback is the runner's
+      "task ended" notice, which nobody waits for any more.
+
+    In both cases the runner has already said what failed. Nothing else is dropped.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        kind = record.exc_info[0] if record.exc_info else None
-        return not (kind is not None and issubclass(kind, asyncio.CancelledError)
-                    and "_reconnect" in "".join(traceback.format_tb(record.exc_info[2])))
+        if not record.exc_info or record.exc_info[0] is None:
+            return True
+        kind, error, trace = record.exc_info
+        where = "".join(traceback.format_tb(trace))
+        if issubclass(kind, asyncio.CancelledError) and "_reconnect" in where:
+            return False
+        return not (issubclass(kind, RuntimeError) and "cannot schedule new futures after" in str(error)
+                    and "done_callback" in where)
 
 
-_reconnection_filter = _CancelledReconnection()
+_benign_at_exit = _BenignAtExit()
 
 
-def quiet_cancelled_reconnection() -> None:
-    """Keeps a benign traceback off the user's terminal when the scheduler died under a run.
+def quiet_benign_errors() -> None:
+    """Keeps the two benign tracebacks of ``_BenignAtExit`` off the user's terminal.
 
-    A client whose scheduler went away keeps trying to reconnect; closing it (at the end
-    of the run the runner reported as failed) cancels that attempt, and ``log_errors`` on
-    ``Client._reconnect`` logs the ``CancelledError`` with a full traceback at ERROR.
-    Nothing failed there: the runner already said what did. Only that record is dropped.
     Tested by ``tests/steering/test_cluster_faults.py::test_scheduler_killed_mid_run_is_one_error_for_the_user``.
     """
-    logger = logging.getLogger("distributed.client")
-    if _reconnection_filter not in logger.filters:
-        logger.addFilter(_reconnection_filter)
+    for name in ("distributed.client", "tornado.application"):
+        logger = logging.getLogger(name)
+        if _benign_at_exit not in logger.filters:
+            logger.addFilter(_benign_at_exit)
 
 
 def stop_adaptive(cluster: Any) -> None:

@@ -119,7 +119,7 @@ def client_for(settings: RunnerSettings) -> Client:
         client = _clients.get(key)
         if client is not None and client.status == "running":
             return client
-        dask_adapter.quiet_cancelled_reconnection()
+        dask_adapter.quiet_benign_errors()
         if settings.address:
             client = _connect(settings.address)
         else:

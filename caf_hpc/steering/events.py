@@ -67,6 +67,7 @@ class Inbox:
 
     def __init__(self, client: Any) -> None:
         self._local: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
+        self._gone = False
         self._keys: set = set()
         self.queue = Queue(f"caf-hpc-{uuid.uuid4().hex[:16]}", client=client)
         self.name = self.queue.name
@@ -83,6 +84,7 @@ class Inbox:
             except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
                 continue
             except Exception as err:  # the scheduler or the client went away
+                self._gone = True  # before the runner can learn of it: close() must not wait on the queue
                 self._local.put(Unreadable(f"{type(err).__name__}: {err}"))
                 return
             if data == _CLOSE:
@@ -121,18 +123,19 @@ class Inbox:
     def close(self) -> None:
         """Stops reading after every record already put, then lets the queue go."""
         self._watch.remove(self)
-        try:
-            # through the queue itself, so that the reader has no read pending when the queue is
-            # released (a read of a released queue fails at the scheduler, in its log)
-            if not self._reader.done():
-                self.queue.put(_CLOSE, timeout=_CLOSE_WAIT, callback_timeout=_CLOSE_WAIT)
-            self._reader.result(timeout=_CLOSE_WAIT)
-        except Exception:
-            self._reader.cancel()  # the scheduler is gone or hung: nothing to be tidy for
-        try:
-            self.queue.close()  # the only holder: the queue goes with it
-        except Exception:
-            pass
+        if not self._gone:  # else there is nothing to tidy at a scheduler that is gone
+            try:
+                # through the queue itself, so that the reader has no read pending when the queue is
+                # released (a read of a released queue fails at the scheduler, in its log)
+                if not self._reader.done():
+                    self.queue.put(_CLOSE, timeout=_CLOSE_WAIT, callback_timeout=_CLOSE_WAIT)
+                self._reader.result(timeout=_CLOSE_WAIT)
+            except Exception:
+                self._reader.cancel()  # the scheduler is gone or hung: nothing to be tidy for
+            try:
+                self.queue.close()  # the only holder: the queue goes with it
+            except Exception:
+                pass
         self.closed.set()
 
 

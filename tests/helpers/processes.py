@@ -31,3 +31,24 @@ def left_running(value: str, seconds: float = 15) -> list:
     while processes_marked(value) and time.monotonic() < deadline:
         time.sleep(0.2)
     return processes_marked(value)
+
+
+def interrupt_when_ready(process, ready, seconds: float = 60) -> tuple:
+    """Sends SIGINT (Ctrl-C) to ``process`` once ``ready()``; returns (its output, seconds it took to end).
+
+    The process is killed if it is still there when this returns, whatever happened.
+    """
+    import signal
+    try:
+        deadline = time.monotonic() + seconds
+        while not ready():
+            assert time.monotonic() < deadline and process.poll() is None, "the run did not get going"
+            time.sleep(0.05)
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=seconds)
+        return output, time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)

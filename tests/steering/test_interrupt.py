@@ -5,10 +5,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.helpers.processes import left_running, new_mark
+from tests.helpers.processes import interrupt_when_ready, left_running, new_mark
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,20 +41,9 @@ def test_ctrl_c_with_calibrations_in_threads_ends_them_at_once_and_leaves_nothin
     variable, mark = new_mark()
     steering = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=dict(os.environ, **{variable: mark}),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        logs = [tmp_path / name / "0" / "algorithm_output" / f"{name}Slow_stdout" for name in ("first", "second")]
-        deadline = time.monotonic() + 60
-        while not all(log.exists() and "started" in log.read_text() for log in logs):
-            assert time.monotonic() < deadline and steering.poll() is None, "the strategies did not start"
-            time.sleep(0.05)
-        interrupted = time.monotonic()
-        steering.send_signal(signal.SIGINT)
-        output, _ = steering.communicate(timeout=60)
-        took = time.monotonic() - interrupted
-    finally:
-        if steering.poll() is None:
-            steering.kill()
-            steering.wait(timeout=10)
+    logs = [tmp_path / name / "0" / "algorithm_output" / f"{name}Slow_stdout" for name in ("first", "second")]
+    output, took = interrupt_when_ready(steering, lambda: all(log.exists() and "started" in log.read_text()
+                                                             for log in logs))
     assert steering.returncode == -signal.SIGINT or steering.returncode == 130, output
     assert took < 2, f"took {took:.1f} s\n{output}"
     assert "first ended FAILED" in output and "second ended FAILED" in output, output

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.helpers.processes import left_running, new_mark
+from tests.helpers.processes import interrupt_when_ready, left_running, new_mark
 from tests.helpers.requirements import require_root
 
 from caf_hpc.cli import main
@@ -115,28 +115,16 @@ def test_a_second_demo_in_the_same_directory_is_refused_at_once(tmp_path):
 
 def test_ctrl_c_of_a_local_run_is_one_line_exit_130_and_leaves_nothing_running(tmp_path):
     import os
-    import signal
     import subprocess
     import sys
-    import time
+
     variable, mark = new_mark()
     env = dict(os.environ, **{variable: mark})
     command = [sys.executable, "-m", "caf_hpc.cli", "demo", "--output", str(tmp_path / "demo"), "--flavour", "python",
                "--runs", "20"]
     demo = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        log = tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "PedestalCalibration_stdout"
-        deadline = time.monotonic() + 60
-        while not log.exists() and time.monotonic() < deadline:  # strategies are running on the workers
-            time.sleep(0.05)
-        assert log.exists()
-        interrupted = time.monotonic()
-        demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=30)
-        took = time.monotonic() - interrupted
-    finally:
-        if demo.poll() is None:
-            demo.kill()
+    log = tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "PedestalCalibration_stdout"
+    output, took = interrupt_when_ready(demo, log.exists)  # strategies are running on the workers
     assert demo.returncode == 130 and took < 2, (took, output)
     assert output.splitlines()[-1] == "caf-hpc: interrupted" and "Traceback" not in output, output
     assert left_running(mark) == []
