@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 
 HAVE_BASF2 = importlib.util.find_spec("basf2") is not None
 
@@ -33,7 +34,20 @@ else:
     from .extras.standins.utils import ExpRun, IoV, IoV_Result
 
     _logger = logging.getLogger("caf_hpc")
-    log_info = _logger.info
+
+    def log_info(message: str) -> None:
+        """INFO on the ``caf_hpc`` logger; while the program configured no logging, on stderr instead.
+
+        Inside basf2, ``B2INFO`` shows by default, and so the runner's progress shows.
+        A steering script without basf2 should not look hung either. Once the program
+        configures logging (a root handler, or a level for ``caf_hpc``), it decides.
+        """
+        if not logging.getLogger().handlers and _logger.level == logging.NOTSET and \
+                not _logger.isEnabledFor(logging.INFO):
+            sys.stderr.write(f"[INFO] caf-hpc: {message}\n")
+        else:
+            _logger.info(message)
+
     log_error = _logger.error
     log_debug = _logger.debug
     log_warning = _logger.warning

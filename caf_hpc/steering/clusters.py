@@ -150,6 +150,21 @@ def describe(settings: RunnerSettings) -> str:
     return "the local Dask cluster"
 
 
+def state(client: Client, settings: RunnerSettings) -> str:
+    """What the cluster has now, for a strategy that waits: workers connected and busy, batch jobs submitted."""
+    try:
+        workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    except Exception as err:  # only for a progress line
+        return f"{describe(settings)} (not answering: {err!r})"
+    busy = sum(1 for w in workers.values() if w.get("metrics", {}).get("task_counts", {}).get("executing"))
+    text = f"{len(workers)} worker(s) connected, {busy} busy"
+    jobs = getattr(getattr(client, "cluster", None), "workers", None)
+    if hasattr(getattr(client, "cluster", None), "job_cls") and jobs is not None:
+        ids = [str(getattr(job, "job_id", None)) for job in jobs.values() if getattr(job, "job_id", None)]
+        text += f"; {len(jobs)} batch job(s) submitted ({', '.join(ids) or 'none yet'})"
+    return f"{text}; {describe(settings)}"
+
+
 def close(settings: RunnerSettings) -> None:
     """Closes the client and cluster behind ``settings`` (its batch jobs are cancelled)."""
     with _lock:

@@ -26,6 +26,7 @@ from ..worker.task import run_strategy_task, start_preloading
 from . import clusters, events, interrupt, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
 from .logs import describe
+from .progress import RunProgress, StrategyProgress
 from .settings import RunnerSettings, resolve_for_run
 
 #: How long the runner waits for a record before it checks its own deadlines again.
@@ -34,6 +35,9 @@ _QUIET_WAIT = 30.0
 _TIMEOUT_GRACE = 60.0
 #: How long the last record of a task that ended may still be on its way.
 _END_WAIT = 10.0
+#: A strategy without a worker says so after this long, and then every ``_WAITING_EVERY`` s.
+_WAITING_FIRST = 2.0
+_WAITING_EVERY = 30.0
 
 
 class StrategyStream:
@@ -46,14 +50,17 @@ class StrategyStream:
     lost worker sent before it was lost, arriving after the loss, starts no attempt.
     """
 
-    def __init__(self, key: str, algorithm_name: str, results: list) -> None:
+    def __init__(self, key: str, algorithm_name: str, results: list,
+                 progress: Optional[StrategyProgress] = None) -> None:
         self.key = key
+        self.progress = progress
         self.algorithm_name = algorithm_name
         self.results = results
         self.attempt: Optional[str] = None
         self.where: Optional[protocol.Where] = None
         self.attempt_started: Optional[float] = None
         self.waiting_since = time.monotonic()  # for a worker, while no attempt runs
+        self.next_waiting_note = self.waiting_since + _WAITING_FIRST
         self.lost: list[str] = []              # where each lost attempt ran
         self.lost_workers: set = set()         # their addresses: a late record from one is not a new attempt
         self.given_up: set = set()
@@ -102,10 +109,14 @@ class StrategyStream:
             if self.attempt is not None:
                 self._lose_current()  # the scheduler ran the task again elsewhere
             self.attempt, self.attempt_started, self.where = event.attempt, time.monotonic(), event.where
+            if self.progress is not None:
+                self.progress.started(event.attempt, event.where)
         if isinstance(event, protocol.Frames):
             for frame in event.frames:
                 for message in protocol.loads(frame):
                     self._message(message)
+            if self.progress is not None:
+                self.progress.results(self.results)
         elif isinstance(event, protocol.Ended):
             self.end = event
 
@@ -125,6 +136,8 @@ class StrategyStream:
         self.lost_workers.add(worker)
         if self.attempt is None:
             self.lost.append(f"worker {worker}")  # lost before its first record arrived
+            if self.progress is not None:
+                self.progress.lost_unseen(worker)
         elif self.where is not None and self.where.worker == worker:
             self._lose_current()
         # else: the removed worker ran an attempt given up already
@@ -135,10 +148,13 @@ class StrategyStream:
         log_warning(f"lost the worker running {self.algorithm_name} ({where}); "
                     f"dropping {len(self.results)} result(s) of the lost attempt")
         self.given_up.add(self.attempt)
+        if self.progress is not None:
+            self.progress.lost(len(self.results))
         self.results.clear()
         self.final_state = self.exception = self.violation = self.end = None
         self.attempt, self.where, self.attempt_started = None, None, None
         self.waiting_since = time.monotonic()
+        self.next_waiting_note = self.waiting_since + _WAITING_FIRST
 
 
 def _where(where: Optional[protocol.Where]) -> str:
@@ -204,10 +220,11 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         except Exception:
             self.final_state = self.FAILED
             raise
+        progress = RunProgress(self.name, iteration, self.output_dir, clusters.describe(settings), iov)
         try:
             for algorithm, payload in packed:
                 try:
-                    state = self._run_strategy(client, inbox, settings, algorithm.name, payload)
+                    state = self._run_strategy(client, inbox, settings, progress, algorithm.name, payload)
                 except interrupt.Interrupted:
                     self.final_state = self.FAILED
                     log_warning(f"{self.name}: interrupted (Ctrl-C); algorithm {algorithm.name} was stopped")
@@ -219,6 +236,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                     return
             self.final_state = self.COMPLETED
         finally:
+            progress.finish(self.final_state or self.FAILED)
             inbox.close()
 
     def _algorithms_to_run(self) -> list:
@@ -237,8 +255,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                               "would mix. Give each algorithm a name of its own")
         return algorithms
 
-    def _run_strategy(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, name: str,
-                      payload: bytes) -> str:
+    def _run_strategy(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, progress: RunProgress,
+                      name: str, payload: bytes) -> str:
         """Submits one strategy, streams its results into ``self.results[name]``; returns its final state."""
         results = self.results.setdefault(name, [])
         results.clear()
@@ -247,12 +265,26 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         task = protocol.StrategyTask(key, name, payload, inbox.name, str(log_path), str(self.output_dir),
                                      settings.timeout, settings.fork_server, settings.preload,
                                      tuple(str(path) for path in self.input_files or ()))
-        started = time.monotonic()
-        stream = StrategyStream(key, name, results)
+        stream = StrategyStream(key, name, results, progress.strategy(name, key, log_path))
         inbox.watch(key)
         future = client.submit(run_strategy_task, task, key=key, pure=False)
         future.add_done_callback(partial(events.on_task_done, inbox, key))
         log_debug(f"{self.name}: submitted {name} as task {key}")
+        try:
+            state = self._follow(client, inbox, settings, name, log_path, stream, future)
+        except RunnerError as err:
+            stream.progress.ended(self.FAILED, results, stream.end, str(err))
+            raise
+        except interrupt.Interrupted:
+            stream.progress.ended(self.FAILED, results, stream.end, "interrupted (Ctrl-C)")
+            raise
+        stream.progress.ended(state, results, stream.end, None)
+        return state
+
+    def _follow(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, name: str, log_path: Any,
+                stream: StrategyStream, future: Any) -> str:
+        """Streams the strategy's records into its results until it ended; returns how it ended."""
+        key = stream.key
         try:
             while not stream.finished:
                 event = inbox.get(timeout=self._quiet_limit(stream, settings))
@@ -273,8 +305,6 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             inbox.forget(key)
             if not future.done():
                 future.cancel()
-        log_info(f"{self.name}: {name} ended {stream.final_state} with {len(results)} result(s) "
-                 f"in {time.monotonic() - started:.2f} s on {_where(stream.where)}")
         return self._judge(name, log_path, stream, settings)
 
     @staticmethod
@@ -284,7 +314,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         if stream.task_done_at is not None:
             until = stream.task_done_at + _END_WAIT
         elif stream.attempt is None:
-            until = stream.waiting_since + settings.worker_wait
+            until = min(stream.waiting_since + settings.worker_wait, stream.next_waiting_note)
         elif settings.timeout:
             until = stream.deadline(settings.timeout)
         else:
@@ -309,6 +339,9 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                 self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s (its time limit) + "
                            f"{_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; the worker may be hung")
             return
+        if now >= stream.next_waiting_note and stream.progress is not None:
+            stream.progress.waiting(now - stream.waiting_since, clusters.state(client, settings))
+            stream.next_waiting_note = now + _WAITING_EVERY
         if now - stream.waiting_since >= settings.worker_wait:
             if not client.scheduler_info(n_workers=-1).get("workers"):
                 self._fail(name, log_path, f"found no worker to run it within {settings.worker_wait:g} s "

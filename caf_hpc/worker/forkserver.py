@@ -139,15 +139,19 @@ def serve(control: socket.socket) -> None:
                 pass
 
 
-def main(argv: list) -> int:
-    """``python -m caf_hpc.worker.forkserver CONTROL_FD [PRELOAD ...]``."""
+def main(argv: list) -> None:
+    """``python -m caf_hpc.worker.forkserver CONTROL_FD [PRELOAD ...]``; ends when its worker does."""
     os.environ["PYTHONUNBUFFERED"] = "1"
     for module in PRELOAD:
         importlib.import_module(module)
     _preload_errors.extend(child.preload(argv[2:]))
     child.libc()
     serve(socket.socket(fileno=int(argv[1])))
-    return 0
+    # Its worker is gone and its children are killed: nothing is left to tidy. The preload's exit
+    # handlers (ROOT's teardown takes a second or more) would only keep it running, orphaned.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -266,4 +270,4 @@ def shared(preload: tuple = ()) -> ForkServer:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    main(sys.argv)

@@ -132,8 +132,11 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
         tally[state] = tally.get(state, 0) + 1
         if "worker-kill" in faults[:ran]:
             _whole_again(client, workers)
-    time.sleep(1)  # the last killed strategy's processes end with their parents
     after = _footprint(client)
+    deadline = time.monotonic() + 15  # a killed worker's processes end with it: give them the time to notice
+    while (after["strategy_processes"] or after["orphan_fork_servers"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = _footprint(client)
     shown = [{k: len(v) if isinstance(v, set) else v for k, v in f.items()} for f in (before, halfway, after)]
     print(f"soak seed {SEED}: {ITERATIONS} iterations, {tally}; before, halfway, after: {shown}")
     assert new_queues_left(queues_before, seconds=20) == []

@@ -1,0 +1,153 @@
+"""What a run shows while it goes: a line per step of each strategy, and the run record on disk.
+
+The lines go to the runner's log at INFO, so that they show by default. Inside basf2
+that is ``B2INFO``; elsewhere it is the ``caf_hpc`` logger. A calibration that waits for
+batch jobs hours long then says so, instead of looking hung.
+
+The record, ``caf-hpc-run.json`` in the iteration's output directory
+(``docs/run-record.md``), says what ran where, when and how it ended, attempt by attempt.
+It is rewritten atomically (a new file renamed over the old one) at every step, so a
+steering script killed at any moment leaves a complete, readable record of what had
+happened until then.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Optional
+
+from .. import protocol
+from ..basf2_compat import log_info
+
+RECORD_FILE = "caf-hpc-run.json"
+RECORD_FORMAT = "caf-hpc-run-record"
+RECORD_VERSION = 1
+#: How often a strategy that keeps sending results says how many it sent, and the record is rewritten.
+RESULTS_EVERY = 5.0
+
+
+def _result_codes(results: list) -> dict:
+    """How many results carried each result code (CAF's ``IoV_Result.result``), codes as strings (JSON keys)."""
+    return {str(code): count for code, count in sorted(Counter(getattr(r, "result", None) for r in results).items(),
+                                                        key=lambda item: str(item[0]))}
+
+
+def _codes_text(codes: dict) -> str:
+    return ", ".join(f"{count}× code {code}" for code, count in codes.items()) or "no results"
+
+
+def _where(where: Optional[protocol.Where]) -> dict:
+    if where is None:
+        return {"host": None, "pid": None, "worker": None, "job_id": None}
+    return {"host": where.host, "pid": where.pid, "worker": where.worker, "job_id": where.job_id}
+
+
+class RunProgress:
+    """One ``run()``: its record, and the strategies' progress lines."""
+
+    def __init__(self, calibration: str, iteration: int, output_dir: Any, target: str, iov: Any = None) -> None:
+        self.calibration = calibration
+        self.path = Path(output_dir) / RECORD_FILE
+        self.data: dict = {
+            "format": RECORD_FORMAT, "version": RECORD_VERSION, "calibration": calibration,
+            "iteration": iteration, "iov": None if iov is None else str(iov), "target": target,
+            "started": time.time(), "finished": None, "final_state": None, "strategies": [],
+        }
+        self.write()
+
+    def strategy(self, name: str, key: str, log_path: Any) -> "StrategyProgress":
+        """A strategy was submitted."""
+        entry = {"algorithm": name, "task": key, "log": str(log_path), "submitted": time.time(), "finished": None,
+                 "final_state": None, "results": 0, "result_codes": {}, "error": None, "attempts": []}
+        self.data["strategies"].append(entry)
+        self.write()
+        log_info(f"{self.calibration}: {name} submitted")
+        return StrategyProgress(self, entry)
+
+    def finish(self, final_state: Optional[str]) -> None:
+        self.data["finished"], self.data["final_state"] = time.time(), final_state
+        self.write()
+
+    def write(self) -> None:
+        """Replaces the record in one step: a reader sees the old one or the new one, never half of one."""
+        try:
+            handle, temporary = tempfile.mkstemp(prefix=f".{RECORD_FILE}.", dir=self.path.parent)
+            with os.fdopen(handle, "w") as out:
+                json.dump(self.data, out, indent=1)
+            os.replace(temporary, self.path)
+        except OSError as err:  # a full or read-only disk must not stop the calibration
+            log_info(f"{self.calibration}: could not write the run record {self.path}: {err}")
+
+
+class StrategyProgress:
+    """One strategy: its attempts, as the runner learns of them."""
+
+    def __init__(self, run: RunProgress, entry: dict) -> None:
+        self.run = run
+        self.entry = entry
+        self.attempt: Optional[dict] = None
+        self._results_said = time.monotonic()
+
+    @property
+    def name(self) -> str:
+        return self.entry["algorithm"]
+
+    def waiting(self, seconds: float, cluster: str) -> None:
+        """No attempt runs yet: the cluster's workers are busy, or its batch jobs still wait."""
+        log_info(f"{self.run.calibration}: {self.name} waiting {seconds:.0f} s for a worker; {cluster}")
+
+    def started(self, attempt: str, where: protocol.Where) -> None:
+        self.attempt = {"attempt": attempt, **_where(where), "started": time.time(), "finished": None,
+                        "outcome": "running", "returncode": None, "signal": None, "timed_out": False,
+                        "final_state": None, "results": 0, "result_codes": {}, "error": None}
+        self.entry["attempts"].append(self.attempt)
+        self.run.write()
+        log_info(f"{self.run.calibration}: {self.name} started on {where.describe()}; log {self.entry['log']}")
+
+    def results(self, results: list) -> None:
+        """Results arrived; every ``RESULTS_EVERY`` s a strategy that sends many says how many so far."""
+        if self.attempt is None or time.monotonic() - self._results_said < RESULTS_EVERY:
+            return
+        self._results_said = time.monotonic()
+        self.attempt["results"], self.attempt["result_codes"] = len(results), _result_codes(results)
+        self.run.write()
+        log_info(f"{self.run.calibration}: {self.name}: {len(results)} result(s) so far")
+
+    def lost(self, results_dropped: int) -> None:
+        """The worker running the attempt was lost; the attempt's results were dropped."""
+        if self.attempt is not None:
+            self.attempt.update(outcome="lost", finished=time.time(), results=results_dropped)
+            self.attempt = None
+            self.run.write()
+
+    def lost_unseen(self, worker: str) -> None:
+        """A worker was lost while running an attempt of which nothing had arrived yet."""
+        self.entry["attempts"].append({
+            "attempt": None, **_where(None), "worker": worker, "started": None, "finished": time.time(),
+            "outcome": "lost", "returncode": None, "signal": None, "timed_out": False, "final_state": None,
+            "results": 0, "result_codes": {}, "error": None})
+        self.run.write()
+
+    def ended(self, final_state: str, results: list, end: Optional[protocol.Ended], error: Optional[str]) -> None:
+        """The strategy is over: ``final_state`` as the runner judged it, ``error`` if it raised RunnerError."""
+        now = time.time()
+        codes = _result_codes(results)
+        self.entry.update(finished=now, final_state=final_state, results=len(results), result_codes=codes,
+                          error=error)
+        if self.attempt is not None:
+            code = end.returncode if end is not None else None
+            self.attempt.update(
+                outcome="ended", finished=now, final_state=final_state, results=len(results), result_codes=codes,
+                returncode=code if code is None or code >= 0 else None,
+                signal=-code if code is not None and code < 0 else None,
+                timed_out=bool(end and end.timed_out), error=error)
+        self.run.write()
+        took = now - self.entry["submitted"]
+        where = f" on {protocol.Where(**{k: self.attempt[k] for k in ('host', 'pid', 'worker', 'job_id')}).describe()}" \
+            if self.attempt is not None and self.attempt["host"] else ""
+        log_info(f"{self.run.calibration}: {self.name} ended {final_state}: {len(results)} result(s) "
+                 f"({_codes_text(codes)}) in {took:.2f} s{where}")
