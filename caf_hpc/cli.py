@@ -11,7 +11,8 @@ import sys
 from typing import Optional, Sequence
 
 #: Modules that contribute sub-commands, each with ``add_commands(subparsers)``.
-COMMAND_MODULES = ("caf_hpc.extras.demo.command", "caf_hpc.sites.command", "caf_hpc.extras.testbed.command")
+COMMAND_MODULES = (
+    "caf_hpc.extras.demo.command", "caf_hpc.report.command", "caf_hpc.sites.command", "caf_hpc.extras.testbed.command")
 
 
 class UserError(Exception):

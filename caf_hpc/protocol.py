@@ -181,6 +181,8 @@ class Ended:
     error: Optional[str] = None     # the supervision itself failed: its traceback
     unstartable: Optional[str] = None  # why no strategy process was started (a path this worker cannot see)
     leftovers: tuple = ()           # pids the strategy's process left running, ended after it
+    started_at: Optional[float] = None  # the worker's clock (time.time()) when the strategy's process started
+    ended_at: Optional[float] = None    # ... and when the attempt ended
 
 
 Record = Union[Started, Frames, Ended]

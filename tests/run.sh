@@ -2,8 +2,8 @@
 # The whole test suite on a fresh machine: creates the environment, installs the package
 # with its test and root extras (real ROOT, for the C++ algorithms), starts what the batch
 # tests submit to (single-node Slurm, PBS over Slurm, SGE, and Podman with a base image:
-# Debian packages, so as root), runs pytest, and stops again whatever it started. Extra
-# arguments go to pytest.
+# Debian packages, so as root), installs Debian's Chromium for the report's browser test,
+# runs pytest, and stops again whatever it started. Extra arguments go to pytest.
 #
 # CAF_HPC_TESTBED=0 skips the batch systems (their tests then skip, saying how to start
 # them); with the batch systems started here, a skipped batch test is a failure.
@@ -31,6 +31,13 @@ if [[ "${CAF_HPC_TESTBED:-1}" != 0 && "$(id -u)" == 0 ]] && command -v apt-get >
     done
     .venv/bin/caf-hpc testbed up slurm pbs sge podman
     export CAF_HPC_REQUIRE_BATCH=1
+fi
+
+if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+    fi
+    export CAF_HPC_REQUIRE_BROWSER=1   # installed: a skipped browser test is a failure
 fi
 
 .venv/bin/python -m pytest "$@"

@@ -140,8 +140,11 @@ class StrategyProgress:
                           error=error)
         if self.attempt is not None:
             code = end.returncode if end is not None else None
+            if end is not None and end.started_at is not None:  # the worker's own times, not when records arrived
+                self.attempt["started"] = end.started_at
+            finished = end.ended_at if end is not None and end.ended_at else now
             self.attempt.update(
-                outcome="ended", finished=now, final_state=final_state, results=len(results), result_codes=codes,
+                outcome="ended", finished=finished, final_state=final_state, results=len(results), result_codes=codes,
                 returncode=code if code is None or code >= 0 else None,
                 signal=-code if code is not None and code < 0 else None,
                 timed_out=bool(end and end.timed_out), error=error)

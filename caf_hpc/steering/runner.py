@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any, ClassVar, Optional
 
 from .. import protocol
-from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_info, log_warning
+from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_warning
 from ..worker.task import run_strategy_task, start_preloading
 from . import clusters, events, interrupt, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock

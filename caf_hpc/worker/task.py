@@ -190,10 +190,11 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
     """Runs the child for ``task``, publishing its records; returns the last one."""
     attempt, here = uuid.uuid4().hex, where()
     ended: dict[str, Any] = {"returncode": None, "timed_out": False, "cancelled": False, "error": None,
-                             "unstartable": None, "leftovers": ()}
+                             "unstartable": None, "leftovers": (), "started_at": None}
     read_fd, write_fd = os.pipe()
     process: Any = None
     try:
+        ended["started_at"] = time.time()
         process = _start_child(task, write_fd, here)
         os.close(write_fd)
         write_fd = -1
@@ -272,7 +273,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
             os.close(write_fd)
         if process is not None:
             process.stdin.close()  # the child's signal that its supervisor is gone, if it still runs
-    record = protocol.Ended(task.key, attempt, here, **ended)
+    record = protocol.Ended(task.key, attempt, here, **ended, ended_at=time.time())
     publish(record)
     return record
 

@@ -39,3 +39,30 @@ def require_root():
             pytest.fail(f"{reason}; CAF_HPC_REQUIRE_ROOT=1 forbids skipping the C++ tests")
         pytest.skip(reason)
     return cpp.import_root()
+
+
+def require_browser():
+    """A headless Chromium under selenium (Debian's chromium and chromium-driver); skips (or, in CI, fails)
+    where it is missing. ``tests/run.sh`` installs it and sets CAF_HPC_REQUIRE_BROWSER=1."""
+    import os
+    import shutil
+
+    missing = [path for path in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not shutil.which(path)]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("selenium (pip install 'caf-hpc[test]')")
+    if missing:
+        reason = f"no headless browser: {', '.join(missing)} missing (apt-get install chromium chromium-driver)"
+        if os.environ.get("CAF_HPC_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{reason}; CAF_HPC_REQUIRE_BROWSER=1 forbids skipping the browser test")
+        pytest.skip(reason)
+    from caf_hpc.report.command import CHROMIUM_OPTIONS
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in CHROMIUM_OPTIONS:  # the options the report's screenshot uses
+        if not argument.startswith("--virtual-time-budget"):  # only for a one-shot screenshot
+            options.add_argument(argument)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)

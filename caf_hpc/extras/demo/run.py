@@ -2,6 +2,8 @@
 through a runner exactly as CAF would, and report what came out."""
 from __future__ import annotations
 
+import json
+
 import shutil
 import time
 from dataclasses import dataclass
@@ -57,6 +59,7 @@ class DemoReport:
     wall_time: float
     residuals: dict
     flavour: str = "python"
+    page: Optional[Path] = None  # the HTML report (caf-hpc report)
 
     @property
     def succeeded(self) -> bool:
@@ -92,7 +95,28 @@ def run_demo(runner_class: type, output_dir: Path, *, seed: int = 2024, experime
     outcome = run_algorithms(runner_class, CALIBRATION_NAME, algorithms, files, output_dir / "calibration")
     wall = time.monotonic() - started
     residuals = check_against_truth(outcome.output_dir / "outputdb", collector_dir / TRUTH_FILENAME)
-    return DemoReport(outcome, files, collector_dir / TRUTH_FILENAME, wall, residuals, flavour)
+    report = DemoReport(outcome, files, collector_dir / TRUTH_FILENAME, wall, residuals, flavour)
+    report.page = write_report_page(output_dir, collector_dir / TRUTH_FILENAME)
+    return report
+
+
+#: The demo's payload columns and the simulation's names for their true values.
+_TRUTH_COLUMNS = {"Pedestals": "pedestal", "Gains": "gain", "TimeOffsets": "t0"}
+
+
+def write_report_page(output_dir: Path, truth_file: Path) -> Optional[Path]:
+    """``caf-hpc report``'s page for the demo's directory, with the simulated truth beside the constants."""
+    from ...report import TRUTH_FILE, ReportError, find_records, load_record
+    from ...report.html import write_page
+
+    truth = json.loads(truth_file.read_text())
+    truth = {payload: {column: truth[payload]} for payload, column in _TRUTH_COLUMNS.items() if payload in truth}
+    (output_dir / TRUTH_FILE).write_text(json.dumps(truth))  # what `caf-hpc report` draws beside the constants
+    try:
+        records = [load_record(path) for path in find_records(output_dir)]
+    except ReportError:
+        return None  # the run did not get as far as writing a record
+    return write_page(records, output_dir / "report.html", truth)
 
 
 def _code(code: int) -> str:
@@ -160,4 +184,6 @@ def format_report(report: DemoReport, target: str) -> str:
             shown = "missing" if worst is None else f"{worst:.4g} {_UNITS.get(payload, '')}"
             lines.append(f"  {payload:<12} {shown}")
     lines += ["", f"wall time of the algorithm step: {report.wall_time:.2f} s"]
+    if report.page is not None:
+        lines.append(f"report (timeline, constants against run): {report.page}")
     return "\n".join(lines)

@@ -128,3 +128,12 @@ def test_ctrl_c_of_a_local_run_is_one_line_exit_130_and_leaves_nothing_running(t
     assert demo.returncode == 130 and took < 2, (took, output)
     assert output.splitlines()[-1] == "caf-hpc: interrupted" and "Traceback" not in output, output
     assert left_running(mark) == []
+
+
+def test_demo_writes_its_report_with_the_truth_beside_the_constants(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--runs", "3", "--flavour", "python"]) == 0
+    out = capsys.readouterr().out
+    page = tmp_path / "demo" / "report.html"
+    assert out.rstrip().endswith(f"report (timeline, constants against run): {page}")
+    text = page.read_text()
+    assert "simulated truth" in text and "constants-Pedestals-pedestal" in text and "constants-Gains-gain" in text
