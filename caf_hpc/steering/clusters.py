@@ -158,10 +158,13 @@ def state(client: Client, settings: RunnerSettings) -> str:
         return f"{describe(settings)} (not answering: {err!r})"
     busy = sum(1 for w in workers.values() if w.get("metrics", {}).get("task_counts", {}).get("executing"))
     text = f"{len(workers)} worker(s) connected, {busy} busy"
-    jobs = getattr(getattr(client, "cluster", None), "workers", None)
-    if hasattr(getattr(client, "cluster", None), "job_cls") and jobs is not None:
-        ids = [str(getattr(job, "job_id", None)) for job in jobs.values() if getattr(job, "job_id", None)]
-        text += f"; {len(jobs)} batch job(s) submitted ({', '.join(ids) or 'none yet'})"
+    cluster = getattr(client, "cluster", None)
+    if hasattr(cluster, "job_cls") and settings.site:
+        from ..sites import job_states
+
+        site = (settings if settings.site_config is not None else resolve_site(settings)).site_config
+        ids = [str(job.job_id) for job in list(cluster.workers.values()) if getattr(job, "job_id", None)]
+        text += f"; {job_states.describe(site.scheduler, ids)}"
     return f"{text}; {describe(settings)}"
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .. import protocol
 from ..basf2_compat import log_info
@@ -28,6 +28,19 @@ RECORD_FORMAT = "caf-hpc-run-record"
 RECORD_VERSION = 1
 #: How often a strategy that keeps sending results says how many it sent, and the record is rewritten.
 RESULTS_EVERY = 5.0
+
+
+_listeners: list = []
+
+
+def add_listener(listener: Callable[[dict], None]) -> Callable[[], None]:
+    """Calls ``listener(record)`` after every change of any run's record in this process (the record as
+    in docs/run-record.md; read it, do not change it); returns the function that stops that.
+
+    For live displays: ``caf-hpc demo`` draws its table from it. A listener that raises is dropped.
+    """
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
 
 
 def _result_codes(results: list) -> dict:
@@ -81,6 +94,12 @@ class RunProgress:
             os.replace(temporary, self.path)
         except OSError as err:  # a full or read-only disk must not stop the calibration
             log_info(f"{self.calibration}: could not write the run record {self.path}: {err}")
+        for listener in list(_listeners):
+            try:
+                listener(self.data)
+            except Exception as err:  # a display's failure must not stop the calibration
+                _listeners.remove(listener)
+                log_info(f"{self.calibration}: a progress listener failed and was dropped: {err!r}")
 
 
 class StrategyProgress:

@@ -1,6 +1,7 @@
 """Losing workers on the real Slurm: cancelled and hung jobs, replacement, waiting in vain, Ctrl-C."""
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -89,7 +90,24 @@ def test_hung_worker_is_noticed_within_the_worker_ttl(slurm, calibrate, tmp_path
     assert elapsed < 4 + 20, f"noticed after {elapsed:.1f} s"  # Dask's default TTL would take 300 s
 
 
-def test_no_worker_arriving_in_time_is_a_clear_error(slurm, calibrate, tmp_path):
+class _Lines(logging.Handler):
+    """The runner's log lines, caught on its own logger (here pytest's capture handlers on the root
+    were found at level ERROR once the batch cluster had started)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_no_worker_arriving_in_time_is_a_clear_error(slurm, calibrate, tmp_path, monkeypatch, request):
+    lines = _Lines()
+    logger = logging.getLogger("caf_hpc")
+    monkeypatch.setattr(logger, "handlers", [*logger.handlers, lines])
+    request.addfinalizer(lambda level=logger.level: logger.setLevel(level))
+    logger.setLevel(logging.INFO)  # through setLevel, which also clears the logger's cache of what it shows
     runner = slurm(jobs=1, retries=1, worker_wait=5)
     calibrate([ok("WarmUp")], runner=runner)
     subprocess.run(["scontrol", "update", "PartitionName=debug", "State=DOWN"], check=True, timeout=30)
@@ -101,6 +119,9 @@ def test_no_worker_arriving_in_time_is_a_clear_error(slurm, calibrate, tmp_path)
     message = str(outcome.error)
     assert "found no worker to run it within 5 s (worker_wait)" in message
     assert "site 'localhost-slurm" in message and "queue debug" in message and "job logs in " in message
+    waiting = [line for line in lines.lines if " waiting " in line]
+    assert any("0 worker(s) connected" in line and "batch job(s) submitted" in line and ": 1 pending" in line
+               for line in waiting), lines.lines  # the replacement job waits in the queue of the partition that is down
 
 
 STEERING = """

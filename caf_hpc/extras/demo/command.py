@@ -35,6 +35,8 @@ def _demo(args: argparse.Namespace) -> int:
     from ...steering.binding import runner_for
     from ...steering.directory_lock import DirectoryInUse, DirectoryLock
     from ...cli import UserError
+    from ...steering.progress import add_listener
+    from .display import RunDisplay
     from .run import choose_flavour, flavour_settings, format_report, run_demo
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -56,7 +58,13 @@ def _demo(args: argparse.Namespace) -> int:
     with lock:
         print(f"caf-hpc demo: simulating and calibrating on {target} with the {flavour} algorithms "
               f"(output in {args.output}) ...", flush=True)
-        report = run_demo(runner, args.output, seed=args.seed, runs=args.runs, fail=args.fail, flavour=flavour)
+        with RunDisplay(list(ALGORITHM_NAMES)) as display:  # a live table on a terminal, else plain lines
+            stop = add_listener(display.update)
+            try:
+                report = run_demo(runner, args.output, seed=args.seed, runs=args.runs, fail=args.fail,
+                                  flavour=flavour)
+            finally:
+                stop()
     print(format_report(report, target))
     return 0 if report.succeeded else 1
 

@@ -137,3 +137,46 @@ def test_demo_writes_its_report_with_the_truth_beside_the_constants(tmp_path, ca
     assert out.rstrip().endswith(f"report (timeline, constants against run): {page}")
     text = page.read_text()
     assert "simulated truth" in text and "constants-Pedestals-pedestal" in text and "constants-Gains-gain" in text
+
+
+def test_demo_shows_each_algorithm_as_it_goes_in_plain_lines_when_not_on_a_terminal(tmp_path, capsys):
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--runs", "3", "--flavour", "python"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    mine = [line.strip() for line in lines if line.startswith("  ") and line.strip().split(":")[0] in
+            ("PedestalCalibration", "GainCalibration", "TimeOffsetCalibration")]
+    names = [line.split(":")[0] for line in mine]
+    assert names.index("PedestalCalibration") < names.index("GainCalibration") < names.index("TimeOffsetCalibration")
+    assert any(line.startswith("PedestalCalibration: running on ") for line in mine), mine
+    assert any(line.startswith("TimeOffsetCalibration: COMPLETED on ") and "1 result(s) in" in line
+               for line in mine), mine
+
+
+def test_demo_on_a_terminal_draws_a_live_table(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    demo = subprocess.Popen([sys.executable, "-m", "caf_hpc.cli", "demo", "--output", str(tmp_path / "demo"),
+                             "--runs", "3", "--flavour", "python"], stdout=follower, stderr=follower,
+                            env=dict(os.environ, COLUMNS="120", TERM="xterm"))
+    os.close(follower)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the demo ended
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert demo.wait(timeout=120) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        os.close(leader)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "algorithm step" in screen and "\x1b[" in screen  # rich's table, drawn with terminal codes
+    assert screen.count("COMPLETED") >= 3 and "final state: COMPLETED" in screen

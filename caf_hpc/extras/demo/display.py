@@ -1,0 +1,86 @@
+"""The demo's view of its run while it goes: a live table on a terminal, plain lines otherwise.
+
+Fed by the runner's progress listener (``caf_hpc.steering.progress.add_listener``): every
+change of the run record redraws the table (rich), or prints what changed, one line each.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Optional
+
+#: What an attempt's outcome shows as.
+_STATES = {"running": "running", "lost": "lost (retried)", "ended": "ended"}
+
+
+def _status(strategy: dict) -> tuple:
+    """(state, where, results, seconds) of one strategy in the record."""
+    attempts = strategy["attempts"]
+    last: Optional[dict] = attempts[-1] if attempts else None
+    if strategy.get("final_state"):
+        state = strategy["final_state"]
+    elif last is None or last["outcome"] == "lost":
+        state = "waiting for a worker"
+    else:
+        state = _STATES.get(last["outcome"], last["outcome"])
+    where = "-"
+    if last is not None and last.get("host"):
+        where = f"{last['host']}" + (f", job {last['job_id']}" if last.get("job_id") else "")
+    results = strategy["results"] if strategy.get("final_state") else (last or {}).get("results", 0)
+    end = strategy.get("finished") or time.time()
+    return state, where, results, end - strategy["submitted"]
+
+
+class RunDisplay:
+    """Use as a context manager around the run; ``self.update`` is the progress listener."""
+
+    def __init__(self, names: list, stream: Any = None) -> None:
+        self.names = names
+        self.stream = stream or sys.stdout
+        self.live: Any = None
+        self.said: dict = {}
+        self.record: Optional[dict] = None
+
+    def __enter__(self) -> "RunDisplay":
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.__exit__(*exc)
+
+    def update(self, record: dict) -> None:
+        self.record = record
+        if self.live is not None:
+            self.live.update(self._table())
+            return
+        for strategy in record["strategies"]:
+            state, where, results, seconds = _status(strategy)
+            if self.said.get(strategy["algorithm"]) != (state, where):
+                self.said[strategy["algorithm"]] = (state, where)
+                detail = f" on {where}" if where != "-" else ""
+                ended = f", {results} result(s) in {seconds:.1f} s" if strategy.get("final_state") else ""
+                print(f"  {strategy['algorithm']}: {state}{detail}{ended}", file=self.stream, flush=True)
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title="algorithm step", title_justify="left")
+        for column in ("algorithm", "state", "where", "results", "s"):
+            table.add_column(column, justify="right" if column in ("results", "s") else "left")
+        strategies = {s["algorithm"]: s for s in (self.record or {}).get("strategies", [])}
+        colours = {"COMPLETED": "green", "FAILED": "red", "running": "cyan"}
+        for name in self.names:
+            if name not in strategies:
+                table.add_row(name, "[dim]not started[/dim]", "", "", "")
+                continue
+            state, where, results, seconds = _status(strategies[name])
+            colour = colours.get(state, "yellow")
+            table.add_row(name, f"[{colour}]{state}[/{colour}]", where, str(results), f"{seconds:.1f}")
+        return table
