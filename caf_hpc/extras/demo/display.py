@@ -19,8 +19,10 @@ def _status(strategy: dict) -> tuple:
     last: Optional[dict] = attempts[-1] if attempts else None
     if strategy.get("final_state"):
         state = strategy["final_state"]
-    elif last is None or last["outcome"] == "lost":
-        state = "waiting for a worker"
+    elif last is None:
+        state = "submitted"
+    elif last["outcome"] == "lost":
+        state = "worker lost, waiting for another"
     else:
         state = _STATES.get(last["outcome"], last["outcome"])
     where = "-"
