@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Optional
 
 from distributed import Client
 
@@ -148,6 +148,14 @@ def describe(settings: RunnerSettings) -> str:
     if settings.address:
         return f"the Dask scheduler at {settings.address}"
     return "the local Dask cluster"
+
+
+def dashboard(client: Client) -> Optional[str]:
+    """The address of the cluster's Dask dashboard, or None where the scheduler serves none."""
+    try:
+        return client.dashboard_link
+    except Exception:  # a scheduler started without a dashboard
+        return None
 
 
 def state(client: Client, settings: RunnerSettings) -> str:

@@ -62,12 +62,14 @@ def _where(where: Optional[protocol.Where]) -> dict:
 class RunProgress:
     """One ``run()``: its record, and the strategies' progress lines."""
 
-    def __init__(self, calibration: str, iteration: int, output_dir: Any, target: str, iov: Any = None) -> None:
+    def __init__(self, calibration: str, iteration: int, output_dir: Any, target: str, iov: Any = None,
+                 dashboard: Optional[str] = None) -> None:
         self.calibration = calibration
         self.path = Path(output_dir) / RECORD_FILE
         self.data: dict = {
             "format": RECORD_FORMAT, "version": RECORD_VERSION, "calibration": calibration,
             "iteration": iteration, "iov": None if iov is None else str(iov), "target": target,
+            "dashboard": dashboard,
             "started": time.time(), "finished": None, "final_state": None, "strategies": [],
         }
         self.write()

@@ -220,7 +220,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         except Exception:
             self.final_state = self.FAILED
             raise
-        progress = RunProgress(self.name, iteration, self.output_dir, clusters.describe(settings), iov)
+        progress = RunProgress(self.name, iteration, self.output_dir, clusters.describe(settings), iov,
+                               clusters.dashboard(client))
         try:
             for algorithm, payload in packed:
                 try:

@@ -30,6 +30,7 @@ def test_record_names_each_attempt_where_when_and_how_it_ended(calibrate):
     assert (record["format"], record["version"], record["calibration"], record["iteration"]) == \
         (RECORD_FORMAT, RECORD_VERSION, "cal", 0)
     assert record["final_state"] == "FAILED" and record["target"] == "the local Dask cluster"
+    assert record["dashboard"].startswith("http://127.0.0.1:")
     first, second = record["strategies"]  # Third never ran
     assert (first["algorithm"], first["final_state"], first["results"], first["result_codes"]) == \
         ("First", "COMPLETED", 2, {"0": 2})

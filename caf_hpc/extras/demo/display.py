@@ -58,6 +58,8 @@ class RunDisplay:
             self.live.__exit__(*exc)
 
     def update(self, record: dict) -> None:
+        if self.record is None and record.get("dashboard"):
+            print(f"  Dask dashboard: {record['dashboard']}", file=self.stream, flush=True)
         self.record = record
         if self.live is not None:
             self.live.update(self._table())

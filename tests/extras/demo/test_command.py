@@ -147,6 +147,7 @@ def test_demo_shows_each_algorithm_as_it_goes_in_plain_lines_when_not_on_a_termi
     names = [line.split(":")[0] for line in mine]
     assert names.index("PedestalCalibration") < names.index("GainCalibration") < names.index("TimeOffsetCalibration")
     assert any(line.startswith("PedestalCalibration: running on ") for line in mine), mine
+    assert any(line.startswith("  Dask dashboard: http://127.0.0.1:") for line in lines)  # once, at the start
     assert any(line.startswith("TimeOffsetCalibration: COMPLETED on ") and "1 result(s) in" in line
                for line in mine), mine
 
