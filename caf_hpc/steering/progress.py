@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +29,8 @@ RECORD_FORMAT = "caf-hpc-run-record"
 RECORD_VERSION = 1
 #: How often a strategy that keeps sending results says how many it sent, and the record is rewritten.
 RESULTS_EVERY = 5.0
+#: The record is rewritten at most this often while the run goes (and at once at its end).
+WRITE_EVERY = 0.2
 
 
 _listeners: list = []
@@ -72,36 +75,67 @@ class RunProgress:
             "dashboard": dashboard,
             "started": time.time(), "finished": None, "final_state": None, "strategies": [],
         }
-        self.write()
+        self._lock = threading.RLock()
+        self._pending: Optional[threading.Timer] = None
+        self._written = 0.0
+        self.write(now=True)
 
     def strategy(self, name: str, key: str, log_path: Any) -> "StrategyProgress":
         """A strategy was submitted."""
         entry = {"algorithm": name, "task": key, "log": str(log_path), "submitted": time.time(), "finished": None,
                  "final_state": None, "results": 0, "result_codes": {}, "error": None, "attempts": []}
-        self.data["strategies"].append(entry)
-        self.write()
+        with self._lock:  # the deferred rewrite reads the record in a thread of its own
+            self.data["strategies"].append(entry)
+            self.write()
         log_info(f"{self.calibration}: {name} submitted")
         return StrategyProgress(self, entry)
 
     def finish(self, final_state: Optional[str]) -> None:
-        self.data["finished"], self.data["final_state"] = time.time(), final_state
-        self.write()
+        with self._lock:
+            self.data["finished"], self.data["final_state"] = time.time(), final_state
+            self.write(now=True)
 
-    def write(self) -> None:
-        """Replaces the record in one step: a reader sees the old one or the new one, never half of one."""
-        try:
-            handle, temporary = tempfile.mkstemp(prefix=f".{RECORD_FILE}.", dir=self.path.parent)
-            with os.fdopen(handle, "w") as out:
-                json.dump(self.data, out, indent=1)
-            os.replace(temporary, self.path)
-        except OSError as err:  # a full or read-only disk must not stop the calibration
-            log_info(f"{self.calibration}: could not write the run record {self.path}: {err}")
+    def write(self, now: bool = False) -> None:
+        """Tells the listeners, and rewrites the record: at once if it was not rewritten in the last
+        ``WRITE_EVERY`` s, else once that time is up, from a timer thread (a strategy's steps come
+        milliseconds apart, and writing at each cost every trivial strategy 10 ms). Changes to
+        ``data`` are made under ``_lock``, which the timer's rewrite holds while it reads them."""
         for listener in list(_listeners):
             try:
                 listener(self.data)
             except Exception as err:  # a display's failure must not stop the calibration
                 _listeners.remove(listener)
                 log_info(f"{self.calibration}: a progress listener failed and was dropped: {err!r}")
+        with self._lock:
+            wait = self._written + WRITE_EVERY - time.monotonic()
+            if now or wait <= 0:
+                self._write_file()
+                return
+            if self._pending is not None:
+                return  # a rewrite is due already; it writes what is there then
+            self._pending = threading.Timer(wait, self._deferred)
+            self._pending.daemon = True
+            self._pending.start()
+
+    def _deferred(self) -> None:
+        with self._lock:
+            self._pending = None
+            self._write_file()
+
+    def _write_file(self) -> None:
+        """Replaces the record in one step: a reader sees the old one or the new one, never half of one."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._written = time.monotonic()
+        try:
+            text = json.dumps(self.data, indent=1)
+            handle, temporary = tempfile.mkstemp(prefix=f".{RECORD_FILE}.", dir=self.path.parent)
+            with os.fdopen(handle, "w") as out:
+                out.write(text)
+            os.replace(temporary, self.path)
+        except OSError as err:  # a full or read-only disk must not stop the calibration
+            log_info(f"{self.calibration}: could not write the run record {self.path}: {err}")
 
 
 class StrategyProgress:
@@ -122,11 +156,12 @@ class StrategyProgress:
         log_info(f"{self.run.calibration}: {self.name} waiting {seconds:.0f} s for a worker; {cluster}")
 
     def started(self, attempt: str, where: protocol.Where) -> None:
-        self.attempt = {"attempt": attempt, **_where(where), "started": time.time(), "finished": None,
-                        "outcome": "running", "returncode": None, "signal": None, "timed_out": False,
-                        "final_state": None, "results": 0, "result_codes": {}, "error": None}
-        self.entry["attempts"].append(self.attempt)
-        self.run.write()
+        with self.run._lock:  # changes to the record are made under its lock: see RunProgress.write
+            self.attempt = {"attempt": attempt, **_where(where), "started": time.time(), "finished": None,
+                            "outcome": "running", "returncode": None, "signal": None, "timed_out": False,
+                            "final_state": None, "results": 0, "result_codes": {}, "error": None}
+            self.entry["attempts"].append(self.attempt)
+            self.run.write()
         log_info(f"{self.run.calibration}: {self.name} started on {where.describe()}; log {self.entry['log']}")
 
     def results(self, results: list) -> None:
@@ -134,29 +169,42 @@ class StrategyProgress:
         if self.attempt is None or time.monotonic() - self._results_said < RESULTS_EVERY:
             return
         self._results_said = time.monotonic()
-        self.attempt["results"], self.attempt["result_codes"] = len(results), _result_codes(results)
-        self.run.write()
+        with self.run._lock:
+            self.attempt["results"], self.attempt["result_codes"] = len(results), _result_codes(results)
+            self.run.write()
         log_info(f"{self.run.calibration}: {self.name}: {len(results)} result(s) so far")
 
     def lost(self, results_dropped: int) -> None:
         """The worker running the attempt was lost; the attempt's results were dropped."""
         if self.attempt is not None:
-            self.attempt.update(outcome="lost", finished=time.time(), results=results_dropped)
-            self.attempt = None
-            self.run.write()
+            with self.run._lock:
+                self.attempt.update(outcome="lost", finished=time.time(), results=results_dropped)
+                self.attempt = None
+                self.run.write()
 
     def lost_unseen(self, worker: str) -> None:
         """A worker was lost while running an attempt of which nothing had arrived yet."""
-        self.entry["attempts"].append({
-            "attempt": None, **_where(None), "worker": worker, "started": None, "finished": time.time(),
-            "outcome": "lost", "returncode": None, "signal": None, "timed_out": False, "final_state": None,
-            "results": 0, "result_codes": {}, "error": None})
-        self.run.write()
+        with self.run._lock:
+            self.entry["attempts"].append({
+                "attempt": None, **_where(None), "worker": worker, "started": None, "finished": time.time(),
+                "outcome": "lost", "returncode": None, "signal": None, "timed_out": False, "final_state": None,
+                "results": 0, "result_codes": {}, "error": None})
+            self.run.write()
 
     def ended(self, final_state: str, results: list, end: Optional[protocol.Ended], error: Optional[str]) -> None:
         """The strategy is over: ``final_state`` as the runner judged it, ``error`` if it raised RunnerError."""
         now = time.time()
         codes = _result_codes(results)
+        with self.run._lock:
+            self._end(now, final_state, results, codes, end, error)
+        took = now - self.entry["submitted"]
+        where = f" on {protocol.Where(**{k: self.attempt[k] for k in ('host', 'pid', 'worker', 'job_id')}).describe()}" \
+            if self.attempt is not None and self.attempt["host"] else ""
+        log_info(f"{self.run.calibration}: {self.name} ended {final_state}: {len(results)} result(s) "
+                 f"({_codes_text(codes)}) in {took:.2f} s{where}")
+
+    def _end(self, now: float, final_state: str, results: list, codes: dict, end: Optional[protocol.Ended],
+             error: Optional[str]) -> None:
         self.entry.update(finished=now, final_state=final_state, results=len(results), result_codes=codes,
                           error=error)
         if self.attempt is not None:
@@ -170,8 +218,3 @@ class StrategyProgress:
                 signal=-code if code is not None and code < 0 else None,
                 timed_out=bool(end and end.timed_out), error=error)
         self.run.write()
-        took = now - self.entry["submitted"]
-        where = f" on {protocol.Where(**{k: self.attempt[k] for k in ('host', 'pid', 'worker', 'job_id')}).describe()}" \
-            if self.attempt is not None and self.attempt["host"] else ""
-        log_info(f"{self.run.calibration}: {self.name} ended {final_state}: {len(results)} result(s) "
-                 f"({_codes_text(codes)}) in {took:.2f} s{where}")

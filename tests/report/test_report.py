@@ -60,6 +60,10 @@ def test_record_of_a_killed_run_reads_as_unfinished(tmp_path):
 
     progress = RunProgress("cut", 0, tmp_path, "the local Dask cluster")
     progress.strategy("Alone", "key", tmp_path / "Alone_stdout")  # and then the steering script was killed
+    deadline = time.monotonic() + 5  # written within WRITE_EVERY (0.2 s) of the step
+    while not load_record(tmp_path / "caf-hpc-run.json")["strategies"]:
+        assert time.monotonic() < deadline, "the step never reached the record"
+        time.sleep(0.02)
     (record,) = [load_record(path) for path in find_records(tmp_path)]
     assert [a.outcome for a in attempts(record)] == ["waiting"]
     assert "cut iteration 0: still running, or its steering script was killed" in summary([record])
