@@ -62,6 +62,11 @@ def find_records(directory: Union[str, Path]) -> list[Path]:
     return records
 
 
+def load_records(directory: Union[str, Path]) -> list[dict]:
+    """Every run record below ``directory`` (``find_records``), read and checked (``load_record``)."""
+    return [load_record(path) for path in find_records(directory)]
+
+
 def load_record(path: Path) -> dict:
     try:
         record = json.loads(path.read_text())
@@ -99,7 +104,8 @@ def attempts(record: dict) -> list[Attempt]:
     return rows
 
 
-def _seconds(value: Optional[float]) -> str:
+def seconds(value: Optional[float]) -> str:
+    """A duration for the report's tables, '-' where it is not known."""
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -112,7 +118,7 @@ def summary(records: list[dict]) -> str:
         for a in attempts(record):
             codes = ", ".join(f"{n}×{code}" for code, n in a.result_codes.items())
             rows.append((a.calibration, str(a.iteration), a.algorithm, a.outcome,
-                         f"{a.results}" + (f" ({codes})" if codes else ""), _seconds(a.waited), _seconds(a.ran),
+                         f"{a.results}" + (f" ({codes})" if codes else ""), seconds(a.waited), seconds(a.ran),
                          a.where))
             if a.error:
                 errors.append(f"{a.calibration} iteration {a.iteration}, {a.algorithm}: "
@@ -135,12 +141,17 @@ def payload_series(database_txt: Path, runs: list) -> dict:
     from ..extras.standins import database
     from ..extras.standins.utils import ExpRun
 
-    names = sorted({entry.name for entry in database.read_entries(database_txt)})
+    entries = database.read_entries(database_txt)  # once, and each revision's file once below
+    payloads: dict = {}
     series: dict = {}
-    for name in names:
+    for name in sorted({entry.name for entry in entries}):
         for exp, run in runs:
-            payload = database.find_payload(database_txt, name, ExpRun(exp, run))
-            for column, values in (payload or {}).items():
+            entry = database.newest_entry(entries, name, ExpRun(exp, run))
+            if entry is None:
+                continue
+            if entry.revision not in payloads.setdefault(name, {}):
+                payloads[name][entry.revision] = database.read_payload(database_txt.parent, name, entry.revision)
+            for column, values in payloads[name][entry.revision].items():
                 values = values if isinstance(values, list) else [values]
                 series.setdefault((name, column), []).append((exp, run, values))
     return series

@@ -23,11 +23,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _report(args: argparse.Namespace) -> int:
     from ..cli import UserError
-    from . import TRUTH_FILE, ReportError, find_records, load_record, load_truth, summary
+    from . import TRUTH_FILE, ReportError, load_records, load_truth, summary
 
     default_truth = args.directory / TRUTH_FILE
     try:
-        records = [load_record(path) for path in find_records(args.directory)]
+        records = load_records(args.directory)
         truth = load_truth(args.truth or (default_truth if default_truth.exists() else None))
     except ReportError as err:
         raise UserError(str(err)) from None

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from . import Attempt, attempts, latest_database, payload_series, runs_of, truth_values
+from . import Attempt, attempts, latest_database, payload_series, runs_of, seconds, truth_values
 
 #: Colour of each outcome on the timeline.
 COLOURS = {"COMPLETED": "#2e7d32", "FAILED": "#c62828", "lost": "#9e9e9e", "running": "#1565c0", "waiting": "#fbc02d"}
@@ -102,7 +102,7 @@ def _log_table(rows: list[Attempt], page: Path) -> str:
         link = os.path.relpath(a.log, page.parent) if a.log else ""
         lines.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in (
             a.calibration, a.iteration, a.algorithm, a.outcome, a.results,
-            "-" if a.waited is None else f"{a.waited:.2f}", "-" if a.ran is None else f"{a.ran:.2f}", a.where))
+            seconds(a.waited), seconds(a.ran), a.where))
             + f"<td><a href='{html.escape(link)}'>{html.escape(Path(a.log).name)}</a></td></tr>")
     return "\n".join(lines + ["</table>"])
 

@@ -6,9 +6,9 @@ batch jobs hours long then says so, instead of looking hung.
 
 The record, ``caf-hpc-run.json`` in the iteration's output directory
 (``docs/run-record.md``), says what ran where, when and how it ended, attempt by attempt.
-It is rewritten atomically (a new file renamed over the old one) at every step, so a
-steering script killed at any moment leaves a complete, readable record of what had
-happened until then.
+It is rewritten atomically (a new file renamed over the old one) as the run goes, at most
+every ``WRITE_EVERY`` s and at once at its end, so a steering script killed at any moment
+leaves a complete, readable record of what had happened until a moment before.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.cli import main
-from caf_hpc.report import attempts, find_records, load_record, summary
+from caf_hpc.report import attempts, load_record, load_records, summary
 from caf_hpc.report.html import write_page
 
 
@@ -23,7 +23,7 @@ def eventful(calibrate, tmp_path):
     from tests.steering.test_lost_worker import _wait_for_workers
 
     _wait_for_workers(2)
-    return outcome, [load_record(path) for path in find_records(tmp_path / "cal")]
+    return outcome, load_records(tmp_path / "cal")
 
 
 def test_attempts_are_the_ones_that_ran(eventful):
@@ -64,7 +64,7 @@ def test_record_of_a_killed_run_reads_as_unfinished(tmp_path):
     while not load_record(tmp_path / "caf-hpc-run.json")["strategies"]:
         assert time.monotonic() < deadline, "the step never reached the record"
         time.sleep(0.02)
-    (record,) = [load_record(path) for path in find_records(tmp_path)]
+    (record,) = load_records(tmp_path)
     assert [a.outcome for a in attempts(record)] == ["waiting"]
     assert "cut iteration 0: still running, or its steering script was killed" in summary([record])
 

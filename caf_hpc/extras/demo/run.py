@@ -106,14 +106,14 @@ _TRUTH_COLUMNS = {"Pedestals": "pedestal", "Gains": "gain", "TimeOffsets": "t0"}
 
 def write_report_page(output_dir: Path, truth_file: Path) -> Optional[Path]:
     """``caf-hpc report``'s page for the demo's directory, with the simulated truth beside the constants."""
-    from ...report import TRUTH_FILE, ReportError, find_records, load_record
+    from ...report import TRUTH_FILE, ReportError, load_records
     from ...report.html import write_page
 
     truth = json.loads(truth_file.read_text())
     truth = {payload: {column: truth[payload]} for payload, column in _TRUTH_COLUMNS.items() if payload in truth}
     (output_dir / TRUTH_FILE).write_text(json.dumps(truth))  # what `caf-hpc report` draws beside the constants
     try:
-        records = [load_record(path) for path in find_records(output_dir)]
+        records = load_records(output_dir)
     except ReportError:
         return None  # the run did not get as far as writing a record
     return write_page(records, output_dir / "report.html", truth)

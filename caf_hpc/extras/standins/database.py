@@ -90,13 +90,19 @@ def write_payload(database_dir: PathLike, name: str, data: Any, iov: IoV) -> int
     return revision
 
 
+def newest_entry(entries: list[PayloadEntry], name: str, exprun: ExpRun) -> Optional[PayloadEntry]:
+    """Of ``entries`` (in file order), the newest revision of ``name`` whose IoV contains ``exprun``."""
+    for entry in reversed(entries):
+        if entry.name == name and entry.iov.contains(exprun):
+            return entry
+    return None
+
+
 def find_payload(database_txt: PathLike, name: str, exprun: ExpRun) -> Optional[Any]:
     """The newest revision of ``name`` whose IoV contains ``exprun``, or None."""
     path = Path(database_txt)
-    for entry in reversed(read_entries(path)):
-        if entry.name == name and entry.iov.contains(exprun):
-            return read_payload(path.parent, entry.name, entry.revision)
-    return None
+    entry = newest_entry(read_entries(path), name, exprun)
+    return None if entry is None else read_payload(path.parent, entry.name, entry.revision)
 
 
 def iter_payloads(database_txt: PathLike) -> Iterator[PayloadEntry]:
