@@ -74,22 +74,30 @@ def stop_worker_events(client: Any) -> None:
 
 
 class _BenignAtExit(logging.Filter):
-    """Drops two errors Dask logs, with tracebacks, about work that no longer matters.
+    """Keeps tracebacks Dask logs about a scheduler that went away off the user's terminal.
 
     * ``distributed.client``: closing a client whose scheduler went away cancels its
       reconnection, and ``log_errors`` on ``Client._reconnect`` logs the ``CancelledError``.
+      Dropped.
     * ``tornado.application``: a future whose state changes while the interpreter exits
       (the client cancels every future when it loses its scheduler) has its done callbacks
       handed to a thread pool that no longer takes work. The only callback is the runner's
-      "task ended" notice, which nobody waits for any more.
+      "task ended" notice, which nobody waits for any more. Dropped.
+    * ``distributed.batched``: a message the client sends just as its scheduler goes is
+      logged at INFO as "Batched Comm Closed" with the ``CommClosedError``'s traceback. The
+      line stays; its traceback goes.
 
-    In both cases the runner has already said what failed. Nothing else is dropped.
+    In all three the runner has already said what failed. Nothing else is touched.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.exc_info or record.exc_info[0] is None:
             return True
         kind, error, trace = record.exc_info
+        if record.name == "distributed.batched" and str(record.msg).startswith("Batched Comm Closed") \
+                and kind.__name__ == "CommClosedError":
+            record.exc_info, record.exc_text = None, None
+            return True
         where = "".join(traceback.format_tb(trace))
         if issubclass(kind, asyncio.CancelledError) and "_reconnect" in where:
             return False
@@ -101,11 +109,11 @@ _benign_at_exit = _BenignAtExit()
 
 
 def quiet_benign_errors() -> None:
-    """Keeps the two benign tracebacks of ``_BenignAtExit`` off the user's terminal.
+    """Keeps the benign tracebacks of ``_BenignAtExit`` off the user's terminal.
 
     Tested by ``tests/steering/test_cluster_faults.py::test_scheduler_killed_mid_run_is_one_error_for_the_user``.
     """
-    for name in ("distributed.client", "tornado.application"):
+    for name in ("distributed.client", "tornado.application", "distributed.batched"):
         logger = logging.getLogger(name)
         if _benign_at_exit not in logger.filters:
             logger.addFilter(_benign_at_exit)
