@@ -291,7 +291,9 @@ class PreloadPlugin(WorkerPlugin):
     C++ classes: seconds) in the background, on every worker at once and on each worker
     that joins later, instead of on the path of the first strategy each worker gets.
     Starting it only launches the process; a strategy that comes before it is ready waits
-    for it as it would have anyway.
+    for it as it would have anyway. An empty preload list is started too: the server's
+    own start (an interpreter and the strategy machinery) and the worker's import of this
+    module cost the first strategy on each worker 85 ms otherwise.
     """
 
     idempotent = True  # registered by every run(); the first registration holds
@@ -310,6 +312,6 @@ _preloading: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
 def start_preloading(client: Any, preload: tuple) -> None:
     """Has every worker of ``client``'s cluster, present and future, start its fork server for ``preload``."""
     registered = _preloading.setdefault(client, set())
-    if preload and tuple(preload) not in registered:
+    if tuple(preload) not in registered:
         client.register_plugin(PreloadPlugin(preload))
         registered.add(tuple(preload))
