@@ -182,11 +182,11 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
     def __init__(self, name: str) -> None:
         super().__init__(name=name)
         self.ignored_runs: list = []
-        #: The last strategy's Dask future, held until the next one is submitted. Letting go of a
-        #: future sends the scheduler a release at once, and the client sends its next message no
-        #: sooner than 10 ms after that one (its batching interval): the next submission would
-        #: wait for it. Released after the submission, the release waits instead.
-        self._last_task: Any = None
+        #: The run's Dask futures, held until its end. Letting go of a future sends the scheduler
+        #: a release at once, and the client sends its next message no sooner than 10 ms after
+        #: that one (its batching interval): a submission within those 10 ms would wait for it.
+        #: At the run's end they go together, in one message.
+        self._tasks: list = []
 
     @classmethod
     def settings(cls) -> RunnerSettings:
@@ -242,7 +242,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                     return
             self.final_state = self.COMPLETED
         finally:
-            self._last_task = None
+            self._tasks.clear()
             progress.finish(self.final_state or self.FAILED)
             inbox.close()
 
@@ -276,7 +276,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         inbox.watch(key)
         future = client.submit(run_strategy_task, task, key=key, pure=False)
         future.add_done_callback(partial(events.on_task_done, inbox, key))
-        self._last_task = future  # the previous strategy's future goes only now: see __init__
+        self._tasks.append(future)  # released at the run's end: see __init__
         log_debug(f"{self.name}: submitted {name} as task {key}")
         try:
             state = self._follow(client, inbox, settings, name, log_path, stream, future)
