@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from caf_hpc import runner_for
 from caf_hpc.extras.demo.run import run_demo
+from caf_hpc.extras.testbed import image as worker_image
 from caf_hpc.steering import clusters
 from tests.helpers.batch_queues import wait_until_no_jobs
 from tests.helpers.requirements import require_testbed
@@ -22,22 +22,12 @@ from tests.helpers.scripted import scripted
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(300)]
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-IMAGE = "localhost/caf-hpc:testbed"        # the image site-configs/localhost-slurm-podman.yaml runs
-BASE = "localhost/caf-hpc-base:bookworm"   # made by `caf-hpc testbed up podman`
+IMAGE = worker_image.IMAGE  # the image site-configs/localhost-slurm-podman.yaml runs
 SITE = "localhost-slurm-podman"
 
 
 def podman(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def build(context: Path) -> tuple[float, str]:
-    """Builds the image from ``context``; returns the seconds it took and podman's output."""
-    started = time.monotonic()
-    result = podman("build", "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", "WHEELHOUSE=.wheelhouse",
-                    "-t", IMAGE, "-f", "Containerfile", ".", cwd=context, timeout=280)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return time.monotonic() - started, result.stdout + result.stderr
 
 
 @pytest.fixture(scope="session")
@@ -47,15 +37,8 @@ def image(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for key, value in require_testbed("podman").items():
             patch.setenv(key, value)
-        context = tmp_path_factory.mktemp("image-context")
-        for name in ("pyproject.toml", "README.md", "Containerfile", ".containerignore"):
-            shutil.copy2(REPOSITORY / name, context / name)
-        for name in ("caf_hpc", "site-configs"):
-            shutil.copytree(REPOSITORY / name, context / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        subprocess.run([os.sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir",
-                        str(context / ".wheelhouse"), str(context)], check=True, timeout=280, capture_output=True)
-        seconds, _ = build(context)
+        context = worker_image.stage(REPOSITORY, tmp_path_factory.mktemp("image-context"))
+        seconds, _ = worker_image.build(context)
         print(f"\nimage {IMAGE} built in {seconds:.1f} s")
         yield {"context": context, "seconds": seconds, "environment": dict(os.environ)}
 
@@ -74,7 +57,7 @@ def test_image_runs_caf_hpc_and_its_demo(image, tmp_path):
 
 
 def test_a_second_build_reuses_the_cache(image):
-    seconds, output = build(image["context"])
+    seconds, output = worker_image.build(image["context"])
     print(f"\ncached build of {IMAGE}: {seconds:.1f} s")
     assert "Using cache" in output and "pip install" not in output.split("Using cache")[-1]
 

@@ -16,8 +16,8 @@ SUBMIT = {
     "slurm": (["sbatch", "--parsable", "-J", "caf-states", "--wrap", "sleep 60"],
               ["sbatch", "--parsable", "-H", "-J", "caf-states", "--wrap", "sleep 60"], ["scancel"]),
     "pbs": (["qsub", "-N", "caf-states"], ["qsub", "-h", "-N", "caf-states"], ["qdel"]),
-    "sge": (["qsub", "-terse", "-b", "y", "-N", "caf-states", "sleep", "60"],
-            ["qsub", "-terse", "-h", "-b", "y", "-N", "caf-states", "sleep", "60"], ["qdel"]),
+    "sge": (["qsub", "-terse", "-cwd", "-b", "y", "-N", "caf-states", "sleep", "60"],
+            ["qsub", "-terse", "-cwd", "-h", "-b", "y", "-N", "caf-states", "sleep", "60"], ["qdel"]),
 }
 
 
@@ -25,7 +25,9 @@ def _submit(command: list, environment: dict, script) -> str:
     script.write_text("#!/bin/sh\nsleep 60\n")
     if command[0] == "qsub" and "-b" not in command:
         command = [*command, str(script)]  # PBS's qsub takes a script file
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True, env=environment)
+    # from the test's directory: the job's output files (slurm-<id>.out, <name>.o<id>) land there
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=True, env=environment,
+                          cwd=script.parent)
     return done.stdout.strip().split(".")[0].split(";")[0]
 
 

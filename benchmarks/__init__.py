@@ -1,0 +1,8 @@
+"""caf-hpc's benchmark suite: every figure a user or a site admin asks about, against baselines in the same run.
+
+``python -m benchmarks`` (or ``bash benchmarks/run.sh`` on a fresh machine) runs it and
+writes the report; ``__main__`` says how. The files name what they hold: ``strategies``
+(what every runner drives), ``reference`` (the baselines: CAF's reference runner loop),
+``driving`` (a calibration run as CAF runs it, with clocks), ``measures`` (each figure),
+``batch`` (the testbed's Slurm and the worker image), ``record``, ``report`` and ``plots``.
+"""

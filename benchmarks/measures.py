@@ -1,0 +1,314 @@
+"""The measures of the suite: each drives caf-hpc's runner and the baselines through the same strategies.
+
+Every function takes the ``Plan`` (how many strategies, results and repetitions) and a
+directory of its own, and returns a ``Measure``. They run one after another in one
+process, on one machine, so that their ratios compare like with like.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+import psutil
+
+from caf_hpc import DaskAlgorithmsRunner, runner_for
+from caf_hpc.steering import clusters
+
+from .driving import BenchmarkError, calibrate
+from .record import CAF_HPC, REFERENCE, REFERENCE_FAST, Figure, Measure
+from .reference import reference
+from .strategies import Many, Paced, Sleeps, Trivial, UsesRoot, algorithms, sent_times, spans, started_times
+
+#: The runner as a steering script uses it by default: the local Dask cluster, one worker per core.
+LOCAL = DaskAlgorithmsRunner
+PRELOAD = "caf_hpc.extras.demo.cpp_algorithms:declare"
+SLURM, SLURM_CONTAINER = "caf-hpc on Slurm", "caf-hpc on Slurm, workers in the container"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much each measure runs: the full suite by default, a smoke run with ``QUICK``."""
+
+    repeats: int = 5                 # repetitions of caf-hpc's and the 1 ms reference's figures
+    strategies: int = 20             # trivial strategies in a row
+    reference_strategies: int = 3    # ... for the 5 s reference, which takes 5 s for each
+    reference_repeats: int = 3
+    results: int = 10_000            # results of the streaming strategy
+    reference_results: int = 1_000   # ... for the 5 s reference, whose child blocks on the full pipe
+    paced: int = 50                  # results of the latency strategy,
+    pace: float = 0.1                # ... sent this far apart (5 s: at least one poll of the reference)
+    latency_repeats: int = 3
+    sleeps: int = 5                  # strategies of the wall / sum measure,
+    sleep_seconds: float = 1.0       # ... working this long each
+    cold_repeats: int = 3
+    memory_runs: int = 200
+    parallel: int = 4                # calibrations in threads, and workers
+    parallel_seconds: float = 0.5
+    root_strategies: int = 10
+    with_slow_reference: bool = True
+
+
+QUICK = replace(Plan(), repeats=1, strategies=3, reference_strategies=1, reference_repeats=1, results=500,
+                paced=5, pace=0.02, latency_repeats=1, sleeps=2, sleep_seconds=0.2, cold_repeats=1,
+                memory_runs=10, parallel_seconds=0.1, root_strategies=2, with_slow_reference=False)
+
+
+def _samples(count: int, run: Callable[[int], float]) -> Figure:
+    return Figure([run(i) for i in range(count)])
+
+
+def _per_strategy_ms(runner: type, count: int, repeats: int, tmp: Path) -> Figure:
+    """Wall time of ``count`` trivial strategies in a row, per strategy, once per repetition."""
+    return _samples(repeats, lambda i: calibrate(runner, algorithms(Trivial, count), tmp / str(i)).wall / count * 1e3)
+
+
+def overhead(plan: Plan, tmp: Path) -> Measure:
+    measure = Measure("overhead_local", f"overhead per trivial strategy, {plan.strategies} in a row, warm local "
+                      "cluster", "ms", target=30,
+                      how=f"wall time of run() / strategies; median of {plan.repeats} calibrations. The 5 s "
+                      f"reference: {plan.reference_strategies} in a row, {plan.reference_repeats} calibrations",
+                      ratios=[(REFERENCE, CAF_HPC), (CAF_HPC, REFERENCE_FAST)])
+    calibrate(LOCAL, algorithms(Trivial, 2), tmp / "warm-up")  # the cluster up, its workers' fork servers started
+    measure.figures[CAF_HPC] = _per_strategy_ms(LOCAL, plan.strategies, plan.repeats, tmp / "caf-hpc")
+    measure.figures[REFERENCE_FAST] = _per_strategy_ms(reference(0.001), plan.strategies, plan.repeats, tmp / "fast")
+    measure.figures[REFERENCE] = _per_strategy_ms(reference(5.0), plan.reference_strategies, plan.reference_repeats,
+                                                  tmp / "reference")
+    return measure
+
+
+def overhead_on(site_runner: type, label: str, plan: Plan, tmp: Path) -> Measure:
+    """The trivial strategies' overhead on a batch site's warm workers."""
+    measure = Measure("overhead_slurm", f"overhead per trivial strategy, {plan.strategies} in a row, testbed's "
+                      "Slurm over TLS", "ms", target=35, judged=label,
+                      how=f"as on the local cluster, once the batch job's worker is up; median of {plan.repeats}")
+    calibrate(site_runner, algorithms(Trivial, 2), tmp / "warm-up")
+    measure.figures[label] = _per_strategy_ms(site_runner, plan.strategies, plan.repeats, tmp / "runs")
+    return measure
+
+
+def _latencies(runner: type, plan: Plan, repeats: int, tmp: Path) -> list:
+    """Per calibration, the ms from each result's ``queue.put`` in the strategy to its append to runner.results."""
+    per_run = []
+    for i in range(repeats):
+        ran = calibrate(runner, algorithms(Paced, 1, params={"count": plan.paced, "every": plan.pace}), tmp / str(i))
+        arrived, sent = ran.results["Paced0"].stamps, sent_times(ran.output_dir, "Paced0")
+        if len(arrived) != len(sent):
+            raise BenchmarkError(f"{len(sent)} results sent, {len(arrived)} arrived")
+        per_run.append([(a - s) * 1e3 for s, a in zip(sent, arrived)])
+    return per_run
+
+
+def latency(plan: Plan, tmp: Path) -> Measure:
+    measure = Measure("latency", "time from a strategy sending a result to it being in runner.results", "ms",
+                      target=50, ratios=[(REFERENCE, CAF_HPC), (CAF_HPC, REFERENCE_FAST)],
+                      how=f"{plan.paced} results {plan.pace * 1e3:g} ms apart per calibration; the figure of a "
+                      f"calibration is its results' median; {plan.latency_repeats} calibrations")
+    runners = [(CAF_HPC, LOCAL), (REFERENCE_FAST, reference(0.001))]
+    if plan.with_slow_reference:
+        runners.append((REFERENCE, reference(5.0)))
+    for label, runner in runners:
+        per_run = _latencies(runner, plan, plan.latency_repeats, tmp / label)
+        every = [value for run in per_run for value in run]
+        measure.figures[label] = Figure([statistics.median(run) for run in per_run],
+                                        note=f"p95 {statistics.quantiles(every, n=20)[-1]:.1f} ms, "
+                                        f"max {max(every):.1f} ms over {len(every)} results")
+        measure.series[label] = every
+    return measure
+
+
+def _rate(runner: type, count: int, local: bool, tmp: Path) -> float:
+    """Results per second of run()'s wall time; the results must be all there, in order, once each."""
+    ran = calibrate(runner, algorithms(Many, 1, params={"count": count, "local": local}), tmp)
+    results = ran.results["Many0"]
+    if [result.iov.run_low for result in results] != list(range(count)):
+        raise BenchmarkError(f"{count} results sent; {len(results)} arrived, not each once and in order")
+    if type(results[0]).__name__ != ("LocalResult" if local else "IoV_Result"):
+        raise BenchmarkError(f"results arrived as {type(results[0]).__name__}")
+    return count / ran.wall
+
+
+def throughput(plan: Plan, tmp: Path) -> Measure:
+    by_value = f"{CAF_HPC}, a result class sent by value"
+    measure = Measure("throughput", f"one strategy sending {plan.results:,} results, all in order, exactly once",
+                      "results/s", target=20_000, higher_is_better=True,
+                      ratios=[(CAF_HPC, REFERENCE), (CAF_HPC, REFERENCE_FAST)],
+                      how=f"results / wall time of run(), checked in order and each once; {plan.repeats} "
+                      "calibrations. caf-hpc with CAF's IoV_Result, and with a namedtuple of the steering side's "
+                      "own that workers cannot import")
+    measure.figures[CAF_HPC] = _samples(plan.repeats, lambda i: _rate(LOCAL, plan.results, False, tmp / f"c{i}"))
+    measure.figures[by_value] = _samples(plan.repeats, lambda i: _rate(LOCAL, plan.results, True, tmp / f"v{i}"))
+    measure.figures[REFERENCE_FAST] = _samples(plan.repeats, lambda i: _rate(reference(0.001), plan.results, False,
+                                                                            tmp / f"f{i}"))
+    if plan.with_slow_reference:
+        measure.figures[REFERENCE] = Figure([_rate(reference(5.0), plan.reference_results, False, tmp / "r")],
+                                            note=f"{plan.reference_results:,} results, once: its child blocks on "
+                                            "the full pipe between polls")
+    return measure
+
+
+def _wall_over_sum(runner: type, plan: Plan, tmp: Path) -> float:
+    ran = calibrate(runner, algorithms(Sleeps, plan.sleeps, params={"seconds": plan.sleep_seconds}), tmp)
+    return ran.wall / sum(ended - began for _, began, ended in spans(ran.output_dir))
+
+
+def wall_over_sum(plan: Plan, tmp: Path) -> Measure:
+    measure = Measure("wall_over_sum", f"wall time / sum of strategy times, {plan.sleeps} strategies of "
+                      f"{plan.sleep_seconds:g} s", "×", target=1.03,
+                      how="wall time of run() / the sum of the strategies' own run() durations, as each strategy "
+                      f"measured it; {plan.repeats} calibrations (the 5 s reference: 1)")
+    measure.figures[CAF_HPC] = _samples(plan.repeats, lambda i: _wall_over_sum(LOCAL, plan, tmp / f"c{i}"))
+    measure.figures[REFERENCE_FAST] = _samples(plan.repeats, lambda i: _wall_over_sum(reference(0.001), plan,
+                                                                                      tmp / f"f{i}"))
+    if plan.with_slow_reference:
+        measure.figures[REFERENCE] = Figure([_wall_over_sum(reference(5.0), plan, tmp / "r")])
+    return measure
+
+
+def cold_start_seconds(runner: type, tmp: Path, close: Callable[[], None]) -> float:
+    """From run() with no cluster to the first strategy's run(); the cluster is closed again afterwards."""
+    close()
+    try:
+        ran = calibrate(runner, algorithms(Trivial, 1), tmp)
+        return started_times(ran.output_dir)["Trivial0"] - ran.called
+    finally:
+        close()
+
+
+def cold_start(plan: Plan, tmp: Path) -> Measure:
+    measure = Measure("cold_start", "cold start: first run() to the first strategy running", "s", target=3,
+                      judged=SLURM, ratios=[(CAF_HPC, REFERENCE_FAST)],
+                      how=f"no cluster before run(); each sample starts one anew ({plan.cold_repeats} samples). "
+                      "On Slurm: the batch job submitted, started and its worker connected over TLS")
+    measure.figures[CAF_HPC] = _samples(plan.cold_repeats, lambda i: cold_start_seconds(LOCAL, tmp / str(i),
+                                                                                        clusters.close_all))
+    measure.figures[REFERENCE_FAST] = _samples(plan.cold_repeats, lambda i: cold_start_seconds(
+        reference(0.001), tmp / f"f{i}", lambda: None))
+    return measure
+
+
+def memory(plan: Plan, tmp: Path) -> Measure:
+    measure = Measure("memory", f"growth of the runner's process over {plan.memory_runs} runs of 3 strategies",
+                      "MB", target=20,
+                      how="resident memory of this process after the last run minus after the first (psutil), "
+                      "one series of runs each")
+    process = psutil.Process()
+    for label, runner in ((CAF_HPC, LOCAL), (REFERENCE_FAST, reference(0.001))):
+        rss = []
+        for _ in range(plan.memory_runs):
+            calibrate(runner, algorithms(Trivial, 3), tmp / label)
+            rss.append(process.memory_info().rss / 1e6)
+        measure.figures[label] = Figure([rss[-1] - rss[0]], note=f"{rss[0]:.0f} MB after the first run")
+        measure.series[label] = rss
+    return measure
+
+
+def _together(runner: type, plan: Plan, tmp: Path, count: int) -> tuple:
+    """Wall time of ``count`` calibrations started at once, each in a thread as CAF runs them, and their
+    strategies' spans. (Plain threads, as CAF's: a child forked from a ``ThreadPoolExecutor``'s thread
+    fails at exit, joining that executor's threads.)"""
+    runs: dict = {}
+
+    def one(i: int) -> None:
+        made = algorithms(Sleeps, 3, prefix=f"C{i}Sleeps", params={"seconds": plan.parallel_seconds})
+        try:
+            runs[i] = calibrate(runner, made, tmp / f"calibration{i}", name=f"calibration{i}")
+        except BaseException as err:
+            runs[i] = err
+
+    threads = [threading.Thread(target=one, args=(i,), name=f"calibration{i}") for i in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    wall = time.perf_counter() - started
+    failed = [run for run in runs.values() if isinstance(run, BaseException)]
+    if failed or len(runs) < count:
+        raise BenchmarkError(f"{len(failed)} of {count} calibrations failed, {count - len(runs)} hung: {failed}")
+    origin = min(run.called for run in runs.values())
+    return wall, [(name, began - origin, ended - origin)
+                  for run in runs.values() for name, began, ended in spans(run.output_dir)]
+
+
+def parallel(plan: Plan, tmp: Path) -> Measure:
+    count = plan.parallel
+    measure = Measure("parallel", f"{count} calibrations in parallel threads, 3 strategies of "
+                      f"{plan.parallel_seconds:g} s each, {count} workers", "× one calibration's wall", target=1.3,
+                      how=f"wall time of {count} calibrations started at once / wall time of one alone, on one "
+                      f"local cluster of {count} workers; {plan.repeats} pairs")
+    runner = runner_for(n_workers=count)
+    try:
+        _together(runner, plan, tmp / "warm-up", count)  # every worker up, with its fork server
+        for label, run_with in ((CAF_HPC, runner), (REFERENCE_FAST, reference(0.001))):
+            ratios = []
+            for i in range(plan.repeats):
+                alone, _ = _together(run_with, plan, tmp / label / f"alone{i}", 1)
+                together, spans_ = _together(run_with, plan, tmp / label / f"together{i}", count)
+                ratios.append(together / alone)
+            measure.figures[label] = Figure(ratios)
+            measure.series[label] = spans_
+    finally:
+        clusters.close(runner.settings())
+    return measure
+
+
+def root_preload(plan: Plan, tmp: Path) -> Measure:
+    measure = Measure("root", "a strategy using ROOT (C++ classes declared to cling, one call into C++)",
+                      "ms per strategy", judged="caf-hpc, preloaded", ratios=[("caf-hpc, no preload", "caf-hpc, preloaded")],
+                      how="a local cluster of one worker, so that every strategy finds it warm; without "
+                      "preload every strategy's process starts ROOT's interpreter and declares the classes, with "
+                      f"preload=['{PRELOAD}'] the worker's fork server did once. The 1 ms reference forks the "
+                      "steering process, which imported ROOT and declared the classes itself")
+    from caf_hpc.extras.standins import cpp
+
+    if not cpp.available():
+        measure.skipped = "ROOT is not installed (pip install -e '.[root]')"
+        return measure
+    plain, preloaded = runner_for(n_workers=1), runner_for(n_workers=1, preload=[PRELOAD])
+    try:
+        calibrate(plain, algorithms(Trivial, 2), tmp / "warm-up")
+        started = time.perf_counter()
+        calibrate(preloaded, algorithms(UsesRoot, 1), tmp / "first")
+        first = time.perf_counter() - started
+
+        def per_strategy(runner: type, strategy: type, count: int, label: str) -> Figure:
+            return _samples(plan.cold_repeats, lambda i: calibrate(runner, algorithms(strategy, count),
+                                                                   tmp / f"{label}{i}").wall / count * 1e3)
+
+        measure.figures["caf-hpc, no preload"] = per_strategy(plain, UsesRoot, max(2, plan.root_strategies // 4),
+                                                              "plain")
+        measure.figures["caf-hpc, preloaded"] = per_strategy(preloaded, UsesRoot, plan.root_strategies, "preloaded")
+        measure.figures["caf-hpc, preloaded"].note = f"the first, preload included: {first * 1e3:.0f} ms"
+        measure.figures["caf-hpc, no ROOT (floor)"] = per_strategy(plain, Trivial, plan.root_strategies, "floor")
+        from caf_hpc.extras.demo import cpp_algorithms
+
+        cpp_algorithms.declare()  # as a steering script of C++ algorithms has done before CAF runs
+        measure.figures[REFERENCE_FAST] = per_strategy(reference(0.001), UsesRoot, plan.root_strategies, "fast")
+    finally:
+        clusters.close(plain.settings())
+    return measure
+
+
+def batch(plan: Plan, tmp: Path, cold: Measure, container_image: Optional[str]) -> Measure:
+    """On the testbed's Slurm: the overhead on warm workers, and cold starts (also in the container).
+
+    ``tmp`` must be under the jobs' working directory, which the container binds. A cold
+    start that fails is noted in ``cold`` and the other figures stand.
+    """
+    slurm = runner_for("localhost-slurm")
+    measure = overhead_on(slurm, SLURM, plan, tmp / "overhead")
+    clusters.close(slurm.settings())
+    cold_starts = [(SLURM, slurm)]
+    if container_image:
+        cold_starts.append((SLURM_CONTAINER, runner_for("localhost-slurm-podman", container={"image": container_image})))
+    for label, runner in cold_starts:
+        try:
+            cold.figures[label] = _samples(plan.cold_repeats, lambda i: cold_start_seconds(
+                runner, tmp / f"{label.split()[-1]}{i}", lambda: clusters.close(runner.settings())))
+        except Exception as err:  # noted; the other figures stand
+            cold.how += f". {label}: not measured, {type(err).__name__}: {err}"
+    return measure
