@@ -57,6 +57,12 @@ QUICK = replace(Plan(), repeats=1, strategies=3, reference_strategies=1, referen
                 memory_runs=10, parallel_seconds=0.1, root_strategies=2, with_slow_reference=False)
 
 
+def _warm(runner: type, tmp: Path) -> None:
+    """The cluster up and its workers' fork servers started, so that a measure run alone (``--only``) sees
+    warm workers as in the full suite."""
+    calibrate(runner, algorithms(Trivial, 2), tmp / "warm-up")
+
+
 def _samples(count: int, run: Callable[[int], float]) -> Figure:
     return Figure([run(i) for i in range(count)])
 
@@ -72,7 +78,7 @@ def overhead(plan: Plan, tmp: Path) -> Measure:
                       how=f"wall time of run() / strategies; median of {plan.repeats} calibrations. The 5 s "
                       f"reference: {plan.reference_strategies} in a row, {plan.reference_repeats} calibrations",
                       ratios=[(REFERENCE, CAF_HPC), (CAF_HPC, REFERENCE_FAST)])
-    calibrate(LOCAL, algorithms(Trivial, 2), tmp / "warm-up")  # the cluster up, its workers' fork servers started
+    _warm(LOCAL, tmp)
     measure.figures[CAF_HPC] = _per_strategy_ms(LOCAL, plan.strategies, plan.repeats, tmp / "caf-hpc")
     measure.figures[REFERENCE_FAST] = _per_strategy_ms(reference(0.001), plan.strategies, plan.repeats, tmp / "fast")
     measure.figures[REFERENCE] = _per_strategy_ms(reference(5.0), plan.reference_strategies, plan.reference_repeats,
@@ -85,7 +91,7 @@ def overhead_on(site_runner: type, label: str, plan: Plan, tmp: Path) -> Measure
     measure = Measure("overhead_slurm", f"overhead per trivial strategy, {plan.strategies} in a row, testbed's "
                       "Slurm over TLS", "ms", target=35, judged=label,
                       how=f"as on the local cluster, once the batch job's worker is up; median of {plan.repeats}")
-    calibrate(site_runner, algorithms(Trivial, 2), tmp / "warm-up")
+    _warm(site_runner, tmp)
     measure.figures[label] = _per_strategy_ms(site_runner, plan.strategies, plan.repeats, tmp / "runs")
     return measure
 
@@ -110,6 +116,7 @@ def latency(plan: Plan, tmp: Path) -> Measure:
     runners = [(CAF_HPC, LOCAL), (REFERENCE_FAST, reference(0.001))]
     if plan.with_slow_reference:
         runners.append((REFERENCE, reference(5.0)))
+    _warm(LOCAL, tmp)
     for label, runner in runners:
         per_run = _latencies(runner, plan, plan.latency_repeats, tmp / label)
         every = [value for run in per_run for value in run]
@@ -139,6 +146,7 @@ def throughput(plan: Plan, tmp: Path) -> Measure:
                       how=f"results / wall time of run(), checked in order and each once; {plan.repeats} "
                       "calibrations. caf-hpc with CAF's IoV_Result, and with a namedtuple of the steering side's "
                       "own that workers cannot import")
+    _warm(LOCAL, tmp)
     measure.figures[CAF_HPC] = _samples(plan.repeats, lambda i: _rate(LOCAL, plan.results, False, tmp / f"c{i}"))
     measure.figures[by_value] = _samples(plan.repeats, lambda i: _rate(LOCAL, plan.results, True, tmp / f"v{i}"))
     measure.figures[REFERENCE_FAST] = _samples(plan.repeats, lambda i: _rate(reference(0.001), plan.results, False,
@@ -160,6 +168,7 @@ def wall_over_sum(plan: Plan, tmp: Path) -> Measure:
                       f"{plan.sleep_seconds:g} s", "×", target=1.03,
                       how="wall time of run() / the sum of the strategies' own run() durations, as each strategy "
                       f"measured it; {plan.repeats} calibrations (the 5 s reference: 1)")
+    _warm(LOCAL, tmp)
     measure.figures[CAF_HPC] = _samples(plan.repeats, lambda i: _wall_over_sum(LOCAL, plan, tmp / f"c{i}"))
     measure.figures[REFERENCE_FAST] = _samples(plan.repeats, lambda i: _wall_over_sum(reference(0.001), plan,
                                                                                       tmp / f"f{i}"))
@@ -270,7 +279,7 @@ def root_preload(plan: Plan, tmp: Path) -> Measure:
         return measure
     plain, preloaded = runner_for(n_workers=1), runner_for(n_workers=1, preload=[PRELOAD])
     try:
-        calibrate(plain, algorithms(Trivial, 2), tmp / "warm-up")
+        _warm(plain, tmp)
         started = time.perf_counter()
         calibrate(preloaded, algorithms(UsesRoot, 1), tmp / "first")
         first = time.perf_counter() - started

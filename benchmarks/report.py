@@ -56,7 +56,7 @@ def versions(batch: bool) -> dict:
     return found
 
 
-def _number(value: float, unit: str) -> str:
+def number(value: float, unit: str) -> str:
     if unit == "results/s":
         return f"{value:,.0f}"
     if unit.startswith("×"):
@@ -69,13 +69,15 @@ def _number(value: float, unit: str) -> str:
 def _figure_text(measure: Measure, label: str) -> str:
     figure = measure.figures[label]
     low, high = figure.spread
-    text = f"{_number(figure.median, measure.unit)}"
+    text = f"{number(figure.median, measure.unit)}"
     if len(figure.samples) > 1:
-        text += f" ({_number(low, measure.unit)}–{_number(high, measure.unit)})"
+        text += f" ({number(low, measure.unit)}–{number(high, measure.unit)})"
     return text
 
 
-def _met(measure: Measure) -> str:
+def _met(measure: Measure, quick: bool) -> str:
+    if quick:
+        return "not judged"
     return {True: "met", False: "**missed**", None: "—"}[measure.met]
 
 
@@ -101,7 +103,7 @@ def markdown(data: dict, measures: list, picture: Optional[str]) -> str:
                            for name, value in measure.ratio_values().items())
         where = "" if measure.judged == CAF_HPC else f" ({measure.judged})"
         lines.append(f"| {measure.title} | {judged} {measure.unit}{where} | {measure.target_text} | "
-                     f"{_met(measure)} | {ratios} |")
+                     f"{_met(measure, data['quick'])} | {ratios} |")
     lines += ["", "## Every figure", ""]
     for measure in measures:
         lines += [f"### {measure.title}", "", measure.how, ""]
@@ -111,8 +113,8 @@ def markdown(data: dict, measures: list, picture: Optional[str]) -> str:
         lines += [f"| runner | median ({measure.unit}) | min | max | n | note |", "|---|---|---|---|---|---|"]
         for label, figure in measure.figures.items():
             low, high = figure.spread
-            lines.append(f"| {label} | {_number(figure.median, measure.unit)} | {_number(low, measure.unit)} | "
-                         f"{_number(high, measure.unit)} | {len(figure.samples)} | {figure.note} |")
+            lines.append(f"| {label} | {number(figure.median, measure.unit)} | {number(low, measure.unit)} | "
+                         f"{number(high, measure.unit)} | {len(figure.samples)} | {figure.note} |")
         lines.append("")
     return "\n".join(lines)
 
