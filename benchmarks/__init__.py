@@ -6,3 +6,7 @@ writes the report; ``__main__`` says how. The files name what they hold: ``strat
 ``driving`` (a calibration run as CAF runs it, with clocks), ``measures`` (each figure),
 ``batch`` (the testbed's Slurm and the worker image), ``record``, ``report`` and ``plots``.
 """
+from pathlib import Path
+
+#: The checkout the suite runs from: what its report names (commit) and the worker image is built of.
+CHECKOUT = Path(__file__).resolve().parents[1]

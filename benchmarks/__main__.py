@@ -53,6 +53,11 @@ def _arguments(argv: list) -> argparse.Namespace:
     return args
 
 
+def _slurm_not_measured(reason: str) -> Measure:
+    return Measure("overhead_slurm", "overhead per trivial strategy on the testbed's Slurm over TLS", "ms",
+                   target=35, skipped=reason)
+
+
 def _run_batch(plan: measures.Plan, tmp: Path, cold: Measure) -> Measure:
     try:
         with batch.testbeds(("slurm", "podman"), tmp / "home"):
@@ -64,8 +69,7 @@ def _run_batch(plan: measures.Plan, tmp: Path, cold: Measure) -> Measure:
                 print(f"no worker image, so no cold start in the container: {err}", file=sys.stderr)
             return measures.batch(plan, Path.cwd() / "runs", cold, image)  # under the directory the container binds
     except batch.Unavailable as err:
-        return Measure("overhead_slurm", "overhead per trivial strategy on the testbed's Slurm over TLS", "ms",
-                       target=35, skipped=str(err))
+        return _slurm_not_measured(str(err))
 
 
 def main(argv: list) -> int:
@@ -89,8 +93,7 @@ def main(argv: list) -> int:
                     done.append(Measure(key, key, "", skipped=f"failed: {type(err).__name__}: {err}"))
                 print(f"{time.monotonic() - step:.0f} s", flush=True)
             if "overhead_slurm" in args.only and (args.quick or args.no_batch):
-                done.append(Measure("overhead_slurm", "overhead per trivial strategy on the testbed's Slurm", "ms",
-                                    target=35, skipped=f"left out ({'--quick' if args.quick else '--no-batch'})"))
+                done.append(_slurm_not_measured(f"left out ({'--quick' if args.quick else '--no-batch'})"))
             elif "overhead_slurm" in args.only:
                 print("[batch] the testbed's Slurm ...", end=" ", flush=True)
                 step = time.monotonic()
@@ -100,8 +103,7 @@ def main(argv: list) -> int:
                     done.append(_run_batch(plan, Path(tmp, "batch"), cold))
                 except Exception as err:  # reported, with everything measured before it
                     failed = True
-                    done.append(Measure("overhead_slurm", "overhead_slurm", "ms",
-                                        skipped=f"failed: {type(err).__name__}: {err}"))
+                    done.append(_slurm_not_measured(f"failed: {type(err).__name__}: {err}"))
                 print(f"{time.monotonic() - step:.0f} s", flush=True)
         except KeyboardInterrupt:
             print("\ninterrupted: the report holds what was measured so far", file=sys.stderr)

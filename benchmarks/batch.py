@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 from caf_hpc.extras import testbed
 from caf_hpc.extras.testbed import image
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+from . import CHECKOUT
 
 
 class Unavailable(Exception):

@@ -67,9 +67,9 @@ def _samples(count: int, run: Callable[[int], float]) -> Figure:
     return Figure([run(i) for i in range(count)])
 
 
-def _per_strategy_ms(runner: type, count: int, repeats: int, tmp: Path) -> Figure:
-    """Wall time of ``count`` trivial strategies in a row, per strategy, once per repetition."""
-    return _samples(repeats, lambda i: calibrate(runner, algorithms(Trivial, count), tmp / str(i)).wall / count * 1e3)
+def _per_strategy_ms(runner: type, count: int, repeats: int, tmp: Path, strategy: type = Trivial) -> Figure:
+    """Wall time of ``count`` strategies in a row, per strategy, once per repetition."""
+    return _samples(repeats, lambda i: calibrate(runner, algorithms(strategy, count), tmp / str(i)).wall / count * 1e3)
 
 
 def overhead(plan: Plan, tmp: Path) -> Measure:
@@ -283,20 +283,17 @@ def root_preload(plan: Plan, tmp: Path) -> Measure:
         started = time.perf_counter()
         calibrate(preloaded, algorithms(UsesRoot, 1), tmp / "first")
         first = time.perf_counter() - started
-
-        def per_strategy(runner: type, strategy: type, count: int, label: str) -> Figure:
-            return _samples(plan.cold_repeats, lambda i: calibrate(runner, algorithms(strategy, count),
-                                                                   tmp / f"{label}{i}").wall / count * 1e3)
-
-        measure.figures["caf-hpc, no preload"] = per_strategy(plain, UsesRoot, max(2, plan.root_strategies // 4),
-                                                              "plain")
-        measure.figures["caf-hpc, preloaded"] = per_strategy(preloaded, UsesRoot, plan.root_strategies, "preloaded")
+        count, repeats = plan.root_strategies, plan.cold_repeats
+        measure.figures["caf-hpc, no preload"] = _per_strategy_ms(plain, max(2, count // 4), repeats, tmp / "plain",
+                                                                  UsesRoot)
+        measure.figures["caf-hpc, preloaded"] = _per_strategy_ms(preloaded, count, repeats, tmp / "preloaded",
+                                                                 UsesRoot)
         measure.figures["caf-hpc, preloaded"].note = f"the first, preload included: {first * 1e3:.0f} ms"
-        measure.figures["caf-hpc, no ROOT (floor)"] = per_strategy(plain, Trivial, plan.root_strategies, "floor")
+        measure.figures["caf-hpc, no ROOT (floor)"] = _per_strategy_ms(plain, count, repeats, tmp / "floor")
         from caf_hpc.extras.demo import cpp_algorithms
 
         cpp_algorithms.declare()  # as a steering script of C++ algorithms has done before CAF runs
-        measure.figures[REFERENCE_FAST] = per_strategy(reference(0.001), UsesRoot, plan.root_strategies, "fast")
+        measure.figures[REFERENCE_FAST] = _per_strategy_ms(reference(0.001), count, repeats, tmp / "fast", UsesRoot)
     finally:
         clusters.close(plain.settings())
     return measure

@@ -79,7 +79,3 @@ class Measure:
         data.update(target_text=self.target_text, met=self.met, ratios=self.ratio_values())
         return data
 
-
-def skipped(measure: Measure, reason: str) -> Measure:
-    measure.skipped = reason
-    return measure

@@ -12,9 +12,9 @@ from typing import Optional
 
 import psutil
 
+from . import CHECKOUT
 from .record import CAF_HPC, Measure
 
-CHECKOUT = Path(__file__).resolve().parents[1]
 _PACKAGES = ("caf-hpc", "dask", "distributed", "dask-jobqueue", "cloudpickle", "tornado", "root")
 
 
@@ -26,13 +26,15 @@ def _first_line(command: list) -> Optional[str]:
     return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 and done.stdout else None
 
 
+def _field(path: Path, key: str, separator: str) -> str:
+    """The value of the first ``key<separator>value`` line of ``path``, or '' (no such file or line)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return next((line.split(separator, 1)[1].strip() for line in lines if line.startswith(key)), "")
+
+
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else \
-        platform.processor()
-    release = Path("/etc/os-release")
-    pretty = next((line.split("=", 1)[1].strip('"') for line in release.read_text().splitlines()
-                   if line.startswith("PRETTY_NAME=")), "") if release.exists() else ""
+    cpu = _field(Path("/proc/cpuinfo"), "model name", ":") or platform.processor()
+    pretty = _field(Path("/etc/os-release"), "PRETTY_NAME", "=").strip('"')
     return {"label": f"{platform.system().lower()}-{platform.machine()}-{os.cpu_count()}cpu",
             "cpu": cpu, "logical_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
             "memory_gb": round(psutil.virtual_memory().total / 1e9, 1), "os": pretty or platform.platform(),

@@ -145,6 +145,7 @@ class StrategyProgress:
         self.run = run
         self.entry = entry
         self.attempt: Optional[dict] = None
+        self.where: Optional[protocol.Where] = None  # of the running attempt, for the lines
         self._results_said = time.monotonic()
 
     @property
@@ -161,6 +162,7 @@ class StrategyProgress:
                             "outcome": "running", "returncode": None, "signal": None, "timed_out": False,
                             "final_state": None, "results": 0, "result_codes": {}, "error": None}
             self.entry["attempts"].append(self.attempt)
+            self.where = where
             self.run.write()
         log_info(f"{self.run.calibration}: {self.name} started on {where.describe()}; log {self.entry['log']}")
 
@@ -179,7 +181,7 @@ class StrategyProgress:
         if self.attempt is not None:
             with self.run._lock:
                 self.attempt.update(outcome="lost", finished=time.time(), results=results_dropped)
-                self.attempt = None
+                self.attempt, self.where = None, None
                 self.run.write()
 
     def lost_unseen(self, worker: str) -> None:
@@ -198,8 +200,7 @@ class StrategyProgress:
         with self.run._lock:
             self._end(now, final_state, results, codes, end, error)
         took = now - self.entry["submitted"]
-        where = f" on {protocol.Where(**{k: self.attempt[k] for k in ('host', 'pid', 'worker', 'job_id')}).describe()}" \
-            if self.attempt is not None and self.attempt["host"] else ""
+        where = f" on {self.where.describe()}" if self.where is not None and self.where.host else ""
         log_info(f"{self.run.calibration}: {self.name} ended {final_state}: {len(results)} result(s) "
                  f"({_codes_text(codes)}) in {took:.2f} s{where}")
 

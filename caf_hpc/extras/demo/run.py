@@ -3,7 +3,6 @@ through a runner exactly as CAF would, and report what came out."""
 from __future__ import annotations
 
 import json
-
 import shutil
 import time
 from dataclasses import dataclass
