@@ -287,7 +287,8 @@ def _pickling_failures(named: Mapping[str, Any]) -> dict:
 
 
 class _SourcePickler(cloudpickle.Pickler):
-    """cloudpickle, keeping the file name of the code it ships by value.
+    """cloudpickle, keeping the file name of the code it ships by value, and rebuilding C++ objects
+    with ROOT started (``cpp.expand``).
 
     cloudpickle writes ``<dynamic-code>`` as the file of every function it pickles by
     value, so that its output does not depend on where the code was defined. For a
@@ -300,6 +301,12 @@ class _SourcePickler(cloudpickle.Pickler):
 
     dispatch_table = collections.ChainMap({types.CodeType: lambda code: _with_filename(code)},
                                           cloudpickle.Pickler.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        """A C++ object is rebuilt through ``cpp.expand``, which starts ROOT in the worker's process first."""
+        if cpp.is_cpp_object(obj):
+            return cpp.reduce(obj)
+        return super().reducer_override(obj)
 
 
 def _with_filename(code: types.CodeType) -> tuple:
