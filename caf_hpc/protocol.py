@@ -7,6 +7,11 @@ Three processes take part in one strategy, and four things travel between them::
     strategy child   --frames: lists of ChildMessage--> Dask worker       a pipe; the worker does not look inside
     Dask worker      --Record (Started/Frames/Ended)--> steering process  the run's ``distributed.Queue``
 
+A user's module that the workers cannot import (beside the steering script) rides along
+as ``ModuleSource``: a factory's inside the ``StrategyJob`` (its ``Factory``), a preload
+list's inside the ``StrategyTask`` (its ``Preload``, which the worker hands to its fork
+server, or as a frame before the job to a fresh child).
+
 CAF's message rules are checked here, once, where the strategy calls ``queue.put``: in
 its child. A message that breaks them travels as a ``Violation`` and the runner fails
 the strategy for it. A frame is a length-prefixed pickle, so an ``IoV_Result`` arrives
@@ -52,6 +57,48 @@ def check_message(message: Any, final_state_sent: bool) -> None:
         raise ProtocolError(f"unknown message type {kind!r}: allowed are {RESULT!r} and {FINAL_STATE!r}")
 
 
+# --------------------------------------------------------------------------- user modules, steering process -> worker
+@dataclass(frozen=True)
+class ModuleSource:
+    """A module the workers cannot import by themselves (beside the steering script), sent as its
+    source and imported there under its own name (``caf_hpc.child.modules``)."""
+
+    name: str
+    path: str                 # its file in the steering process (a package's __init__.py); a namespace package's directory
+    source: Optional[str]     # None for a namespace package
+    is_package: bool = False
+
+
+@dataclass(frozen=True)
+class Factory:
+    """A factory named ``module:function``: called on the worker with its module imported there,
+    top-level code included. ``modules`` carries the module (and its local neighbours) when the
+    workers cannot import it themselves; empty for an installed module."""
+
+    spec: str
+    modules: tuple = ()
+
+    def load(self) -> Callable[[], Any]:
+        from .child import modules
+
+        modules.install(self.modules)
+        return modules.resolve(self.spec)
+
+
+@dataclass(frozen=True)
+class Preload:
+    """What a worker imports (``module``) or imports and calls (``module:function``) once, before
+    its strategies, and the local modules the entries need, as for ``Factory``."""
+
+    entries: tuple = ()
+    modules: tuple = ()
+
+    @classmethod
+    def of(cls, preload: Union["Preload", tuple, list]) -> "Preload":
+        """A ``Preload`` from itself or from a list of entries alone (installed modules)."""
+        return preload if isinstance(preload, Preload) else cls(tuple(preload))
+
+
 # --------------------------------------------------------------------------- steering process -> Dask worker
 @dataclass(frozen=True)
 class StrategyTask:
@@ -65,7 +112,7 @@ class StrategyTask:
     output_dir: str
     timeout: Optional[float] = None
     fork_server: bool = True
-    preload: tuple = ()     # run once per worker process before the strategy's process starts
+    preload: Preload = Preload()  # run once per worker process before the strategy's process starts
     input_files: tuple = () # checked for on the worker before the strategy starts
 
 
@@ -78,12 +125,14 @@ class StrategyJob:
     params: dict
     iov: Any
     iteration: int
-    factory: Optional[Callable[[], Any]] = None
+    factory: Union[Callable[[], Any], Factory, None] = None
 
     def rebuild_algorithm(self) -> Any:
-        """Puts back the algorithm object that could not be shipped, from the user's factory."""
+        """Puts back the algorithm object that could not be shipped, from the user's factory
+        (a function sent by value, or a ``Factory`` whose module is imported here first)."""
         if self.factory is not None:
-            built = self.factory()
+            function = self.factory.load() if isinstance(self.factory, Factory) else self.factory
+            built = function()
             # A factory may return the algorithm object itself or a whole framework.Algorithm.
             self.algorithm.algorithm = getattr(built, "algorithm", built) if hasattr(built, "strategy") else built
         return self.algorithm

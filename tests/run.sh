@@ -2,8 +2,9 @@
 # The whole test suite on a fresh machine: creates the environment, installs the package
 # with its test and root extras (real ROOT, for the C++ algorithms), starts what the batch
 # tests submit to (single-node Slurm, PBS over Slurm, SGE, and Podman with a base image:
-# Debian packages, so as root), installs Debian's Chromium for the report's browser test,
-# runs pytest, and stops again whatever it started. Extra arguments go to pytest.
+# Debian packages, so as root), installs Debian's Chromium for the report's browser test and
+# g++ for building a C++ algorithm library with a ROOT dictionary, runs pytest, and stops
+# again whatever it started. Extra arguments go to pytest.
 #
 # CAF_HPC_TESTBED=0 skips the batch systems (their tests then skip, saying how to start
 # them); with the batch systems started here, a skipped batch test is a failure.
@@ -38,6 +39,10 @@ if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
     fi
     export CAF_HPC_REQUIRE_BROWSER=1   # installed: a skipped browser test is a failure
+    if ! command -v c++ >/dev/null && ! command -v g++ >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++ >/dev/null
+    fi
+    export CAF_HPC_REQUIRE_COMPILER=1  # installed: the test of a C++ algorithm library cannot skip
 fi
 
 .venv/bin/python -m pytest "$@"

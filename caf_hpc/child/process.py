@@ -1,7 +1,8 @@
 """The process in which one strategy runs.
 
 Forked by the worker's fork server (``caf_hpc.worker.forkserver``), or started as
-``python -m caf_hpc.child MESSAGE_FD [PRELOAD ...]``, with file descriptors 1 and 2
+``python -m caf_hpc.child MESSAGE_FD`` (its ``protocol.Preload`` the first frame on
+standard input), with file descriptors 1 and 2
 already on the algorithm's log file, the pickled ``StrategyJob`` on standard input and a
 pipe for the strategy's messages (``caf_hpc.protocol``) on ``MESSAGE_FD``. Whatever the strategy does to the process (chdir, logging, conditions,
 a crash) ends with it. When the worker goes away, standard input closes and the child
@@ -14,7 +15,6 @@ fds 1 and 2 append, is made to append too.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import reprlib
@@ -23,10 +23,11 @@ import sys
 import threading
 import traceback
 import warnings
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
 from .. import protocol
 from ..extras.standins import cpp
+from . import modules
 
 
 class PipeQueue:
@@ -141,21 +142,20 @@ def _configure_logging() -> None:
         basf2.logging.add_console()
 
 
-def preload(entries: Iterable[str]) -> list[str]:
+def preload(setup: Union[protocol.Preload, Iterable[str]]) -> list[str]:
     """Imports each ``module`` and calls each ``module:function``; returns what failed, as log text.
 
-    A failure does not stop the others: the strategy that needs the failed one fails with
-    its own error, and this text, in its log, says why.
+    The local modules sent along (``setup.modules``) are made importable first, so that an
+    entry from a module beside the steering script is imported for real, its top-level code
+    included. A failure does not stop the others: the strategy that needs the failed one
+    fails with its own error, and this text, in its log, says why.
     """
+    setup = protocol.Preload.of(setup)
+    modules.install(setup.modules)
     errors = []
-    for entry in entries:
-        module_name, _, function = entry.partition(":")
+    for entry in setup.entries:
         try:
-            target: Any = importlib.import_module(module_name)
-            if function:
-                for part in function.split("."):
-                    target = getattr(target, part)
-                target()
+            modules.run_preload(entry)
         except BaseException:  # noqa: B902 - reported in every strategy's log instead
             errors.append(f"caf-hpc: preload {entry!r} failed on this worker:\n{traceback.format_exc()}")
     return errors
@@ -215,7 +215,7 @@ def _load_job(data: bytes) -> Any:
                            "runner: {preload: [...]}, or name a factory with runner_for(factories=...)") from None
 
 
-def run(message_fd: int, preload_entries: Iterable[str] = ()) -> int:
+def run(message_fd: int, preload_setup: Union[protocol.Preload, Iterable[str]] = ()) -> int:
     """Runs the strategy of the job on standard input; returns the process's exit code."""
     os.set_inheritable(message_fd, False)  # programs the strategy starts must not hold the pipe open
     queue = PipeQueue(message_fd)
@@ -224,7 +224,7 @@ def run(message_fd: int, preload_entries: Iterable[str] = ()) -> int:
     threading.Thread(target=_end_with_parent, args=(stdin_fd,), daemon=True, name="end-with-parent").start()
     warnings.filterwarnings("ignore", message=cpp.ALPHA_NOTICE)  # unpickling may import ROOT
     _line_buffer_c_stdout()
-    for error in preload(preload_entries):
+    for error in preload(preload_setup):
         sys.stderr.write(error)
     _configure_logging()
     try:

@@ -215,12 +215,13 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         shipping.register_local_modules(settings.ship_modules)
         # every algorithm is packed (or refused) and the cluster reached before anything is submitted
         try:
+            preload = shipping.preload_for(settings.preload)
             packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name),
                                           settings.preload))
                       for alg in algorithms]
             client = clusters.client_for(settings)
             if settings.fork_server:
-                start_preloading(client, settings.preload)
+                start_preloading(client, preload)
             inbox = events.Inbox(client)
         except Exception:
             self.final_state = self.FAILED
@@ -230,7 +231,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         try:
             for algorithm, payload in packed:
                 try:
-                    state = self._run_strategy(client, inbox, settings, progress, algorithm.name, payload)
+                    state = self._run_strategy(client, inbox, settings, preload, progress, algorithm.name, payload)
                 except interrupt.Interrupted:
                     self.final_state = self.FAILED
                     log_warning(f"{self.name}: interrupted (Ctrl-C); algorithm {algorithm.name} was stopped")
@@ -262,15 +263,15 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                               "would mix. Give each algorithm a name of its own")
         return algorithms
 
-    def _run_strategy(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, progress: RunProgress,
-                      name: str, payload: bytes) -> str:
+    def _run_strategy(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, preload: protocol.Preload,
+                      progress: RunProgress, name: str, payload: bytes) -> str:
         """Submits one strategy, streams its results into ``self.results[name]``; returns its final state."""
         results = self.results.setdefault(name, [])
         results.clear()
         log_path = shipping.log_file(self.output_dir, name)
         key = f"caf-strategy-{name}-{uuid.uuid4().hex[:16]}"
         task = protocol.StrategyTask(key, name, payload, inbox.name, str(log_path), str(self.output_dir),
-                                     settings.timeout, settings.fork_server, settings.preload,
+                                     settings.timeout, settings.fork_server, preload,
                                      tuple(str(path) for path in self.input_files or ()))
         stream = StrategyStream(key, name, results, progress.strategy(name, key, log_path))
         inbox.watch(key)

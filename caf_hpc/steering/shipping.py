@@ -12,12 +12,21 @@ this process's interpreter must be declared on the worker too, by the runner's
 ``preload``. Otherwise the user names a factory (``"package.module:function"`` or a
 function) that builds the object on the worker. Everything is checked before the first
 strategy is submitted.
+
+A factory or preload entry named ``module:function`` runs on the worker with its module
+imported there, top-level code included (a user's module may declare its C++ classes
+when it is imported). An installed module the worker imports itself; a module beside the
+steering script travels as its source, with the local modules of its directory that this
+process imported (``module_sources``), and is imported from it under its own name
+(``caf_hpc.child.modules``). A function passed itself travels by value, without its
+module's top-level code.
 """
 from __future__ import annotations
 
 import collections
 import copy
 import importlib
+import importlib.util
 import io
 import pickle
 import os
@@ -29,6 +38,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import cloudpickle
 
+from .. import protocol
 from ..protocol import StrategyJob
 from ..extras.standins import cpp
 
@@ -44,26 +54,151 @@ class ShippingError(ValueError):
     """An algorithm cannot be sent to a Dask worker; the message says how to make it shippable."""
 
 
-def resolve_factory(spec: Factory, algorithm_name: str) -> Callable[[], Any]:
-    """Imports ``"package.module:function"`` (or accepts a callable) and checks it is callable."""
+def resolve_factory(spec: Factory, algorithm_name: str) -> Union[Callable[[], Any], protocol.Factory]:
+    """A callable as it is (it travels by value), or ``"package.module:function"`` as a
+    ``protocol.Factory`` that the worker calls with the module imported there.
+
+    The module is imported here too, to check that the function exists and to collect
+    the sources of a module the workers cannot import themselves.
+    """
     if callable(spec):
         return spec
+    what = f"factory {spec!r} for algorithm {algorithm_name!r}"
     module_name, sep, attribute = str(spec).partition(":")
     if not sep or not module_name or not attribute:
-        raise ShippingError(f"factory {spec!r} for algorithm {algorithm_name!r} is not of the form "
-                            "'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ShippingError(f"factory {spec!r} for algorithm {algorithm_name!r}: cannot import module "
-                            f"{module_name!r} ({err}). Put it on PYTHONPATH or install it.") from None
+        raise ShippingError(f"{what} is not of the form 'package.module:function'")
+    module = _import_for_workers(module_name, what)
     target: Any = module
     for part in attribute.split("."):
         target = getattr(target, part, None)
     if not callable(target):
-        raise ShippingError(f"factory {spec!r} for algorithm {algorithm_name!r}: module {module_name!r} "
-                            f"has no function {attribute!r}")
-    return target
+        raise ShippingError(f"{what}: module {module_name!r} has no function {attribute!r}")
+    return protocol.Factory(str(spec), module_sources(module, what))
+
+
+def preload_for(entries: Iterable[str]) -> protocol.Preload:
+    """The runner's ``preload`` as the workers get it: each entry, and the source of each entry's
+    module that lives beside the steering script (imported here to find it and what it imports).
+
+    An entry whose module cannot be found here is left to the workers' own software (a
+    worker image may have what the steering host lacks); an installed one they import themselves.
+    """
+    entries = tuple(entries)
+    shipped: dict = {}
+    for entry in entries:
+        module_name = entry.partition(":")[0]
+        what = f"preload entry {entry!r}"
+        _refuse_main(module_name, what)
+        module = sys.modules.get(module_name)
+        if module is None:
+            try:
+                spec = importlib.util.find_spec(module_name)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None or not spec.origin or not _is_local_file(module_name, spec.origin, _installed_roots()):
+                continue
+            module = _import_for_workers(module_name, what)
+        for source in module_sources(module, what):
+            shipped[source.name] = source
+    return protocol.Preload(entries, tuple(shipped.values()))
+
+
+def _refuse_main(module_name: str, what: str) -> None:
+    """The steering script itself is no module a worker can import: its top-level code is the calibration."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    is_main = module_name.split(".")[0] == "__main__"
+    if not is_main and main_file and module_name not in sys.modules:
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            spec = None
+        is_main = bool(spec and spec.origin and os.path.realpath(spec.origin) == os.path.realpath(main_file))
+    if is_main:
+        raise ShippingError(
+            f"{what} names the steering script itself, which a worker cannot import: its top-level code is the "
+            "calibration. Move the function (and the code it needs, such as gInterpreter.Declare calls) into a "
+            "module beside the script, e.g. my_algorithms.py, and name 'my_algorithms:function'; its module is "
+            "then imported on every worker, its top-level code included")
+
+
+def _import_for_workers(module_name: str, what: str) -> types.ModuleType:
+    _refuse_main(module_name, what)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as err:
+        raise ShippingError(f"{what}: cannot import module {module_name!r} ({err}). Put it beside the steering "
+                            "script or on PYTHONPATH, or install it.") from None
+
+
+def _top_directory(name: str, file: str) -> Path:
+    """The directory a module is imported from (the sys.path entry): for ``a.b.c`` in ``/x/a/b/c.py``, ``/x``."""
+    path = Path(file).resolve()
+    depth = name.count(".") + (1 if path.stem == "__init__" else 0)
+    return path.parents[depth]
+
+
+#: Module sources read, by (file, mtime, size): a run packs every algorithm, each iteration.
+_sources: dict = {}
+
+
+def _read_source(file: str) -> str:
+    stat = os.stat(file)
+    key = (file, stat.st_mtime_ns, stat.st_size)
+    if key not in _sources:
+        _sources[key] = importlib.util.decode_source(Path(file).read_bytes())
+    return _sources[key]
+
+
+def module_sources(module: types.ModuleType, what: str = "") -> tuple:
+    """The ``ModuleSource`` that let a worker import ``module``; empty for one it imports itself.
+
+    A module that is installed (standard library, site-packages, a basf2 release) needs
+    nothing. A local one (beside the steering script, not installed) travels as source,
+    with the other local modules imported from the same directory (its package and its
+    submodules, the helpers beside it that it imports), so that its imports resolve on a
+    worker that cannot see that directory. What cannot be imported from source on a worker
+    is refused here, before anything is submitted.
+    """
+    installed = _installed_roots()
+    name = module.__name__
+    file = getattr(module, "__file__", None)
+    label = what or f"module {name!r}"
+    if getattr(module, "__spec__", None) is None and name not in sys.builtin_module_names:
+        raise ShippingError(f"{label}: module {name!r} was not imported from a file (made at run time?), so no "
+                            "worker can import it: put its code in a module file beside the steering script")
+    if not file or not _is_local_file(name, file, installed):
+        return ()
+    root = _top_directory(name, file)
+    family = {}
+    for other_name, other in list(sys.modules.items()):
+        other_file = getattr(other, "__file__", None)
+        if other is None or not other_file or not _verdict(other_name, other, installed):
+            continue
+        try:
+            same_root = _top_directory(other_name, other_file) == root
+        except IndexError:  # a module whose name does not match its place (loaded by path)
+            same_root = False
+        if same_root or other_name == name:
+            family[other_name] = other
+    sources = []
+    for other_name, other in family.items():
+        other_file = os.path.abspath(other.__file__)
+        if not other_file.endswith(".py"):
+            raise ShippingError(
+                f"{label}: module {other_name!r} ({other_file}), which the workers cannot import themselves "
+                f"(it is not installed), has no Python source to send them (a compiled extension or bytecode). "
+                "Install it into the software environment the workers use (site-packages, a basf2 release, the "
+                "worker image), or keep it out of the modules beside the steering script")
+        try:
+            source = _read_source(other_file)
+        except (OSError, SyntaxError, UnicodeDecodeError) as err:
+            raise ShippingError(f"{label}: cannot read the source of module {other_name!r} ({other_file}) to send "
+                                f"it to the workers: {err}") from None
+        sources.append(protocol.ModuleSource(other_name, other_file, source, Path(other_file).stem == "__init__"))
+    for parent in {n.rsplit(".", i)[0] for n in family for i in range(1, n.count(".") + 1)} - set(family):
+        # a namespace package (a directory without __init__.py) around local modules: a directory on the worker too
+        sources.append(protocol.ModuleSource(parent, str(root.joinpath(*parent.split("."))), None, True))
+    return tuple(sorted(sources, key=lambda source: source.name))
 
 
 def _installed_roots() -> list[Path]:
@@ -79,8 +214,11 @@ def _installed_roots() -> list[Path]:
 
 def _is_local(module: Any, installed: Iterable[Path]) -> bool:
     """True for user code (a steering script's helpers, a test suite): shipped by value."""
-    name = getattr(module, "__name__", "")
-    file = getattr(module, "__file__", None)
+    return _is_local_file(getattr(module, "__name__", ""), getattr(module, "__file__", None), installed)
+
+
+def _is_local_file(name: str, file: Optional[str], installed: Iterable[Path]) -> bool:
+    """``_is_local`` for a module's name and file, before it is imported."""
     if not file or name == "__main__" or name.split(".")[0] in _OWN_PACKAGES:
         return False
     path = Path(file).resolve()
@@ -93,6 +231,16 @@ def _is_local(module: Any, installed: Iterable[Path]) -> bool:
 _verdicts: dict = {}
 
 
+def _verdict(name: str, module: Any, installed: list) -> bool:
+    """``_is_local(module)``, judged once per module."""
+    verdicts = _verdicts.setdefault(tuple(installed), {})
+    key = (name, getattr(module, "__file__", None))
+    local = verdicts.get(key)
+    if local is None:
+        local = verdicts[key] = _is_local(module, installed)
+    return local
+
+
 def register_local_modules(extra: Iterable[str] = ()) -> list[str]:
     """Makes cloudpickle ship user modules by value; returns their names.
 
@@ -101,17 +249,8 @@ def register_local_modules(extra: Iterable[str] = ()) -> list[str]:
     process holds took 27 ms, at the start of every ``run()``.
     """
     installed = _installed_roots()
-    verdicts = _verdicts.setdefault(tuple(installed), {})
-    chosen = []
-    for name, module in list(sys.modules.items()):
-        if module is None:
-            continue
-        key = (name, getattr(module, "__file__", None))
-        local = verdicts.get(key)
-        if local is None:
-            local = verdicts[key] = _is_local(module, installed)
-        if local:
-            chosen.append(name)
+    chosen = [name for name, module in list(sys.modules.items())
+              if module is not None and _verdict(name, module, installed)]
     for name in extra:
         if name not in sys.modules:
             raise ShippingError(f"ship_modules names {name!r}, which is not imported in this process; "
@@ -148,7 +287,8 @@ def _pickling_failures(named: Mapping[str, Any]) -> dict:
 
 
 class _SourcePickler(cloudpickle.Pickler):
-    """cloudpickle, keeping the file name of the code it ships by value.
+    """cloudpickle, keeping the file name of the code it ships by value, and rebuilding C++ objects
+    with ROOT started (``cpp.expand``).
 
     cloudpickle writes ``<dynamic-code>`` as the file of every function it pickles by
     value, so that its output does not depend on where the code was defined. For a
@@ -161,6 +301,12 @@ class _SourcePickler(cloudpickle.Pickler):
 
     dispatch_table = collections.ChainMap({types.CodeType: lambda code: _with_filename(code)},
                                           cloudpickle.Pickler.dispatch_table)
+
+    def reducer_override(self, obj: Any) -> Any:
+        """A C++ object is rebuilt through ``cpp.expand``, which starts ROOT in the worker's process first."""
+        if cpp.is_cpp_object(obj):
+            return cpp.reduce(obj)
+        return super().reducer_override(obj)
 
 
 def _with_filename(code: types.CodeType) -> tuple:
@@ -180,7 +326,8 @@ def _refuse_undeclared_cpp(name: str, obj: Any) -> None:
     raise ShippingError(
         f"algorithm {name!r} holds a C++ object of class {cpp.class_name(obj)}, which was declared only to this "
         "process's ROOT interpreter (it has no dictionary in a library): a worker cannot unpickle it. Either\n"
-        f"  - name a function, importable on the workers, that builds it there:\n"
+        f"  - name a function that builds it there, in a module of yours (installed, or beside the steering "
+        f"script), which every worker imports, its top-level code included:\n"
         f"      runner_for(factories={{{name!r}: \"my_calibration.algorithms:make_{slug}\"}})\n"
         "  - or declare the class on every worker before its strategies run, so that the object travels with its "
         "settings:\n"
@@ -219,8 +366,8 @@ def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
             or [f"({type(err).__name__}: {err})"]
         hint = ""
         if any(p.startswith(".algorithm ") for p in parts):
-            hint = (f"\n  Its algorithm object cannot be pickled (a C++ CalibrationAlgorithm never can): name a "
-                    f"function that builds it, importable on the workers, e.g.\n"
+            hint = (f"\n  Its algorithm object cannot be pickled: name a function that builds it, in a module "
+                    f"of yours (installed, or beside the steering script) that the workers import, e.g.\n"
                     f"      cal.algorithms_runner = runner_for(factories={{{name!r}: "
                     f"\"my_calibration.algorithms:make_{name.lower()}\"}})\n"
                     f"  where make_{name.lower()}() returns the same algorithm object you passed to Calibration().")

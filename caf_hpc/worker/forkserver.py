@@ -2,7 +2,8 @@
 
 Starting a fresh interpreter and importing the child machinery costs about 100 ms per
 strategy. Instead, each worker process starts this server once (``python -m
-caf_hpc.worker.forkserver CONTROL_FD [PRELOAD ...]``): a single-threaded process that
+caf_hpc.worker.forkserver CONTROL_FD``, its ``protocol.Preload`` a frame on standard
+input): a single-threaded process that
 has imported what a strategy's process needs and never runs a strategy itself. For each request it forks;
 the child becomes a session of its own, takes the standard input, log file and message
 pipe it was sent, changes into the output directory and runs ``caf_hpc.child.process.run``
@@ -12,8 +13,10 @@ closes and the server kills its children and exits.
 
 Heavy set-up is paid here once instead of in every strategy: the runner's ``preload``
 list (``ROOT``, ``basf2``, a module that declares C++ classes with cling) is imported and
-called before the first fork. A worker keeps one server per preload list, so
-calibrations with different lists share a worker without sharing their set-up.
+called before the first fork; an entry from a module beside the steering script is
+imported from the source sent with the list (``caf_hpc.child.modules``), and the children
+inherit it imported. A worker keeps one server per preload list, so calibrations with
+different lists share a worker without sharing their set-up.
 
 Why not ``multiprocessing``'s own forkserver: Dask's worker processes are daemonic, and
 a daemonic process may not start ``multiprocessing`` children; and its children could
@@ -27,14 +30,16 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pickle
 import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from typing import Optional
+from typing import Optional, Union
 
+from .. import protocol
 from ..child import process as child
 
 #: Modules imported once by every server, so that children do not import them again.
@@ -140,11 +145,15 @@ def serve(control: socket.socket) -> None:
 
 
 def main(argv: list) -> None:
-    """``python -m caf_hpc.worker.forkserver CONTROL_FD [PRELOAD ...]``; ends when its worker does."""
+    """``python -m caf_hpc.worker.forkserver CONTROL_FD`` with its ``Preload`` on stdin; ends when its worker does."""
     os.environ["PYTHONUNBUFFERED"] = "1"
+    preload = pickle.loads(protocol.read_frame(0))
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     for module in PRELOAD:
         importlib.import_module(module)
-    _preload_errors.extend(child.preload(argv[2:]))
+    _preload_errors.extend(child.preload(preload))
     child.libc()
     serve(socket.socket(fileno=int(argv[1])))
     # Its worker is gone and its children are killed: nothing is left to tidy. The preload's exit
@@ -185,11 +194,17 @@ class ForkServerError(RuntimeError):
 class ForkServer:
     """The worker side: starts the server and asks it for children, from any thread."""
 
-    def __init__(self, preload: tuple = (), start_timeout: float = 60.0) -> None:
+    def __init__(self, preload: Union[protocol.Preload, tuple] = (), start_timeout: float = 60.0) -> None:
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._process = subprocess.Popen([sys.executable, "-m", "caf_hpc.worker.forkserver", str(theirs.fileno()),
-                                          *preload], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        self._process = subprocess.Popen([sys.executable, "-m", "caf_hpc.worker.forkserver", str(theirs.fileno())],
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.PIPE)
         theirs.close()
+        try:  # the server reads it first thing; a server that died at start is told by the control socket
+            self._process.stdin.write(protocol.frame(pickle.dumps(protocol.Preload.of(preload),
+                                                                  protocol=pickle.HIGHEST_PROTOCOL)))
+            self._process.stdin.close()
+        except BrokenPipeError:
+            pass
         self._start_timeout = start_timeout
         self._send_lock = threading.Lock()
         self._changed = threading.Condition()
@@ -259,9 +274,9 @@ _servers: dict = {}
 _server_lock = threading.Lock()
 
 
-def shared(preload: tuple = ()) -> ForkServer:
+def shared(preload: Union[protocol.Preload, tuple] = ()) -> ForkServer:
     """This process's fork server for ``preload``, started on first use and again if it died."""
-    key = tuple(preload)
+    key = protocol.Preload.of(preload)
     with _server_lock:
         server = _servers.get(key)
         if server is None or not server.alive:

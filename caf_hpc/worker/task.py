@@ -158,7 +158,8 @@ def _note_leftovers(task: protocol.StrategyTask, left: tuple) -> None:
 
 
 def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Where) -> Any:
-    """Starts the strategy's process with stdout and stderr on the log file; its ``stdin`` is open for writing.
+    """Starts the strategy's process with stdout and stderr on the log file; its ``stdin`` is open for writing,
+    for the job's frame.
 
     Forked by this worker's fork server for the task's preload list (milliseconds), or,
     with ``fork_server`` off, a fresh ``python -m caf_hpc.child`` (about 100 ms, plus the
@@ -172,7 +173,7 @@ def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Wh
             process = forkserver.shared(task.preload).spawn(stdin_read, log_fd, message_fd, task.output_dir)
         else:
             process = subprocess.Popen(
-                [sys.executable, "-m", "caf_hpc.child", str(message_fd), *task.preload],
+                [sys.executable, "-m", "caf_hpc.child", str(message_fd)],
                 stdin=stdin_read, stdout=log_fd, stderr=log_fd, pass_fds=(message_fd,),
                 cwd=task.output_dir, env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True)
     except BaseException:
@@ -182,6 +183,11 @@ def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Wh
         os.close(stdin_read)
         os.close(log_fd)
     process.stdin = os.fdopen(stdin_write, "wb")
+    if not task.fork_server:  # a fresh interpreter reads its preload first (a forked one has it already)
+        try:
+            process.stdin.write(protocol.frame(protocol.dumps(task.preload)))
+        except BrokenPipeError:
+            pass  # it died at start-up; its exit code tells why
     return process
 
 
@@ -298,9 +304,9 @@ class PreloadPlugin(WorkerPlugin):
 
     idempotent = True  # registered by every run(); the first registration holds
 
-    def __init__(self, preload: tuple) -> None:
-        self.preload = tuple(preload)
-        self.name = f"caf-hpc-preload-{uuid.uuid5(uuid.NAMESPACE_URL, ','.join(self.preload)).hex[:12]}"
+    def __init__(self, preload: protocol.Preload) -> None:
+        self.preload = protocol.Preload.of(preload)
+        self.name = f"caf-hpc-preload-{uuid.uuid5(uuid.NAMESPACE_URL, repr(self.preload)).hex[:12]}"
 
     def setup(self, worker: Any) -> None:
         forkserver.shared(self.preload)
@@ -309,9 +315,10 @@ class PreloadPlugin(WorkerPlugin):
 _preloading: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
 
 
-def start_preloading(client: Any, preload: tuple) -> None:
+def start_preloading(client: Any, preload: protocol.Preload) -> None:
     """Has every worker of ``client``'s cluster, present and future, start its fork server for ``preload``."""
+    preload = protocol.Preload.of(preload)
     registered = _preloading.setdefault(client, set())
-    if tuple(preload) not in registered:
+    if preload not in registered:
         client.register_plugin(PreloadPlugin(preload))
-        registered.add(tuple(preload))
+        registered.add(preload)

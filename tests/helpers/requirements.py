@@ -41,6 +41,21 @@ def require_root():
     return cpp.import_root()
 
 
+def require_compiler() -> str:
+    """The system's C++ compiler (``c++``, else ``g++``); skips (or, in CI, fails) where there is none.
+    ``tests/run.sh`` installs Debian's g++ and sets CAF_HPC_REQUIRE_COMPILER=1."""
+    import os
+    import shutil
+
+    compiler = shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        reason = "no C++ compiler to build a ROOT dictionary library with (apt-get install g++)"
+        if os.environ.get("CAF_HPC_REQUIRE_COMPILER") == "1":
+            pytest.fail(f"{reason}; CAF_HPC_REQUIRE_COMPILER=1 forbids skipping the test that needs it")
+        pytest.skip(reason)
+    return compiler
+
+
 def require_browser():
     """A headless Chromium under selenium (Debian's chromium and chromium-driver); skips (or, in CI, fails)
     where it is missing. ``tests/run.sh`` installs it and sets CAF_HPC_REQUIRE_BROWSER=1."""

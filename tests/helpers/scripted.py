@@ -98,6 +98,9 @@ class ScriptedStrategy(AlgorithmStrategy):
         else:
             print(f"{path}: absent")
 
+    def _print_environ(self, name):
+        print(f"{name}={os.environ.get(name)}")
+
     def _report_identity(self):
         print(f"uid={os.getuid()} SLURM_JOB_ID={os.environ.get('SLURM_JOB_ID', '')} python={sys.prefix}")
 

@@ -190,9 +190,10 @@ def test_failed_preload_is_told_in_the_strategy_log_and_the_strategy_still_runs(
 
 
 def _fork_servers_for(preload):
+    from caf_hpc.protocol import Preload
     from caf_hpc.worker import forkserver
 
-    server = forkserver._servers.get(tuple(preload))
+    server = forkserver._servers.get(Preload.of(preload))
     return server is not None and server.alive
 
 

@@ -59,6 +59,7 @@ def test_factory_named_as_import_string_rebuilds_on_the_worker(calibrate):
     ("no_colon_here", "is not of the form 'package.module:function'"),
     ("caf_hpc_missing_module:make", "cannot import module 'caf_hpc_missing_module'"),
     ("caf_hpc.extras.demo.algorithms:no_such_function", "has no function 'no_such_function'"),
+    ("__main__:make_locked_algorithm", "names the steering script itself, which a worker cannot import"),
 ])
 def test_bad_factory_names_say_what_is_wrong(calibrate, spec, expected):
     outcome = calibrate([_locked()], runner=runner_for(factories={"Locked": spec}))

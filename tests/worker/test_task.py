@@ -5,6 +5,7 @@ import dataclasses
 import io
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -197,3 +198,47 @@ def test_what_a_child_wrote_just_before_it_ended_is_not_left_in_the_pipe(tmp_pat
     worker_task.supervise(_task(tmp_path, ok("Racy")), records.append)
     sent = [m for r in records if isinstance(r, protocol.Frames) for f in r.frames for m in protocol.loads(f)]
     assert sent == [protocol.FinalState("COMPLETED")]
+
+
+BESIDE = """
+import os, types
+os.environ["CAF_HPC_TEST_IMPORTS"] = os.environ.get("CAF_HPC_TEST_IMPORTS", "") + "x"  # once per import
+
+
+def declare():
+    os.environ["CAF_HPC_TEST_DECLARED"] = "yes"
+
+
+def make():
+    steps = [("print", "built by the factory"), ("print_environ", "CAF_HPC_TEST_IMPORTS"),
+             ("print_environ", "CAF_HPC_TEST_DECLARED"), ("results", 1), ("final", "COMPLETED")]
+    return types.SimpleNamespace(name="Beside", steps=steps, setInputFileNames=lambda files: None)
+"""
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
+def test_preload_and_factory_from_a_module_the_worker_cannot_import_arrive_as_source(tmp_path, monkeypatch,
+                                                                                     fork_server):
+    """The strategy's process (or its fork server) gets the module beside the steering script with the
+    preload list, imports it, top-level code included, and calls the function; the factory from the
+    same module finds it imported (its top-level code ran once)."""
+    directory = tmp_path / "steering"
+    directory.mkdir()
+    (directory / "beside_preload.py").write_text(BESIDE)
+    monkeypatch.syspath_prepend(str(directory))  # here only: the worker's processes do not have it
+    try:  # imports it here, as a steering script does
+        preload = shipping.preload_for(["beside_preload:declare"])
+        algorithm = scripted("Beside")
+        params = {"database_chain": [], "dependent_databases": [], "output_dir": tmp_path,
+                  "output_database_dir": tmp_path / "db", "input_files": [], "ignored_runs": []}
+        payload = shipping.pack(algorithm, params, None, 0, factory="beside_preload:make", preload=preload.entries)
+    finally:
+        sys.modules.pop("beside_preload", None)
+        monkeypatch.delenv("CAF_HPC_TEST_IMPORTS")  # the worker's processes must run it themselves
+    assert [source.name for source in preload.modules] == ["beside_preload"]
+    task = dataclasses.replace(_task(tmp_path, algorithm, fork_server), payload=payload, preload=preload)
+    end = worker_task.supervise(task, lambda record: None)
+    log = (tmp_path / "Beside_stdout").read_text()
+    assert end.returncode == 0, log
+    assert "built by the factory" in log and "CAF_HPC_TEST_IMPORTS=x\n" in log, log
+    assert "CAF_HPC_TEST_DECLARED=yes" in log and "failed on this worker" not in log, log

@@ -80,9 +80,41 @@ def load() -> Any:
     return ROOT.CafHpc
 
 
+def adopt(algorithm: Any) -> None:
+    """Gives a C++ algorithm the Python side ``load()`` adds, wherever its class came from.
+
+    A class with a dictionary in a library reaches a worker without anyone declaring it:
+    ROOT loads the library by itself (from its rootmap, on ``LD_LIBRARY_PATH``) when it
+    unpickles the object. basf2's own library takes CAF's Python arguments and shares one
+    conditions configuration by itself; the stand-in gets both from ``load()``, which the
+    stand-in strategies call through here before executing (nothing for a Python algorithm).
+    """
+    if is_cpp_object(algorithm):
+        load()
+
+
 def is_cpp_object(obj: Any) -> bool:
     """True for a proxy of a C++ object made by ROOT's bindings (cppyy)."""
-    return hasattr(type(obj), "__cpp_name__") and type(obj).__module__.startswith("cppyy.gbl")
+    return (hasattr(type(obj), "__cpp_name__") and type(obj).__module__.startswith("cppyy.gbl")
+            and not isinstance(obj, type))
+
+
+def reduce(obj: Any) -> tuple:
+    """How a runner pickles a C++ object: ROOT's own streaming of its data members, rebuilt by ``expand``."""
+    expand_cpp, args = obj.__reduce__()[:2]
+    return expand, (expand_cpp, *args)
+
+
+def expand(expand_cpp: Any, *args: Any) -> Any:
+    """Rebuilds a C++ object pickled by ``reduce``, with ROOT started first.
+
+    ROOT's own rebuilding function lives in an extension module that imports the ``ROOT``
+    package without starting it (ROOT starts on first use): in a process that has not used
+    ROOT yet, such as a worker's strategy process without a preload that gets an object of
+    a class from a library, the rebuild would crash on the bindings' missing global scope.
+    """
+    import_root().gROOT
+    return expand_cpp(*args)
 
 
 def class_name(obj: Any) -> str:

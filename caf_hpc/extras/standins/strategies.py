@@ -11,7 +11,7 @@ import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from . import basf2_logging
+from . import basf2_logging, cpp
 from .conditions import conditions
 from .utils import AlgResult, IoV, IoV_Result, iov_from_runs, runs_from_vector
 
@@ -58,6 +58,7 @@ class AlgorithmStrategy(ABC):
     # -- what basf2's AlgorithmMachine does before executing -----------------
     def setup_algorithm(self, iteration: int) -> None:
         """Changes process-wide state, as the real machine does: cwd, logging, conditions."""
+        cpp.adopt(self.algorithm.algorithm)
         output_dir = Path(self.output_dir).resolve()
         basf2_logging.reset_log()
         basf2_logging.set_log_level(basf2_logging.LogLevel.INFO)

@@ -312,14 +312,16 @@ namespace CafHpc {
       return IntervalOfValidity(range.first->first, range.first->second, range.second->first, range.second->second);
     }
 
+    // Settings travel with the object (ROOT streams them when it is pickled); the state of an
+    // execution does not ("//!": transient, as in basf2), so a dictionary needs none for it.
     std::string m_prefix;
     std::string m_description;
     std::vector<std::string> m_inputFileNames;
-    std::vector<ExpRun> m_runs;
-    int m_iteration = -1;
-    IntervalOfValidity m_iov;
-    EResult m_result = c_Undefined;
-    std::vector<Pending> m_pending;
+    std::vector<ExpRun> m_runs;  //! the runs of the execution
+    int m_iteration = -1;  //! its iteration
+    IntervalOfValidity m_iov;  //! its IoV
+    EResult m_result = c_Undefined;  //! its result
+    std::vector<Pending> m_pending;  //! its payloads until commit()
   };
 
 }  // namespace CafHpc
