@@ -15,7 +15,8 @@ from typing import Any, Optional, Union
 from ..steering.progress import RECORD_FILE, RECORD_FORMAT, RECORD_VERSION
 
 
-#: The true constants, when known (the demo writes them), in a calibration directory: drawn beside the calibrated ones.
+#: The true constants, when known (the demo writes them), in a calibration directory: the page then draws
+#: calibrated minus true, per channel.
 TRUTH_FILE = "truth.json"
 
 

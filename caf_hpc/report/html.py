@@ -53,39 +53,85 @@ def _timeline(rows: list[Attempt]):
     return plot
 
 
-def _constants(records: list[dict], truth: Optional[dict]) -> list:
-    from bokeh.models import FactorRange
-    from bokeh.palettes import Category20_20
-    from bokeh.plotting import figure
-
+def constant_plots(records: list[dict], truth: Optional[dict]) -> list:
+    """One plot per payload column. With the truth known: the residual (calibrated minus truth) per
+    channel against run, around a zero line, which is what a calibrator judges (the calibrated and the
+    true values drawn together lie on top of each other); without it, the constants themselves. The
+    runs of each experiment are a group of their own on the axis, and no line joins one experiment
+    to the next: constants are not continuous across an experiment boundary. Channels are told apart
+    by colour and by hovering, not by a legend, which would hide the lines under it."""
     plots = []
     for calibration in sorted({r["calibration"] for r in records}):
         database_txt = latest_database(records, calibration)
         if database_txt is None:
             continue
         runs = runs_of(database_txt, truth)
-        labels = [f"{exp}.{run}" for exp, run in runs]
         for (payload, column), points in payload_series(database_txt, runs).items():
-            channels = max(len(values) for _, _, values in points)
-            plot = figure(title=f"{calibration}: {payload}.{column} against run (exp.run)",
-                          x_range=FactorRange(*labels), height=320, sizing_mode="stretch_width",
-                          tools="pan,wheel_zoom,box_zoom,reset,save", name=f"constants-{payload}-{column}")
-            plot.xaxis.major_label_orientation = math.pi / 3
             by_run = {(exp, run): values for exp, run, values in points}
-            for channel in range(channels):
-                colour = Category20_20[channel % 20]
-                values = [_at(by_run.get(run), channel) for run in runs]
-                legend = {"legend_label": "calibrated"} if channel == 0 else {}
-                plot.line(labels, values, color=colour, line_width=2, **legend)
-                expected = [_at(truth_values(truth, payload, column, *run), channel) for run in runs]
-                if any(not math.isnan(v) for v in expected):
-                    legend = {"legend_label": "simulated truth"} if channel == 0 else {}
-                    plot.line(labels, expected, color=colour, line_dash="dashed", line_alpha=0.7, **legend)
-            if plot.legend:
-                plot.legend.location = "top_left"
-                plot.legend.click_policy = "hide"
-            plots.append(plot)
+            expected = {run: truth_values(truth, payload, column, *run) for run in runs}
+            residual = any(value is not None for value in expected.values())
+            plots.append(_constant_plot(calibration, payload, column, runs, by_run, expected if residual else None))
     return plots
+
+
+def _constant_plot(calibration: str, payload: str, column: str, runs: list, by_run: dict, expected: Optional[dict]):
+    from bokeh.models import BasicTickFormatter, ColumnDataSource, FactorRange, HoverTool, Span
+    from bokeh.palettes import Category20_20
+    from bokeh.plotting import figure
+
+    channels = max(len(v) if isinstance(v, list) else 1 for v in by_run.values())
+    factors = [(f"exp {exp}", str(run)) for exp, run in runs]
+    lines: dict = {key: [] for key in ("xs", "ys", "channel", "colour")}
+    points: dict = {key: [] for key in ("x", "y", "channel", "colour", "run", "value", "truth")}
+    for channel in range(channels):
+        colour = Category20_20[channel % 20]
+        for experiment in sorted({exp for exp, _ in runs}):
+            xs, ys = [], []
+            for exp, run in runs:
+                if exp != experiment:
+                    continue
+                value = _at(by_run.get((exp, run)), channel)
+                true = math.nan if expected is None else _at(expected[(exp, run)], channel)
+                y = value if expected is None else value - true
+                xs.append((f"exp {exp}", str(run)))
+                ys.append(y)
+                if not math.isnan(y):
+                    points["x"].append((f"exp {exp}", str(run)))
+                    points["y"].append(y)
+                    points["channel"].append(channel)
+                    points["colour"].append(colour)
+                    points["run"].append(f"{exp}.{run}")
+                    points["value"].append(f"{value:.6g}")
+                    points["truth"].append("-" if expected is None else f"{true:.6g}")
+            lines["xs"].append(xs)
+            lines["ys"].append(ys)
+            lines["channel"].append(channel)
+            lines["colour"].append(colour)
+    what = f"{payload}.{column}"
+    count = f"{channels} channel{'s' if channels != 1 else ''}"
+    if expected is not None:
+        title = f"{calibration}: {what} minus the simulated truth, {count}, against run (hover for the channel)"
+    else:
+        title = f"{calibration}: {what}, {count}, against run (no truth given; hover for the channel)"
+    plot = figure(title=title, x_range=FactorRange(*factors, group_padding=1.5), height=300,
+                  sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset,save",
+                  name=f"constants-{payload}-{column}")
+    plot.multi_line("xs", "ys", color="colour", line_width=1.5, line_alpha=0.8,
+                    source=ColumnDataSource(lines, name=f"lines-{payload}-{column}"))
+    dots = plot.scatter("x", "y", color="colour", size=4, source=ColumnDataSource(points, name=f"points-{payload}-{column}"))
+    tooltips = [("channel", "@channel"), ("exp.run", "@run"), ("calibrated", "@value")]
+    if expected is not None:
+        tooltips += [("truth", "@truth"), ("calibrated - truth", "@y{0.[0000]}")]
+        plot.add_layout(Span(location=0, dimension="width", line_color="#444444", line_dash="dashed"))
+        plot.yaxis.axis_label = "calibrated - truth"
+    else:
+        plot.yaxis.axis_label = what
+    plot.add_tools(HoverTool(renderers=[dots], tooltips=tooltips))
+    plot.xaxis.axis_label = "run, by experiment"
+    plot.xaxis.major_label_text_font_size = "8px"
+    plot.xgrid.grid_line_color = None
+    plot.yaxis.formatter = BasicTickFormatter(use_scientific=False)  # 0.001, not 1.000e-3
+    return plot
 
 
 def _at(values, index: int) -> float:
@@ -122,6 +168,6 @@ def write_page(records: list[dict], page: Path, truth: Optional[dict] = None) ->
                   sizing_mode="stretch_width")
     table = Div(text=_log_table(rows, page), sizing_mode="stretch_width", name="logs",
                 styles={"font-family": "monospace"})
-    layout = column(heading, _timeline(rows), table, *_constants(records, truth), sizing_mode="stretch_width")
+    layout = column(heading, _timeline(rows), table, *constant_plots(records, truth), sizing_mode="stretch_width")
     page.write_text(file_html(layout, resources=INLINE, title=f"caf-hpc report: {title}"))
     return page

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,7 +15,7 @@ from .dry_run import dry_submit
 from .errors import SiteConfigError
 from .jobscript import job_script, submit_command
 from .security import tls_directory
-from .validate import find_placeholder
+from .validate import find_placeholder, validate
 
 
 def add_commands(subparsers: Any) -> None:
@@ -33,7 +34,9 @@ def add_commands(subparsers: Any) -> None:
 
     show = actions.add_parser("show", help="print a site's merged config as YAML",
                               description="Print the site's config as caf-hpc uses it: validated, "
-                                          "with caf-hpc's defaults filled in.")
+                                          "with caf-hpc's defaults filled in. A template (a file with "
+                                          "<PLACEHOLDERS>) is printed as written, each line to fill in "
+                                          "marked, to copy.")
     show.add_argument("site", metavar="NAME|FILE")
     show.set_defaults(handler=show_site)
 
@@ -83,7 +86,54 @@ def list_sites(args: argparse.Namespace) -> int:
     return 0
 
 
+#: How ``sites show`` marks a template's line that holds a placeholder.
+FILL_IN = "<- fill in"
+
+
+def placeholder_lines(text: str) -> dict:
+    """``{line index: [(key, placeholder), ...]}`` of the placeholders in a YAML text's values (commented-out
+    lines are not values: their placeholders wait until the line is used)."""
+    found: dict = {}
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for name, value in node.value:
+                walk(name, key)  # a placeholder as a key, where the template names one
+                walk(value, f"{key}.{name.value}" if key else str(name.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, f"{key}[{index}]")
+        elif isinstance(node, yaml.ScalarNode):
+            placeholder = find_placeholder(node.value)
+            if placeholder:
+                found.setdefault(node.start_mark.line, []).append((key, placeholder))
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return found
+
+
+def show_template(path: Any, source: str, name: str) -> int:
+    """A template as written, comments and all, each line to fill in marked, and at the end the keys
+    that need a value before ``sites check`` accepts the file. What else is wrong is refused as always."""
+    validate(read_yaml(path, source), source, unfilled=[])  # every other mistake: the usual error
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    marked = placeholder_lines("\n".join(lines))
+    print(f"# {name}: {source}, a template: as written, each line to fill in marked '{FILL_IN}'")
+    for index, line in enumerate(lines):
+        if index in marked:
+            line = f"{line}   {FILL_IN}" if "#" in line.split(marked[index][0][1], 1)[-1] else f"{line}   # {FILL_IN}"
+        print(line)
+    keys = [f"{key} ({placeholder})" for entries in marked.values() for key, placeholder in entries]
+    print(f"# To fill in before `caf-hpc sites check NAME` accepts it: {', '.join(keys)}.")
+    print(f"# Copy it first: cp {path} {lookup.user_directory()}/NAME.yaml")
+    return 0
+
+
 def show_site(args: argparse.Namespace) -> int:
+    path = lookup.find(args.site)
+    source = lookup.display(path)
+    if find_placeholder(read_yaml(path, source)):
+        return show_template(path, source, path.stem if lookup.looks_like_path(args.site) else args.site)
     site = load_site(args.site)
     print(f"# {site.name}: {site.path}, validated, with caf-hpc's defaults")
     print(yaml.safe_dump(site.as_dict(), sort_keys=False, default_flow_style=False).rstrip())

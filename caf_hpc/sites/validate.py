@@ -65,16 +65,21 @@ def find_placeholder(value: Any) -> Optional[str]:
 class _Checker:
     """Collects the problems of one config; each ``kind`` method returns the normalised value."""
 
-    def __init__(self, source: str, scheduler: Optional[str] = None) -> None:
+    def __init__(self, source: str, scheduler: Optional[str] = None, unfilled: Optional[list] = None) -> None:
         self.source = source
         self.scheduler = scheduler
         self.errors: list[str] = []
+        #: Where placeholders go instead of ``errors`` when given: ``(key, placeholder)`` pairs.
+        self.unfilled = unfilled
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}")
 
     def value(self, where: str, kind: str, value: Any) -> Any:
         placeholder = find_placeholder(value)
+        if placeholder and self.unfilled is not None:
+            self.unfilled.append((where, placeholder))
+            return value
         if placeholder:
             self.error(where, f"placeholder {placeholder!r} not filled in; replace it with the value for your site")
             return value
@@ -317,9 +322,14 @@ _NOT_LOCAL = {
 }
 
 
-def validate(raw: Any, source: str) -> dict:
-    """The normalised config, or a ``SiteConfigError`` listing every problem of ``raw``."""
-    check = _Checker(source)
+def validate(raw: Any, source: str, unfilled: Optional[list] = None) -> dict:
+    """The normalised config, or a ``SiteConfigError`` listing every problem of ``raw``.
+
+    A template's ``<PLACEHOLDER>`` is one of those problems, unless ``unfilled`` is given: then each
+    goes into it as ``(key, placeholder)`` and the rest is checked as usual (``caf-hpc sites show``
+    prints a template so, marking what to fill in; every use for a run refuses them).
+    """
+    check = _Checker(source, unfilled=unfilled)
     if not isinstance(raw, dict):
         check.error("", f"expected a mapping of sections ({', '.join(schema.SECTIONS)}), got {_type_name(raw)}")
         raise SiteConfigError("\n".join(check.errors))

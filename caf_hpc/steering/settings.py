@@ -80,6 +80,17 @@ def _is_scheduler_address(address: str) -> bool:
     return True
 
 
+def value_problem(name: str, value: Any) -> Optional[str]:
+    """What is wrong with ``value`` for the number setting ``name`` ("must be ..., got ..."), or None.
+
+    Apart from the error, so that a command line can name its own flag (``--workers``) in front of
+    the same words instead of the setting (``n_workers``) the user never typed."""
+    if value is None or name not in (*_INTEGERS, *_SECONDS):
+        return None
+    wanted = checks.whole_number(value, _INTEGERS[name]) if name in _INTEGERS else checks.seconds(value)
+    return f"must be {wanted}, got {value!r}" if wanted else None
+
+
 class SettingsError(ValueError):
     """A runner setting has a value that cannot work; the message names it and what is allowed."""
 
@@ -111,10 +122,9 @@ class RunnerSettings:
         if self.address and self.site:
             raise SettingsError(f"give either address={self.address!r} or site={self.site!r}, not both")
         for name in (*_INTEGERS, *_SECONDS):
-            value = getattr(self, name)
-            wanted = checks.whole_number(value, _INTEGERS[name]) if name in _INTEGERS else checks.seconds(value)
-            if value is not None and wanted:
-                raise SettingsError(f"{name} must be {wanted}, got {value!r}")
+            problem = value_problem(name, getattr(self, name))
+            if problem:
+                raise SettingsError(f"{name} {problem}")
         if not isinstance(self.fork_server, bool):
             raise SettingsError(f"fork_server must be True or False, got {self.fork_server!r}")
         if not isinstance(self.factories, Mapping):

@@ -114,3 +114,83 @@ def test_screenshot_is_a_picture_of_the_page(eventful, tmp_path, capsys):
     assert main(["report", str(tmp_path / "cal"), "--screenshot", str(png)]) == 0
     assert f"screenshot: {png}" in capsys.readouterr().out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000  # drawn, not blank
+
+
+@pytest.fixture(scope="module")
+def demo_directory(tmp_path_factory):
+    """The demo's output: 2 experiments x 3 runs, 16 channels, and the simulated truth beside it."""
+    directory = tmp_path_factory.mktemp("report-demo") / "demo"
+    assert main(["demo", "--output", str(directory), "--runs", "3", "--flavour", "python"]) == 0
+    return directory
+
+
+def _plots(directory, with_truth=True):
+    from caf_hpc.report import TRUTH_FILE, load_truth
+    from caf_hpc.report.html import constant_plots
+
+    truth = load_truth(directory / TRUTH_FILE) if with_truth else None
+    return {plot.name: plot for plot in constant_plots(load_records(directory), truth)}
+
+
+def _lines(plot):
+    from bokeh.models import MultiLine
+
+    (renderer,) = [r for r in plot.renderers if isinstance(r.glyph, MultiLine)]
+    return renderer.data_source.data
+
+
+def test_constants_with_truth_are_drawn_as_residuals_per_channel_experiments_apart(demo_directory):
+    import json
+
+    from caf_hpc.extras.standins import database
+    from caf_hpc.extras.standins.utils import ExpRun
+
+    plot = _plots(demo_directory)["constants-Pedestals-pedestal"]
+    lines = _lines(plot)
+    assert len(lines["xs"]) == 16 * 2  # a line per channel and experiment
+    for xs in lines["xs"]:
+        assert len({exp for exp, _ in xs}) == 1 and len(xs) == 3  # never joined across experiments
+    database_txt = demo_directory / "calibration" / "0" / "algorithm_output" / "outputdb" / "database.txt"
+    truth = json.loads((demo_directory / "truth.json").read_text())["Pedestals"]["pedestal"]
+    for xs, ys, channel in zip(lines["xs"], lines["ys"], lines["channel"]):
+        for (exp, run), y in zip(xs, ys):
+            exprun = ExpRun(int(exp.split()[1]), int(run))
+            calibrated = database.find_payload(database_txt, "Pedestals", exprun)["pedestal"][channel]
+            assert y == pytest.approx(calibrated - truth[f"{exprun.exp},{exprun.run}"][channel])
+    assert max(abs(y) for ys in lines["ys"] for y in ys) < 1  # the residuals, not the constants (~200 ADC)
+    assert "minus the simulated truth" in plot.title.text and plot.yaxis[0].axis_label == "calibrated - truth"
+    assert not plot.legend or not plot.legend[0].items  # nothing drawn over the lines; hovering names them
+    assert any(("channel", "@channel") in tool.tooltips for tool in plot.tools if hasattr(tool, "tooltips"))
+
+
+def test_constants_without_truth_are_the_constants_experiments_apart(demo_directory):
+    plots = _plots(demo_directory, with_truth=False)
+    lines = _lines(plots["constants-Pedestals-pedestal"])
+    assert all(len({exp for exp, _ in xs}) == 1 for xs in lines["xs"])
+    assert 150 < min(y for ys in lines["ys"] for y in ys)  # the pedestals themselves
+    assert "no truth given" in plots["constants-Pedestals-pedestal"].title.text
+    # a column the truth does not cover is drawn as it is, truth or not
+    assert "no truth given" in _plots(demo_directory)["constants-Pedestals-noise"].title.text
+
+
+def test_screenshot_holds_the_whole_page(demo_directory, tmp_path, capsys):
+    import struct
+
+    browser = require_browser()
+    try:
+        browser.set_window_size(1400, 600)
+        browser.get((demo_directory / "report.html").as_uri())
+        deadline = time.monotonic() + 30
+        while browser.execute_script("return typeof Bokeh === 'undefined' || !Bokeh.documents.length") \
+                or browser.execute_script(COUNT_CANVASES) < 8:  # the timeline and seven payload columns
+            assert time.monotonic() < deadline, "the page did not render"
+            time.sleep(0.2)
+        time.sleep(1)
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+    finally:
+        browser.quit()
+    png = tmp_path / "report.png"
+    assert main(["report", str(demo_directory), "--screenshot", str(png)]) == 0
+    capsys.readouterr()
+    width, png_height = struct.unpack(">II", png.read_bytes()[16:24])  # the PNG's IHDR
+    assert width == 1400 and abs(png_height - height) <= 2, (png_height, height)

@@ -86,6 +86,38 @@ def test_sites_show_prints_the_merged_config_as_yaml(capsys):
     assert yaml.safe_load(out)["security"] == {"tls": True, "directory": "~/.caf-hpc/tls/localhost-slurm"}
 
 
+def test_sites_show_of_a_template_prints_it_with_what_to_fill_in_marked(capsys, user_site):
+    code, out, err = run(capsys, "sites", "show", "slurm")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == "# slurm: site-configs/slurm.yaml, a template: as written, each line to fill in marked '<- fill in'"
+    shipped = (load_site("localhost-slurm").path.parent / "slurm.yaml").read_text()
+    marked = [line for line in lines if line.endswith("<- fill in")]
+    assert [line.split()[0] for line in marked] == ["queue:", "account:"]
+    assert marked[0].startswith("  queue: <PARTITION>") and "# sbatch -p" in marked[0]
+    assert [line.removesuffix("   <- fill in") for line in lines[1:-2]] == shipped.splitlines()  # all of it
+    assert lines[-2] == ("# To fill in before `caf-hpc sites check NAME` accepts it: cluster.queue (<PARTITION>), "
+                         "cluster.account (<ACCOUNT>).")
+    assert lines[-1].startswith("# Copy it first: cp ") and lines[-1].endswith("/.config/caf-hpc/sites/NAME.yaml")
+    assert yaml.safe_load(out) == yaml.safe_load(shipped)  # the marks are comments: a copy of it is the template
+
+    # filled in, the copy is accepted and shown as caf-hpc uses it; a run still refuses the template
+    user_site("mysite", "\n".join(lines).replace("<PARTITION>", "belle").replace("<ACCOUNT>", "b2"))
+    assert run(capsys, "sites", "check", "mysite", "--no-submit")[0] == 0
+    assert run(capsys, "sites", "show", "mysite")[1].startswith("# mysite: ")
+    from caf_hpc import SettingsError, runner_for
+    with pytest.raises(SettingsError, match="placeholder '<PARTITION>' not filled in"):
+        runner_for("slurm")
+
+
+def test_sites_show_of_a_template_with_another_mistake_refuses_it(capsys, user_site, isolated_sites):
+    user_site("broken", "scheduler: slurm\ncluster: {queue: <PARTITION>, cores: four, memory: 1GB}\n")
+    code, out, err = run(capsys, "sites", "show", "broken")
+    assert code == 2 and out == ""
+    assert err == (f"caf-hpc: error: {isolated_sites / 'broken.yaml'}: cluster.cores: expected a whole number of "
+                   "at least 1, got 'four'\n")  # the placeholder is no mistake here; the rest is
+
+
 def test_sites_check_of_a_template_fails_without_traceback(capsys):
     code, out, err = run(capsys, "sites", "check", "slurm")
     assert code == 2 and out == ""

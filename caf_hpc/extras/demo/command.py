@@ -31,11 +31,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_demo)
 
 
+#: The demo's flags that set a runner setting: a bad value is named by the flag the user typed.
+_FLAGS = {"--workers": "n_workers", "--timeout": "timeout"}
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ...steering.binding import runner_for
     from ...steering.directory_lock import DirectoryInUse, DirectoryLock
     from ...cli import UserError
     from ...steering.progress import add_listener
+    from ...steering.settings import value_problem
     from .display import RunDisplay
     from .run import choose_flavour, flavour_settings, format_report, run_demo
 
@@ -49,6 +54,10 @@ def _demo(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(f"--flavour {args.flavour}: {err}") from None
     overrides = {"n_workers": args.workers, "timeout": args.timeout, "address": args.address}
+    for flag, setting in _FLAGS.items():
+        problem = value_problem(setting, overrides[setting])
+        if problem:
+            raise UserError(f"{flag} {problem}")
     runner = runner_for(args.site, **{k: v for k, v in overrides.items() if v is not None}, **flavour_settings(flavour))
     target = runner.settings().description
     try:

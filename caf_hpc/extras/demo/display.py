@@ -5,6 +5,7 @@ change of the run record redraws the table (rich), or prints what changed, one l
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any, Optional
@@ -40,6 +41,7 @@ class RunDisplay:
         self.names = names
         self.stream = stream or sys.stdout
         self.live: Any = None
+        self.handlers: list = []  # (log handler, the stream it wrote to before the live display)
         self.said: dict = {}
         self.record: Optional[dict] = None
 
@@ -48,18 +50,31 @@ class RunDisplay:
             from rich.console import Console
             from rich.live import Live
 
+            terminal = (sys.stdout, sys.stderr)
             self.live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=4, transient=False)
             self.live.__enter__()
+            self._log_through_live(terminal)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
             self.live.update(self._table())
+            for handler, stream in self.handlers:
+                handler.setStream(stream)
             self.live.__exit__(*exc)
+
+    def _log_through_live(self, terminal: tuple) -> None:
+        """Log handlers that write to the terminal (``--verbose``) write through the live display
+        while it runs, as ``print`` does (rich redirects ``sys.stdout``/``sys.stderr``, but a handler
+        keeps the stream it was given): lines written past it would be overwritten by the next redraw."""
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in terminal:
+                proxy = sys.stdout if handler.stream is terminal[0] else sys.stderr
+                self.handlers.append((handler, handler.setStream(proxy)))
 
     def update(self, record: dict) -> None:
         if self.record is None and record.get("dashboard"):
-            print(f"  Dask dashboard: {record['dashboard']}", file=self.stream, flush=True)
+            self._say(f"  Dask dashboard: {record['dashboard']}")
         self.record = record
         if self.live is not None:
             self.live.update(self._table())
@@ -71,6 +86,16 @@ class RunDisplay:
                 detail = f" on {where}" if where != "-" else ""
                 ended = f", {results} result(s) in {seconds:.1f} s" if strategy.get("final_state") else ""
                 print(f"  {strategy['algorithm']}: {state}{detail}{ended}", file=self.stream, flush=True)
+
+    def _say(self, line: str) -> None:
+        """One line above the table. While the table is live it goes through rich's console, which
+        clears the table, writes the line and redraws the table below it: written to the stream
+        directly, the next redraw (which moves the cursor up by the table's height) would overwrite
+        the line and leave a copy of the table's title behind."""
+        if self.live is not None:
+            self.live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def _table(self) -> Any:
         from rich.table import Table

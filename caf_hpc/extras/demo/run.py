@@ -104,13 +104,14 @@ _TRUTH_COLUMNS = {"Pedestals": "pedestal", "Gains": "gain", "TimeOffsets": "t0"}
 
 
 def write_report_page(output_dir: Path, truth_file: Path) -> Optional[Path]:
-    """``caf-hpc report``'s page for the demo's directory, with the simulated truth beside the constants."""
+    """``caf-hpc report``'s page for the demo's directory, the constants drawn as their difference from the
+    simulated truth."""
     from ...report import TRUTH_FILE, ReportError, load_records
     from ...report.html import write_page
 
     truth = json.loads(truth_file.read_text())
     truth = {payload: {column: truth[payload]} for payload, column in _TRUTH_COLUMNS.items() if payload in truth}
-    (output_dir / TRUTH_FILE).write_text(json.dumps(truth))  # what `caf-hpc report` draws beside the constants
+    (output_dir / TRUTH_FILE).write_text(json.dumps(truth))  # what `caf-hpc report` subtracts from the constants
     try:
         records = load_records(output_dir)
     except ReportError:

@@ -12,7 +12,9 @@ their own: ``bash slurm.sh up|down|status|env``); this module only runs them.
 Starting a system installs Debian packages and starts daemons as root, so it
 is never done implicitly: call :func:`up` (or ``caf-hpc testbed up NAME``).
 State lives under ``$CAF_HPC_TESTBED_DIR`` (default
-``/var/tmp/caf-hpc-testbed``).
+``/var/tmp/caf-hpc-testbed``); Slurm's daemons listen on
+``$CAF_HPC_TESTBED_SLURMCTLD_PORT`` and ``$CAF_HPC_TESTBED_SLURMD_PORT`` (default
+6817 and 6818), and ``up`` says in one line what else holds them, if anything does.
 """
 
 from __future__ import annotations
@@ -73,11 +75,25 @@ def _run(name: str, action: str, timeout: float) -> subprocess.CompletedProcess[
         raise TestbedError(f"cannot run `bash {path} {action}`: {exc}") from exc
 
 
+#: The scripts' ``die``/``log "ERROR: ..."`` line: ``[slurm 12:00:00] ERROR: what went wrong``.
+_ERROR = re.compile(r"^\[\S+ [0-9:]+\] ERROR: (.*)$")
+
+
 def _check(name: str, action: str, proc: subprocess.CompletedProcess[str]) -> None:
-    if proc.returncode != 0:
-        raise TestbedError(
-            f"`bash {script(name)} {action}` failed with exit code {proc.returncode}\n{_tail(proc.stderr)}"
-        )
+    """A failed script's error leads with its cause (the script's last ERROR line), then its path and
+    exit code; the tail of its output follows only when there is more than that line to read."""
+    if proc.returncode == 0:
+        return
+    lines = proc.stderr.strip().splitlines()
+    causes = [i for i, line in enumerate(lines) if _ERROR.match(line)]
+    if not causes:
+        raise TestbedError(f"`bash {script(name)} {action}` failed with exit code {proc.returncode}\n"
+                           f"{_tail(proc.stderr)}")
+    cause = _ERROR.match(lines[causes[-1]]).group(1)  # type: ignore[union-attr]
+    rest = [line for i, line in enumerate(lines) if i != causes[-1] and not line.startswith(f"[{name} ")]
+    detail = f"\n{_tail(chr(10).join(lines))}" if rest else ""
+    raise TestbedError(f"{name} {action}: {cause} (`bash {script(name)} {action}`, exit code "
+                       f"{proc.returncode}){detail}")
 
 
 def up(name: str, timeout: float = 300) -> None:

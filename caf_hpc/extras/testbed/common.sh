@@ -106,6 +106,34 @@ recorded_pid() {
 
 pid_alive() { recorded_pid "$1" >/dev/null; }
 
+# port_holder PORT: what listens on TCP PORT on this machine ("slurmctld, pid
+# 2636: slurmctld -D ...", or "a process not visible here" when ss shows no
+# owner); fails when nothing listens.  A daemon that cannot bind its port
+# exits with a line buried in its log: saying so before it starts is clearer.
+port_holder() {
+    local port=$1 line pid name
+    if command -v ss >/dev/null; then
+        line=$(timeout 5 ss -Hltnp "sport = :$port" 2>/dev/null | head -n 1) || true
+    else   # /proc/net/tcp{,6}: local address ADDR:PORT in hex, state 0A = LISTEN
+        line=$(awk -v p="$(printf ':%04X' "$port")" '$4 == "0A" && substr($2, length($2) - 4) == p' \
+            /proc/net/tcp /proc/net/tcp6 2>/dev/null | head -n 1) || true
+    fi
+    [[ -n $line ]] || return 1
+    if [[ $line =~ \(\(\"([^\"]*)\",pid=([0-9]+) ]]; then
+        name=${BASH_REMATCH[1]} pid=${BASH_REMATCH[2]}
+        echo "$name (pid $pid: $(tr '\0\n' '  ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-100 | sed 's/ *$//'))"
+    else
+        echo "a process not visible here"
+    fi
+}
+
+# free_port FROM: the first TCP port from FROM on that nothing listens on.
+free_port() {
+    local port=$1
+    while port_holder "$port" >/dev/null; do port=$((port + 1)); done
+    echo "$port"
+}
+
 # start_daemon NAME LOGFILE COMMAND [ARG...]
 # Runs COMMAND (which must stay in the foreground) in a new session, detached
 # from our stdin/stdout/stderr so callers capturing our output are not held

@@ -11,7 +11,10 @@
 #   env     print `export ...` lines for `eval "$(slurm.sh env)"`.
 #
 # Everything (config, state, spool, logs, pid files) lives under
-# $CAF_HPC_TESTBED_DIR/slurm (default /var/tmp/caf-hpc-testbed/slurm).  Client
+# $CAF_HPC_TESTBED_DIR/slurm (default /var/tmp/caf-hpc-testbed/slurm).
+# slurmctld and slurmd listen on $CAF_HPC_TESTBED_SLURMCTLD_PORT and
+# $CAF_HPC_TESTBED_SLURMD_PORT (default 6817 and 6818, Slurm's own); `up`
+# refuses in one line when something else holds them.  Client
 # commands run by other processes (dask-jobqueue's sbatch/squeue/scancel) find
 # the config through /etc/slurm/slurm.conf, which we also write unless some
 # other slurm.conf is already there; in that case SLURM_CONF must be exported
@@ -28,6 +31,9 @@ NODE=localhost
 PARTITION=debug
 # More single-core workers than the machine has cores must fit.
 NODE_CPUS=${CAF_HPC_TESTBED_SLURM_CPUS:-8}
+# Slurm's own default ports; another Slurm on this machine may hold them already.
+CTLD_PORT=${CAF_HPC_TESTBED_SLURMCTLD_PORT:-6817}
+SLURMD_PORT=${CAF_HPC_TESTBED_SLURMD_PORT:-6818}
 export SLURM_CONF=$CONF
 
 sl() { timeout 20 "$@"; }   # a Slurm client call that cannot hang
@@ -55,6 +61,8 @@ $MARK
 # Single node, no cgroups (none are usable in a container), root everywhere.
 ClusterName=cafhpc
 SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -90,13 +98,43 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$NODE_CPUS RealMemory=$(real_memory_mib) 
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=1-00:00:00 State=UP
 EOF
     # Plain `sbatch` from any process should reach this Slurm, so /etc gets a
-    # copy -- unless a slurm.conf that is not ours is there.
-    if [[ ! -e $ETC_CONF ]] || head -n 1 "$ETC_CONF" | grep -qF "$MARK"; then
+    # copy -- unless a slurm.conf that is not ours is there, or the one of a
+    # testbed in another directory that still runs.
+    if [[ ! -e $ETC_CONF ]] || { head -n 1 "$ETC_CONF" | grep -qF "$MARK" && ! other_testbed_running; }; then
         mkdir -p "$(dirname "$ETC_CONF")"
         cp "$CONF" "$ETC_CONF"
     else
-        log "WARNING: $ETC_CONF is not ours and was left alone: export SLURM_CONF=$CONF (see '$0 env')"
+        log "WARNING: $ETC_CONF is not this testbed's and was left alone: export SLURM_CONF=$CONF (see '$0 env')"
     fi
+}
+
+# Does $ETC_CONF belong to a testbed in another directory whose slurmctld runs?
+other_testbed_running() {
+    local other
+    other=$(sed -n 's|^StateSaveLocation=\(.*\)/state$|\1|p' "$ETC_CONF")
+    [[ -n $other && $other != "$TB_STATE" ]] || return 1
+    (TB_STATE=$other; pid_alive slurmctld)
+}
+
+# Nothing but this testbed may listen on its ports (its own leftovers are
+# stopped before this): slurmctld or slurmd would exit with "Address already in
+# use" in its log. One line says what is in the way and the way out.
+check_ports() {
+    local what port variable holder
+    for what in slurmctld slurmd; do
+        if [[ $what == slurmctld ]]; then port=$CTLD_PORT variable=CAF_HPC_TESTBED_SLURMCTLD_PORT
+        else port=$SLURMD_PORT variable=CAF_HPC_TESTBED_SLURMD_PORT; fi
+        holder=$(port_holder "$port") || continue
+        die "port $port ($what's) is taken by $holder, not by this testbed: stop that, or give this" \
+            "testbed other ports: $(port_advice)"
+    done
+}
+
+port_advice() {
+    local ctld slurmd
+    ctld=$(free_port $((CTLD_PORT + 100)))
+    slurmd=$(free_port $((ctld + 1)))
+    echo "CAF_HPC_TESTBED_SLURMCTLD_PORT=$ctld CAF_HPC_TESTBED_SLURMD_PORT=$slurmd caf-hpc testbed up slurm"
 }
 
 start_munge() {
@@ -140,6 +178,7 @@ cmd_up() {
     local t0; t0=$(now_ms)
     # Half-started leftovers (e.g. a daemon that died) are cleared first.
     stop_daemons 20 slurmd slurmctld
+    check_ports
     rotate_logs
     trap up_failed EXIT
     apt_install slurmctld slurmd slurm-client munge
@@ -161,9 +200,27 @@ cmd_up() {
 up_failed() {
     local rc=$?
     ((rc)) || return 0
-    show_logs "$TB_STATE"/log/{munged.out,slurmctld.log,slurmctld.out,slurmd.log,slurmd.out}
+    local taken
+    taken=$(port_taken_in_logs)
+    [[ -n $taken ]] || show_logs "$TB_STATE"/log/{munged.out,slurmctld.log,slurmctld.out,slurmd.log,slurmd.out}
     stop_daemons 20 slurmd slurmctld munged
+    # Taken between check_ports and the start: the cause is that one line.
+    [[ -z $taken ]] || log "ERROR: $taken (logs in $TB_STATE/log): stop what holds it, or give this testbed" \
+        "other ports: $(port_advice)"
     exit "$rc"
+}
+
+# "slurmctld could not listen on port N, taken by ..." when a daemon's log says
+# its port was in use; nothing otherwise.
+port_taken_in_logs() {
+    local what port holder
+    for what in slurmctld slurmd; do
+        grep -qs 'Address already in use' "$TB_STATE/log/$what.log" "$TB_STATE/log/$what.out" || continue
+        if [[ $what == slurmctld ]]; then port=$CTLD_PORT; else port=$SLURMD_PORT; fi
+        holder=$(port_holder "$port") || holder="something that has exited since"
+        echo "$what could not listen on port $port (Address already in use), taken by $holder"
+        return 0
+    done
 }
 
 cmd_down() {

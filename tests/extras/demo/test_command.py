@@ -152,16 +152,26 @@ def test_demo_shows_each_algorithm_as_it_goes_in_plain_lines_when_not_on_a_termi
                for line in mine), mine
 
 
-def test_demo_on_a_terminal_draws_a_live_table(tmp_path):
+def _demo_on_a_terminal(output, *flags: str, columns: int = 120, rows: int = 200) -> list:
+    """Runs the demo on a pseudo-terminal of ``columns`` x ``rows`` and returns the lines left on its
+    screen at the end, as a terminal shows them (pyte, a VT100 emulator, plays the output back):
+    what rich's cursor movements overwrote is gone, what they left behind is there."""
+    import fcntl
     import os
     import pty
+    import struct
     import subprocess
     import sys
+    import termios
+
+    import pyte
 
     leader, follower = pty.openpty()
-    demo = subprocess.Popen([sys.executable, "-m", "caf_hpc.cli", "demo", "--output", str(tmp_path / "demo"),
-                             "--runs", "3", "--flavour", "python"], stdout=follower, stderr=follower,
-                            env=dict(os.environ, COLUMNS="120", TERM="xterm"))
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    demo = subprocess.Popen([sys.executable, "-m", "caf_hpc.cli", "demo", "--output", str(output),
+                             "--runs", "3", "--flavour", "python", *flags], stdout=follower, stderr=follower,
+                            env=dict(environment, TERM="xterm"))
     os.close(follower)
     chunks = []
     try:
@@ -173,11 +183,48 @@ def test_demo_on_a_terminal_draws_a_live_table(tmp_path):
             if not chunk:
                 break
             chunks.append(chunk)
-        assert demo.wait(timeout=120) == 0
+        assert demo.wait(timeout=120) == 0, b"".join(chunks).decode(errors="replace")
     finally:
         if demo.poll() is None:
             demo.kill()
         os.close(leader)
-    screen = b"".join(chunks).decode(errors="replace")
-    assert "algorithm step" in screen and "\x1b[" in screen  # rich's table, drawn with terminal codes
-    assert screen.count("COMPLETED") >= 3 and "final state: COMPLETED" in screen
+    raw = b"".join(chunks).decode(errors="replace")
+    assert "\x1b[" in raw  # rich's live table, drawn with terminal codes
+    screen = pyte.Screen(columns, rows)
+    pyte.Stream(screen).feed(raw)  # the pty turned each newline into CR LF, as a terminal expects
+    lines = [line.rstrip() for line in screen.display]
+    assert not lines[-1], "the screen filled up; give it more rows"
+    return lines
+
+
+@pytest.mark.parametrize("flags", [(), ("--verbose",)], ids=["plain", "verbose"])
+def test_demo_on_a_terminal_leaves_one_clean_table_and_the_dashboard_once(tmp_path, flags):
+    lines = _demo_on_a_terminal(tmp_path / "demo", *flags)
+    shown = "\n".join(line for line in lines if line)
+    assert [line for line in lines if line.strip() == "algorithm step"] == ["algorithm step"], shown
+    assert len([line for line in lines if "Dask dashboard: http://127.0.0.1:" in line]) == 1, shown
+    tops = [i for i, line in enumerate(lines) if line.startswith("\u250f")]      # ┏ : the table's top border
+    bottoms = [i for i, line in enumerate(lines) if line.startswith("\u2514")]   # └ : its bottom border
+    assert len(tops) == 1 and len(bottoms) == 1, shown
+    table = lines[tops[0] - 1:bottoms[0] + 1]
+    assert table[0] == "algorithm step", shown
+    rows = [line for line in table if line.startswith("\u2502")]                # │ : a row of the table
+    assert len(rows) == 3 and all("COMPLETED" in row for row in rows), shown
+    dashboard = next(i for i, line in enumerate(lines) if "Dask dashboard:" in line)
+    assert dashboard < tops[0] and "final state: COMPLETED" in shown
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--workers", "0"], "--workers must be a whole number of at least 1, got 0"),
+    (["--timeout", "0"], "--timeout must be a positive number of seconds, got 0.0"),
+])
+def test_a_bad_flag_value_is_named_by_the_flag_typed(tmp_path, capsys, flags, message):
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--flavour", "python", *flags]) == 2
+    assert capsys.readouterr().err == f"caf-hpc: error: {message}\n"
+
+
+def test_the_steering_api_names_the_setting_it_was_given():
+    from caf_hpc import SettingsError, runner_for
+
+    with pytest.raises(SettingsError, match=r"^n_workers must be a whole number of at least 1, got 0$"):
+        runner_for(n_workers=0)

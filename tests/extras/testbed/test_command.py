@@ -10,3 +10,78 @@ def test_status_exit_code_says_whether_every_named_system_is_up(capsys):
     expected = 0 if testbed.is_up("slurm") else STATUS_DOWN
     assert main(["testbed", "status", "slurm"]) == expected
     assert capsys.readouterr().out.strip() in ("slurm: up", "slurm: down")
+
+
+#: Runs in a network and mount namespace of its own (``unshare``): its ports are not the machine's, so
+#: the machine's own testbed Slurm (on 6817/6818) is neither reached nor in the way, and /etc/slurm is a
+#: directory of the test's, so that no slurm.conf of the machine is rewritten. A python socket holds
+#: slurmctld's default port there, standing in for another Slurm; then the testbed is started.
+_SANDBOX = r"""
+set -u
+ip link set lo up
+# Slurm finds no address to listen on with loopback alone: a veth pair gives it one.
+ip link add cafhpc0 type veth peer name cafhpc1 && ip addr add 10.251.0.1/24 dev cafhpc0 \
+    && ip link set cafhpc0 up && ip link set cafhpc1 up
+mkdir -p /etc/slurm && mount --bind "$ETC_SLURM" /etc/slurm
+"$PYTHON" -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", 6817)); s.listen()
+print("holding", flush=True); time.sleep(300)' > "$HOLDER_OUT" &
+holder=$!
+trap '"$PYTHON" -m caf_hpc.cli testbed down slurm >/dev/null 2>&1; kill $holder' EXIT
+for _ in $(seq 100); do grep -q holding "$HOLDER_OUT" && break; sleep 0.1; done
+"$PYTHON" -m caf_hpc.cli testbed up slurm 2>"$ERR_OUT"; echo "exit $?"
+if [[ -n ${TRY_PORTS:-} ]]; then
+    CAF_HPC_TESTBED_SLURMCTLD_PORT=6917 CAF_HPC_TESTBED_SLURMD_PORT=6918 "$PYTHON" -m caf_hpc.cli testbed up slurm
+    echo "exit $?"
+    CAF_HPC_TESTBED_SLURMCTLD_PORT=6917 CAF_HPC_TESTBED_SLURMD_PORT=6918 "$PYTHON" -m caf_hpc.cli testbed status slurm
+fi
+"""
+
+
+def _sandbox(tmp_path, try_ports: bool = False):
+    """(stdout, stderr of the first `testbed up slurm`) of ``_SANDBOX``; skips where it cannot run."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "ip", "slurmctld", "slurmd")):
+        pytest.skip("needs root, unshare, ip and Slurm's daemons (caf-hpc testbed up slurm installs them)")
+    if subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True, timeout=30).returncode:
+        pytest.skip("unshare --net --mount is not allowed here")
+    (tmp_path / "etc-slurm").mkdir()
+    env = dict(os.environ, CAF_HPC_TESTBED_DIR=str(tmp_path / "testbed"), ETC_SLURM=str(tmp_path / "etc-slurm"),
+               PYTHON=sys.executable, HOLDER_OUT=str(tmp_path / "holder"), ERR_OUT=str(tmp_path / "err"),
+               TRY_PORTS="1" if try_ports else "")
+    for variable in ("CAF_HPC_TESTBED_SLURMCTLD_PORT", "CAF_HPC_TESTBED_SLURMD_PORT"):
+        env.pop(variable, None)
+    run = subprocess.run(["unshare", "--net", "--mount", "bash", "-c", _SANDBOX], env=env, capture_output=True,
+                         text=True, timeout=150)
+    return run.stdout, (tmp_path / "err").read_text()
+
+
+def _machine_testbed():
+    """What `status` says of the machine's own Slurm testbed: the test must leave it as it was."""
+    return testbed.is_up("slurm"), open("/etc/slurm/slurm.conf").read() if testbed.is_up("slurm") else None
+
+
+def test_up_slurm_says_in_one_line_what_holds_its_port_and_the_way_out(tmp_path):
+    before = _machine_testbed()
+    out, err = _sandbox(tmp_path)
+    assert out.splitlines()[0] == "exit 1", (out, err)
+    assert len(err.splitlines()) == 1, err  # not 30 lines of Slurm's log
+    assert err.startswith("caf-hpc testbed: slurm up: port 6817 (slurmctld's) is taken by python")
+    assert "CAF_HPC_TESTBED_SLURMCTLD_PORT=6917 CAF_HPC_TESTBED_SLURMD_PORT=6918 caf-hpc testbed up slurm" in err
+    assert not list((tmp_path / "etc-slurm").iterdir())  # nothing written, nothing started
+    assert _machine_testbed() == before
+
+
+def test_up_slurm_on_ports_of_its_own_runs_beside_what_holds_the_default_ones(tmp_path):
+    before = _machine_testbed()
+    out, err = _sandbox(tmp_path, try_ports=True)
+    assert out.splitlines()[:3] == ["exit 1", "slurm: up", "exit 0"], (out, err)
+    assert out.splitlines()[3] == "slurm: up"
+    assert "SlurmctldPort=6917" in (tmp_path / "testbed" / "slurm" / "slurm.conf").read_text()
+    assert _machine_testbed() == before
