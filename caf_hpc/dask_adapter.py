@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+import struct
 import sys
+import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from distributed import Queue
 
@@ -50,6 +53,80 @@ class QueueProducer(Queue):
 
 
 # --------------------------------------------------------------------------- in the steering process
+#: Dask's handshake is a few dozen bytes; a length prefix beyond this is some other protocol's bytes.
+_HANDSHAKE_LIMIT = 64 * 1024
+
+
+def take_dask_handshake(sock: socket.socket, wait: float) -> Optional[bytes]:
+    """Reads the handshake a Dask listener sends on a new connection and answers it, within ``wait`` seconds.
+
+    Returns None when what answered is a Dask listener; otherwise the bytes it sent instead
+    (empty when it sent nothing within ``wait``, or closed the connection).
+
+    A Dask listener (scheduler, worker, nanny) writes its handshake as soon as it accepts
+    a connection, before it reads anything (``distributed.comm.core.Listener.on_connection``),
+    framed as its TCP comm frames every message: 8 bytes of length (``struct`` "Q"), then
+    that many bytes. ``distributed.comm.connect`` reads it with no time limit ("deliberately
+    not subject to timeouts") and allocates whatever length it reads: a silent port (the
+    dashboard's, a bare socket) made a client wait forever, and an HTTP server's reply read
+    as a length asked for 3.07 EiB. The public API has no way to ask "is a Dask listener
+    there?" within a deadline. The listener's own handshake is sent back as the answer (the
+    handshake is symmetric: each side sends its ``handshake_info()``), so that the listener
+    sees a complete handshake and a clean close, logged at DEBUG only, instead of an INFO
+    line "closed before handshake completed" per runner. Tested by
+    ``tests/steering/test_address_probe.py::test_a_real_scheduler_passes_the_probe_and_logs_nothing_about_it``,
+    which fails when a Dask release changes the framing or who speaks first.
+    """
+    deadline = time.monotonic() + wait
+    header = _receive(sock, 8, deadline)
+    if len(header) < 8:
+        return header
+    (length,) = struct.unpack("Q", header)
+    if not 0 < length <= _HANDSHAKE_LIMIT:
+        return header + _receive(sock, 56, min(deadline, time.monotonic() + 0.2))  # enough to say what it is
+    body = _receive(sock, length, deadline)
+    if len(body) < length:
+        return header + body
+    sock.sendall(header + body)
+    return None
+
+
+def _receive(sock: socket.socket, count: int, deadline: float) -> bytes:
+    """Up to ``count`` bytes from ``sock``, fewer if it closes or ``deadline`` passes first."""
+    data = b""
+    while len(data) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(count - len(data))
+        except OSError:  # timed out, or reset by the other side
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def allowed_failures(client: Any) -> int:
+    """How many lost workers the scheduler of ``client`` lets a task have before it ends it with ``KilledWorker``.
+
+    The scheduler holds its limit as ``Scheduler.allowed_failures``, from its constructor's
+    ``allowed_failures`` or, without it, its own ``distributed.scheduler.allowed-failures``:
+    the attribute is not documented, and the config value alone misses a limit given to the
+    constructor. Read on the scheduler itself (a function sent by value, so the scheduler
+    needs no caf-hpc), which needs ``distributed.scheduler.pickle`` (True by default), as
+    every submission of the runner does. Tested by
+    ``tests/steering/test_lost_worker.py::test_retries_above_the_limit_of_a_scheduler_given_by_address_are_refused``.
+    """
+    limit = client.run_on_scheduler(lambda dask_scheduler: getattr(dask_scheduler, "allowed_failures", None))
+    if limit is None:
+        limit = client.run_on_scheduler(
+            lambda: __import__("dask").config.get("distributed.scheduler.allowed-failures"))
+    return int(limit)
+
+
 def on_worker_events(client: Any, handler: Callable[[str, dict], None]) -> None:
     """Calls ``handler(action, message)`` on the client's loop for every worker the scheduler adds or removes.
 

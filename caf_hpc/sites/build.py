@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 
 from dask.utils import parse_bytes
 
+from ..steering.clusters import ALLOWED_FAILURES
 from ..steering.settings import RunnerSettings
 from . import schema
 from .config import SiteConfig, load_site
@@ -60,8 +61,10 @@ def cluster_arguments(site: SiteConfig, security: Any = None, directories: Seque
         kwargs["log_directory"] = _expand(kwargs["log_directory"])
     if site.scheduler == "lsf" and isinstance(kwargs.get("mem"), str):
         kwargs["mem"] = parse_bytes(kwargs["mem"])  # LSFJob wants bytes as a number
+    options = dict(kwargs.get("scheduler_options") or {}, allowed_failures=ALLOWED_FAILURES)  # retries decide
     if dashboard_address:
-        kwargs["scheduler_options"] = dict(kwargs.get("scheduler_options") or {}, dashboard_address=dashboard_address)
+        options["dashboard_address"] = dashboard_address
+    kwargs["scheduler_options"] = options
     if site.scheduler != "htcondor":
         submit_extra = [_expand_word(word) for word in kwargs.pop("submit_command_extra", None) or []]
         cancel_extra = [_expand_word(word) for word in kwargs.pop("cancel_command_extra", None) or []]

@@ -20,13 +20,19 @@ from distributed import Client
 
 from .. import dask_adapter
 from ..basf2_compat import log_info, log_warning
-from .settings import RunnerSettings, resolve_site, scheduler_host_port
+from .settings import RunnerSettings, SettingsError, resolve_site, scheduler_host_port
 
 _lock = threading.Lock()
 _clients: dict[tuple, Client] = {}
 _clusters: dict[tuple, Any] = {}
 #: Seconds a local worker waits for a scheduler that is gone before it ends.
 LOCAL_DEATH_TIMEOUT = 10
+#: The schedulers of the clusters caf-hpc starts let a task lose this many workers. Dask's own limit
+#: (``distributed.scheduler.allowed-failures``, 3 by default) ended a strategy with a ``KilledWorker`` at
+#: its fourth lost worker whatever the runner's ``retries``. Here ``retries`` is the only limit: each runner
+#: counts its strategy's lost workers and cancels it past its own ``retries``, and one cluster serves runners
+#: with different ``retries``, so the scheduler's limit is one that no runner reaches.
+ALLOWED_FAILURES = 1_000_000
 
 
 def local_cluster(settings: RunnerSettings) -> Any:
@@ -41,7 +47,7 @@ def local_cluster(settings: RunnerSettings) -> Any:
         dashboard_address=settings.dashboard_address,
         silence_logs=logging.WARNING,
         # the scheduler ends with this process; the workers end when their scheduler is gone
-        scheduler_kwargs={"preload": ["caf_hpc.steering.parent_guard"]},
+        scheduler_kwargs={"preload": ["caf_hpc.steering.parent_guard"], "allowed_failures": ALLOWED_FAILURES},
         worker_kwargs={"death_timeout": LOCAL_DEATH_TIMEOUT},
     )
     dask_adapter.drain_scheduler_stderr(cluster, _pass_on_scheduler_line)
@@ -80,14 +86,28 @@ def _client(target: Any, **kwargs: Any) -> Client:
         return Client(target, set_as_default=False, **kwargs)
 
 
+#: How long what answers at an ``address`` has to send Dask's handshake (the connect timeout if that is shorter).
+#: A scheduler sends it within milliseconds of the connection; Dask itself warns when an event loop
+#: stalls for 3 s (``distributed.admin.tick.limit``).
+HANDSHAKE_WAIT = 5.0
+#: After that silence, how long an HTTP server has to answer a HEAD request, so that the error can say what it is.
+_IDENTIFY_WAIT = 1.0
+
+
 def _connect(address: str) -> Client:
-    """A client of the scheduler at ``address``. A refused connection fails at once (Dask itself would
-    retry it for the whole connect timeout); a silent address fails after the connect timeout."""
+    """A client of the scheduler at ``address``.
+
+    A refused connection fails at once (Dask itself would retry it for the whole connect
+    timeout); a silent address fails after the connect timeout; something that accepts the
+    connection but is not a Dask scheduler (the dashboard's port, any HTTP server, a bare
+    socket) fails within ``HANDSHAKE_WAIT``, saying what answered. Dask's own connection
+    would wait for its handshake forever there, or read an HTTP reply as a message length.
+    """
     timeout = connect_timeout()
     where = "check that it runs and the address (runner_for(address=...) or CAF_HPC_ADDRESS)"
     host, port = scheduler_host_port(address)  # checked already when the settings were made
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        sock = socket.create_connection((host, port), timeout=timeout)
     except ConnectionRefusedError:
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: the connection was refused, so "
                            f"nothing listens there; {where}") from None
@@ -95,10 +115,85 @@ def _connect(address: str) -> Client:
         reason = f"no answer within {timeout:g} s (distributed.comm.timeouts.connect)" \
             if isinstance(err, TimeoutError) else str(err)
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {reason}; {where}") from None
+    with sock:
+        not_dask = _not_a_scheduler(sock, address, min(timeout, HANDSHAKE_WAIT))
+    if not_dask:
+        raise ClusterError(f"something listens at {address} but it is not a Dask scheduler ({not_dask[1]}): "
+                           f"{not_dask[0]}; {where}")
     try:
         return _client(address, timeout=timeout)
     except (OSError, TimeoutError) as err:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({err}); {where}") from None
+
+
+_DASHBOARD = "is it the dashboard's port?"
+
+
+def _not_a_scheduler(sock: socket.socket, address: str, wait: float) -> Optional[tuple]:
+    """``(what answered, a hint)`` when what answered at ``address`` does not speak Dask's protocol; else None."""
+    import ssl
+
+    if address.startswith("tls://"):
+        from distributed.security import Security
+
+        context = Security().get_connection_args("client").get("ssl_context")
+        if context is None:
+            return None  # no TLS configured: Dask's own connection says so
+        sock.settimeout(wait)
+        try:
+            tls = context.wrap_socket(sock)
+        except ssl.SSLError as err:
+            hint = ("is it a scheduler without TLS, reached as tcp://...? One with TLS needs the certificates "
+                    "of the Dask config's distributed.comm.tls")
+            return f"the TLS handshake failed ({err.reason or err})", hint
+        except OSError:
+            return f"it sent nothing within {wait:g} s", _DASHBOARD
+        with tls:
+            return _ask(tls, address, wait)
+    return _ask(sock, address, wait)
+
+
+def _ask(sock: socket.socket, address: str, wait: float) -> Optional[tuple]:
+    seen = dask_adapter.take_dask_handshake(sock, wait)
+    if seen is None:
+        return None
+    closed = False
+    if not seen:  # silent: ask it in HTTP what it is
+        try:
+            sock.settimeout(_IDENTIFY_WAIT)
+            sock.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+            seen = sock.recv(64)
+            closed = not seen
+        except TimeoutError:  # silent still
+            pass
+        except OSError:  # it reset the connection
+            closed = True
+    if seen.startswith(b"HTTP/"):
+        status = seen.splitlines()[0].decode(errors="replace")
+        return f"it answers HTTP ({status})", _DASHBOARD
+    tls_hint = f"is it a scheduler with TLS, reached as {address.replace('tcp://', 'tls://', 1)}?"
+    if seen:
+        return f"it sent {seen[:32]!r} instead of Dask's handshake", _DASHBOARD
+    if closed and address.startswith("tcp://") and _speaks_tls(scheduler_host_port(address)):
+        return "it closed the connection on plain bytes and speaks TLS", tls_hint
+    if closed:
+        return "it closed the connection without Dask's handshake", _DASHBOARD
+    return f"it sent nothing within {wait:g} s", _DASHBOARD
+
+
+def _speaks_tls(host_port: tuple) -> bool:
+    """Whether a TLS handshake with ``host_port`` gets as far as the server's answer (certificates unchecked)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(host_port, timeout=_IDENTIFY_WAIT) as raw, context.wrap_socket(raw):
+            return True
+    except ssl.SSLError as err:  # a TLS server's alert (it wants a client certificate), or no TLS at all
+        return "ALERT" in str(err.reason).upper()
+    except OSError:
+        return False
 
 
 def _make_cluster(settings: RunnerSettings) -> Any:
@@ -122,6 +217,7 @@ def client_for(settings: RunnerSettings) -> Client:
         dask_adapter.quiet_benign_errors()
         if settings.address:
             client = _connect(settings.address)
+            _limits.pop(key, None)
         else:
             cluster = _clusters.get(key)
             if cluster is None:
@@ -136,7 +232,33 @@ def client_for(settings: RunnerSettings) -> Client:
 
                 keep_jobs(client, cluster)
         _clients[key] = client
-        return client
+    if settings.address:
+        _check_retries(client, settings)
+    return client
+
+
+_limits: dict[tuple, int] = {}
+
+
+def _check_retries(client: Client, settings: RunnerSettings) -> None:
+    """Refuses a ``retries`` above the limit of a scheduler caf-hpc did not start: that scheduler would end the
+    strategy with a ``KilledWorker`` before the runner's own limit (``ALLOWED_FAILURES`` says why)."""
+    key = settings.cluster_key
+    limit = _limits.get(key)
+    if limit is None:
+        try:
+            limit = _limits[key] = dask_adapter.allowed_failures(client)
+        except Exception as err:
+            raise ClusterError(f"cannot read how many lost workers the Dask scheduler at {settings.address} allows "
+                               f"a task ({type(err).__name__}: {err}); caf-hpc reads it on the scheduler, which must "
+                               f"run the functions it is sent (distributed.scheduler.pickle, true by default)") from None
+    if settings.retries > limit:
+        raise SettingsError(
+            f"retries={settings.retries} is more than the Dask scheduler at {settings.address} allows: it ends a "
+            f"task with KilledWorker once it has lost {limit + 1} workers (distributed.scheduler.allowed-failures="
+            f"{limit}), before the runner's own limit. Give retries={limit} or less (runner_for(retries=...) or "
+            f"CAF_HPC_RETRIES), or start that scheduler with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="
+            f"{settings.retries} in its environment")
 
 
 def describe(settings: RunnerSettings) -> str:

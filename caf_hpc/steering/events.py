@@ -17,7 +17,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
-from distributed import Queue
+from distributed import KilledWorker, Queue
 
 from .. import dask_adapter, protocol
 from . import interrupt
@@ -32,11 +32,16 @@ _CLOSE_WAIT = 15.0
 
 @dataclass(frozen=True)
 class TaskDone:
-    """A strategy's Dask task ended (``status``: finished, error, cancelled, lost)."""
+    """A strategy's Dask task ended (``status``: finished, error, cancelled, lost).
+
+    ``lost_worker`` is the worker named by a ``KilledWorker``: the scheduler gave up on the
+    task when that worker was lost, which is one more lost worker for the runner to count.
+    """
 
     key: str
     status: str
     error: Optional[str] = None
+    lost_worker: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -141,13 +146,16 @@ class Inbox:
 
 def on_task_done(inbox: Inbox, key: str, future: Any) -> None:
     """Future callback: tells the runner that the strategy's task ended, with its error if any."""
-    error = None
+    error = lost_worker = None
     if future.status == "error":
         try:
-            error = repr(future.exception(timeout=5))
+            exception = future.exception(timeout=5)
+            error = repr(exception)
+            if isinstance(exception, KilledWorker):
+                lost_worker = exception.last_worker.address
         except Exception as err:  # the reason is only for the message
             error = repr(err)
-    inbox.put(TaskDone(key, future.status, error))
+    inbox.put(TaskDone(key, future.status, error, lost_worker))
 
 
 _watches: "weakref.WeakKeyDictionary[Any, WorkerWatch]" = weakref.WeakKeyDictionary()

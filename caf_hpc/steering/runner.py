@@ -96,6 +96,8 @@ class StrategyStream:
             return  # an earlier strategy's late record or event
         if isinstance(event, events.TaskDone):
             self.task_done, self.task_done_at = event, time.monotonic()
+            if event.lost_worker is not None:  # Dask gave up on the task: its loss may come before the event's
+                self._lose_worker(event.lost_worker)
             return
         if isinstance(event, events.WorkerLost):
             self._lose_worker(event.worker)
@@ -359,9 +361,13 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
 
     @staticmethod
     def _lost_message(stream: StrategyStream, settings: RunnerSettings) -> str:
-        return (f"lost its worker {len(stream.lost)} time(s) ({'; '.join(stream.lost)}), more than "
-                f"retries={settings.retries} allows. This is a failure of the cluster, not of the algorithm: "
-                f"{clusters.describe(settings)}")
+        if len(stream.lost) > settings.retries:
+            limit = f"more than retries={settings.retries} allows"
+        else:  # the scheduler's own limit came first (it changed after the settings check)
+            limit = (f"and its Dask scheduler gave up on it there (distributed.scheduler.allowed-failures is below "
+                     f"retries={settings.retries})")
+        return (f"lost its worker {len(stream.lost)} time(s) ({'; '.join(stream.lost)}), {limit}. This is a failure "
+                f"of the cluster, not of the algorithm: {clusters.describe(settings)}")
 
     def _judge(self, name: str, log_path: Any, stream: StrategyStream, settings: RunnerSettings) -> str:
         """Turns how the child ended into CAF's outcome, as the reference runner does."""
@@ -370,6 +376,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             return self._fail(name, log_path, f"could not be followed: its Dask scheduler stopped answering "
                               f"(reading the run's queue failed: {stream.unreadable}). This is a failure of the "
                               f"cluster, not of the algorithm: {clusters.describe(settings)}")
+        if end is None and stream.task_done.lost_worker is not None:
+            return self._fail(name, log_path, self._lost_message(stream, settings))
         if end is None:
             done = stream.task_done
             return self._fail(name, log_path, f"ended without a report from its worker ({_where(stream.where)}): "

@@ -12,25 +12,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from caf_hpc.steering import clusters
 from caf_hpc.steering.settings import resolve
 
 
 class OwnCluster:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, scheduler_environment: Optional[dict] = None) -> None:
         self.directory = directory
         self.scheduler_file = directory / "scheduler.json"
         self.processes: list = []
         self.workers: list = []
         self.scheduler = self._start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                                     "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(self.scheduler_file))
+                                     "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(self.scheduler_file),
+                                     environment=scheduler_environment)
         self.address = self._wait_for_address()
 
-    def _start(self, module: str, *args: str) -> subprocess.Popen:
+    def _start(self, module: str, *args: str, environment: Optional[dict] = None) -> subprocess.Popen:
         log = open(self.directory / f"{module.rsplit('.', 1)[-1]}-{len(self.processes)}.log", "wb")
         process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+                                   start_new_session=True, env=dict(os.environ, **(environment or {})))
         log.close()
         self.processes.append(process)
         return process

@@ -169,6 +169,15 @@ class ScriptedStrategy(AlgorithmStrategy):
             os.kill(_worker_pid(), getattr(signal, name))
             time.sleep(60)  # a killed worker takes this process along; a stopped one is given up on
 
+    def _signal_worker_times(self, counter, times, name):
+        """Sends signal ``name`` to the Dask worker running this strategy, on each of its first ``times`` attempts."""
+        attempts = int(Path(counter).read_text()) + 1 if Path(counter).exists() else 1
+        Path(counter).write_text(str(attempts))
+        if attempts <= times:
+            sys.stdout.flush()
+            os.kill(_worker_pid(), getattr(signal, name))
+            time.sleep(60)  # a killed worker takes this process along
+
     def _cancel_own_job_once(self, marker, job_variable, command):
         """Cancels the batch job this strategy runs in (``command JOB_ID``), the first time only."""
         if _first_time(marker):

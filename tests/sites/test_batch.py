@@ -10,6 +10,7 @@ from distributed import Client
 from caf_hpc.cli import main
 from caf_hpc.steering.settings import resolve
 from caf_hpc.sites import build_cluster
+from caf_hpc.steering.clusters import ALLOWED_FAILURES
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(90)]
 
@@ -43,6 +44,7 @@ def test_site_cluster_runs_a_task_in_a_batch_job_over_tls(batch_system, tmp_path
     cluster = build_cluster(resolve(site=site))
     try:
         assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        assert cluster.scheduler.allowed_failures == ALLOWED_FAILURES  # the runner's retries decide, not Dask
         with Client(cluster, set_as_default=False) as client:
             client.wait_for_workers(1, timeout=60)
             # os.getenv travels by reference; a function of this test module would not import on the worker

@@ -59,10 +59,18 @@ victim = scripted("Victim", ("results", 2), ("record", {running!r}, "running"), 
 started = time.monotonic()
 outcome = run_algorithms(runner_for(address={address!r}, timeout=300), "cal", [ok("Before", 3), victim, ok("After")],
                          [], pathlib.Path({output!r}))
+print("ENDED", time.time())
 print("TOOK", round(time.monotonic() - started, 1))
 print("RESULTS", {{name: len(results) for name, results in outcome.results.items()}})
 print("ERROR", outcome.error)
 """
+
+
+#: From the scheduler's kill to the run's error in the steering script. Measured on the 2-core machine: median
+#: 0.010 s over 25 runs (at most 0.021 s), at most 0.045 s with both cores kept busy by other processes: the
+#: client's connection closes at once and nothing is polled. The bound leaves room for a loaded machine; waiting
+#: for any timeout (Dask's 30 s connect timeout, the queue's 10 s reads) would exceed it.
+SCHEDULER_LOSS_NOTICED = 3.0
 
 
 def test_scheduler_killed_mid_run_is_one_error_for_the_user(own_cluster, tmp_path):
@@ -76,13 +84,15 @@ def test_scheduler_killed_mid_run_is_one_error_for_the_user(own_cluster, tmp_pat
     try:
         _wait_for(running)
         os.kill(own_cluster.scheduler.pid, signal.SIGKILL)
+        killed = time.time()  # the steering script's clock: the same machine's
         out, err = steering.communicate(timeout=60)
     finally:
         if steering.poll() is None:
             steering.kill()
             steering.wait(timeout=10)
-    took = float(out.split("TOOK ", 1)[1].split()[0])
-    assert took < 30, f"took {took:.1f} s to notice"
+    noticed = float(out.split("ENDED ", 1)[1].split()[0]) - killed
+    print(f"scheduler killed -> error in the steering script: {noticed:.3f} s")
+    assert 0 < noticed < SCHEDULER_LOSS_NOTICED, f"took {noticed:.2f} s from the kill to the error"
     assert "RESULTS {'Before': 3, 'Victim':" in out, out  # what came before the fault is kept
     error = out.split("ERROR ", 1)[1]
     assert "algorithm Victim" in error and "its Dask scheduler stopped answering" in error, error

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import time
 
-from tests.helpers.scripted import scripted
+import pytest
+from tests.helpers.own_cluster import OwnCluster
+from tests.helpers.scripted import ok, scripted
 from tests.helpers.queues import new_queues_left, scheduler_queues
 
-from caf_hpc import DaskAlgorithmsRunner, runner_for
+from caf_hpc import DaskAlgorithmsRunner, SettingsError, runner_for
 
 from caf_hpc.steering import clusters
 from caf_hpc.basf2_compat import RunnerError
@@ -46,3 +48,56 @@ def test_lost_worker_without_retries_is_an_infrastructure_error(calibrate, tmp_p
     assert time.monotonic() - started < 60  # at once, not after a time-to-live (300 s by default)
     assert new_queues_left(before, seconds=20) == []
     _wait_for_workers(2)
+
+
+def _lost_times(tmp_path, times):
+    """A strategy whose worker is killed on each of its first ``times`` attempts (the nanny starts it again)."""
+    return scripted("Unlucky", ("results", 3), ("signal_worker_times", str(tmp_path / "attempts"), times, "SIGKILL"),
+                    ("results", 2), ("final", "COMPLETED"))
+
+
+@pytest.mark.timeout(300)
+def test_retries_above_dasks_own_limit_are_the_runners_to_count(calibrate, tmp_path):
+    """retries=4, four workers lost: the fifth attempt completes. Dask's own allowed-failures (3 by default)
+    ended it at the fourth loss with a KilledWorker."""
+    outcome = calibrate([_lost_times(tmp_path, 4)], runner=runner_for(retries=4))
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert (tmp_path / "attempts").read_text() == "5"
+    assert outcome.results["Unlucky"] == [IoV_Result(IoV(1, i, 1, i), 0) for i in range(3)] + \
+        [IoV_Result(IoV(1, i, 1, i), 0) for i in range(2)]
+    _wait_for_workers(2)
+
+
+@pytest.mark.timeout(300)
+def test_one_loss_more_than_retries_is_the_runners_own_error_never_a_killed_worker(calibrate, tmp_path):
+    outcome = calibrate([_lost_times(tmp_path, 5)], runner=runner_for(retries=4))
+    assert isinstance(outcome.error, RunnerError), outcome.error
+    message = str(outcome.error)
+    assert "lost its worker 5 time(s)" in message and "more than retries=4 allows" in message, message
+    assert "KilledWorker" not in message and "failure of the cluster, not of the algorithm" in message
+    assert (tmp_path / "attempts").read_text() == "5"  # no sixth attempt
+    _wait_for_workers(2)
+
+
+@pytest.mark.timeout(180)
+def test_retries_above_the_limit_of_a_scheduler_given_by_address_are_refused(calibrate, tmp_path):
+    """A scheduler caf-hpc only connects to keeps its own limit: a larger retries is refused before anything runs,
+    and at the limit the runner's message is its own even when Dask's KilledWorker comes first."""
+    cluster = OwnCluster(tmp_path, scheduler_environment={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
+    try:
+        cluster.add_worker()
+        cluster.add_worker()
+        refused = calibrate([ok("Never")], runner=runner_for(address=cluster.address, retries=2), root=tmp_path / "a")
+        assert isinstance(refused.error, SettingsError), refused.error
+        message = str(refused.error)
+        assert f"retries=2 is more than the Dask scheduler at {cluster.address} allows" in message, message
+        assert "distributed.scheduler.allowed-failures=1" in message and "Give retries=1 or less" in message
+        assert "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=2" in message and refused.results == {}
+
+        lost = calibrate([_lost_times(tmp_path, 2)], runner=runner_for(address=cluster.address, retries=1),
+                         root=tmp_path / "b")
+        message = str(lost.error)
+        assert "lost its worker 2 time(s)" in message and "more than retries=1 allows" in message, message
+        assert "KilledWorker" not in message
+    finally:
+        cluster.close()

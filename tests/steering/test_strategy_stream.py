@@ -56,3 +56,13 @@ def test_the_same_loss_told_twice_counts_once():
     stream.consume(events.WorkerLost(KEY, "w1"))
     stream.consume(events.WorkerLost(KEY, "w1"))
     assert len(stream.lost) == 1 and stream.results == []
+
+
+def test_a_killed_worker_from_dask_is_the_loss_it_names_counted_once():
+    """Dask's KilledWorker can arrive before the scheduler's remove-worker event: the runner counts it as that loss."""
+    stream = StrategyStream(KEY, "A", [])
+    stream.consume(_frames("a1", "w1", _result(1)))
+    stream.consume(events.TaskDone(KEY, "error", "KilledWorker(...)", lost_worker="w1"))
+    stream.consume(events.WorkerLost(KEY, "w1"))
+    assert len(stream.lost) == 1
+    assert stream.results == [] and stream.finished
