@@ -5,11 +5,15 @@ The short version runs with the suite. The full one, 200 iterations:
     CAF_HPC_SOAK_ITERATIONS=200 python -m pytest tests/steering/test_soak.py
 
 ``CAF_HPC_SOAK_SEED`` repeats a run exactly (the seed is printed when the test fails).
+``CAF_HPC_SOAK_RECORD=FILE`` writes the run's figures to FILE as JSON (seed, iterations,
+outcomes, and what was counted before, halfway and after), for docs/reliability.md to cite.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import platform
 import random
 import tempfile
 import threading
@@ -27,6 +31,7 @@ from caf_hpc.steering import clusters
 
 ITERATIONS = int(os.environ.get("CAF_HPC_SOAK_ITERATIONS", "12"))
 SEED = int(os.environ.get("CAF_HPC_SOAK_SEED", str(random.SystemRandom().randrange(10**6))))
+RECORD = os.environ.get("CAF_HPC_SOAK_RECORD")
 #: Faults and how often each is drawn for a strategy.
 FAULTS = {"none": 70, "raise": 10, "crash": 10, "worker-kill": 10}
 #: What the runner must report for the first strategy that has each fault.
@@ -95,6 +100,40 @@ def _command(process) -> list:
         return []
 
 
+def _write_record(path: str, tally: dict, shown: list, seconds: float) -> None:
+    """The figures docs/reliability.md quotes, written before the checks so that a failed soak leaves them too."""
+    import dask
+    import distributed
+
+    before, halfway, after = shown
+    record = {"command": f"CAF_HPC_SOAK_ITERATIONS={ITERATIONS} CAF_HPC_SOAK_SEED={SEED} CAF_HPC_SOAK_RECORD={path} "
+                         "python -m pytest tests/steering/test_soak.py",
+              "commit": _commit(), "seed": SEED, "iterations": ITERATIONS, "faults": FAULTS, "outcomes": tally,
+              "seconds": round(seconds, 1), "before": before, "halfway": halfway, "after": after,
+              "steering_rss_growth_second_half_mb": round((after["rss"] - halfway["rss"]) / 1e6, 2),
+              "worker_rss_growth_second_half_mb": round((after["worker_rss"] - halfway["worker_rss"]) / 1e6, 2),
+              "machine": {"logical_cores": os.cpu_count(), "python": platform.python_version(),
+                          "dask": dask.__version__, "distributed": distributed.__version__}}
+    with open(path, "w") as out:
+        json.dump(record, out, indent=1)
+        out.write("\n")
+
+
+def _commit() -> str:
+    """The checkout's commit, with "+changes" when it differs from it ("" outside git)."""
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + ("+changes" if commit and dirty else "")
+
+
 def _whole_again(client, count: int) -> None:
     client.wait_for_workers(count, timeout=60)  # the nanny restarts a killed worker
 
@@ -104,6 +143,7 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
     # hundreds of them would grow this process's memory as a leak would
     monkeypatch.setattr(logging.getLogger("caf_hpc"), "propagate", False)
     rng = random.Random(SEED)
+    started = time.monotonic()
     client = clusters.client_for(DaskAlgorithmsRunner.settings())
     runner = runner_for(retries=1)
     workers = DaskAlgorithmsRunner.settings().n_workers or CPU_COUNT
@@ -139,6 +179,8 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
         after = _footprint(client)
     shown = [{k: len(v) if isinstance(v, set) else v for k, v in f.items()} for f in (before, halfway, after)]
     print(f"soak seed {SEED}: {ITERATIONS} iterations, {tally}; before, halfway, after: {shown}")
+    if RECORD:
+        _write_record(RECORD, tally, shown, time.monotonic() - started)
     assert new_queues_left(queues_before, seconds=20) == []
     assert after["workers"] == before["workers"]
     assert after["threads"] <= before["threads"] + 2, (before, after)
