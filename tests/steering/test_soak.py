@@ -106,8 +106,10 @@ def _write_record(path: str, tally: dict, shown: list, seconds: float) -> None:
     import distributed
 
     before, halfway, after = shown
-    record = {"command": f"CAF_HPC_SOAK_ITERATIONS={ITERATIONS} CAF_HPC_SOAK_SEED={SEED} CAF_HPC_SOAK_RECORD={path} "
-                         "python -m pytest tests/steering/test_soak.py",
+    tmp = tempfile.gettempdir()  # a TMPDIR of the run's own keeps other users' files out of its count
+    record = {"command": (f"TMPDIR={tmp} " if os.environ.get("TMPDIR") else "")
+              + f"CAF_HPC_SOAK_ITERATIONS={ITERATIONS} CAF_HPC_SOAK_SEED={SEED} CAF_HPC_SOAK_RECORD={path} "
+              "python -m pytest tests/steering/test_soak.py",
               "commit": _commit(), "seed": SEED, "iterations": ITERATIONS, "faults": FAULTS, "outcomes": tally,
               "seconds": round(seconds, 1), "before": before, "halfway": halfway, "after": after,
               "steering_rss_growth_second_half_mb": round((after["rss"] - halfway["rss"]) / 1e6, 2),
