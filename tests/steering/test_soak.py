@@ -100,7 +100,7 @@ def _command(process) -> list:
         return []
 
 
-def _write_record(path: str, tally: dict, shown: list, seconds: float) -> None:
+def _write_record(path: str, tally: dict, shown: list, seconds: float, commit: str) -> None:
     """The figures docs/reliability.md quotes, written before the checks so that a failed soak leaves them too."""
     import dask
     import distributed
@@ -110,7 +110,7 @@ def _write_record(path: str, tally: dict, shown: list, seconds: float) -> None:
     record = {"command": (f"TMPDIR={tmp} " if os.environ.get("TMPDIR") else "")
               + f"CAF_HPC_SOAK_ITERATIONS={ITERATIONS} CAF_HPC_SOAK_SEED={SEED} CAF_HPC_SOAK_RECORD={path} "
               "python -m pytest tests/steering/test_soak.py",
-              "commit": _commit(), "seed": SEED, "iterations": ITERATIONS, "faults": FAULTS, "outcomes": tally,
+              "commit": commit, "seed": SEED, "iterations": ITERATIONS, "faults": FAULTS, "outcomes": tally,
               "seconds": round(seconds, 1), "before": before, "halfway": halfway, "after": after,
               "steering_rss_growth_second_half_mb": round((after["rss"] - halfway["rss"]) / 1e6, 2),
               "worker_rss_growth_second_half_mb": round((after["worker_rss"] - halfway["worker_rss"]) / 1e6, 2),
@@ -145,7 +145,7 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
     # hundreds of them would grow this process's memory as a leak would
     monkeypatch.setattr(logging.getLogger("caf_hpc"), "propagate", False)
     rng = random.Random(SEED)
-    started = time.monotonic()
+    started, commit = time.monotonic(), _commit() if RECORD else ""  # the code as this run loaded it
     client = clusters.client_for(DaskAlgorithmsRunner.settings())
     runner = runner_for(retries=1)
     workers = DaskAlgorithmsRunner.settings().n_workers or CPU_COUNT
@@ -182,7 +182,7 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
     shown = [{k: len(v) if isinstance(v, set) else v for k, v in f.items()} for f in (before, halfway, after)]
     print(f"soak seed {SEED}: {ITERATIONS} iterations, {tally}; before, halfway, after: {shown}")
     if RECORD:
-        _write_record(RECORD, tally, shown, time.monotonic() - started)
+        _write_record(RECORD, tally, shown, time.monotonic() - started, commit)
     assert new_queues_left(queues_before, seconds=20) == []
     assert after["workers"] == before["workers"]
     assert after["threads"] <= before["threads"] + 2, (before, after)
