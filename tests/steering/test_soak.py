@@ -88,7 +88,8 @@ def _processes(client) -> dict:
     servers = {p.pid for p in below if "caf_hpc.worker.forkserver" in " ".join(_command(p))}
     workers = {p.pid for p in below if p.ppid() in nannies}
     strategies = [p for p in below if p.pid not in servers and p.pid not in workers]
-    orphans = [p for p in psutil.process_iter() if p.ppid() == 1 and "caf_hpc.worker.forkserver" in " ".join(_command(p))]
+    orphans = [p for p in psutil.process_iter(["ppid"]) if p.info["ppid"] == 1
+               and "caf_hpc.worker.forkserver" in " ".join(_command(p))]  # info: None for one gone meanwhile
     return {"processes": len(nannies) + len(workers), "fork_servers": len(servers),
             "strategy_processes": len(strategies), "orphan_fork_servers": len(orphans)}
 
