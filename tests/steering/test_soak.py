@@ -194,5 +194,5 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
     assert after["scratch_files"] <= before["scratch_files"] + 2, (before, after)
     assert after["tmp_entries"] - before["tmp_entries"] == set(), (before, after)
     # memory: the first half may fill caches (Dask's task log, imports); the second half must not grow
-    assert after["rss"] - halfway["rss"] < 8_000_000, (halfway, after)  # 3.7 MB per 100 iterations measured
+    assert after["rss"] - halfway["rss"] < 8_000_000, (halfway, after)  # 2.8 MB measured (soak.json)
     assert after["worker_rss"] - halfway["worker_rss"] < 20_000_000, (halfway, after)
