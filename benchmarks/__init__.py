@@ -4,7 +4,8 @@
 writes the report; ``__main__`` says how. The files name what they hold: ``strategies``
 (what every runner drives), ``reference`` (the baselines: CAF's reference runner loop),
 ``driving`` (a calibration run as CAF runs it, with clocks), ``measures`` (each figure),
-``batch`` (the testbed's Slurm and the worker image), ``record``, ``report`` and ``plots``.
+``batch`` (the testbed's Slurm and the worker image), ``record``, ``report`` and ``plots``;
+``image_size`` (``python -m benchmarks.image_size``) measures the worker image on its own.
 """
 from pathlib import Path
 

@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL_MEASURES = {"cold_start": measures.cold_start, "memory": measures.memory, "overhead_local": measures.overhead,
                   "latency": measures.latency, "throughput": measures.throughput,
                   "wall_over_sum": measures.wall_over_sum, "parallel": measures.parallel,
-                  "root": measures.root_preload}
+                  "root": measures.root_preload, "fork_server": measures.fork_server}
 KEYS = (*LOCAL_MEASURES, "overhead_slurm")
 
 

@@ -86,6 +86,24 @@ def overhead(plan: Plan, tmp: Path) -> Measure:
     return measure
 
 
+#: The runner with ``CAF_HPC_FORK_SERVER=0``: every strategy a fresh interpreter on the worker.
+NO_FORK_SERVER = "caf-hpc, CAF_HPC_FORK_SERVER=0"
+
+
+def fork_server(plan: Plan, tmp: Path) -> Measure:
+    """What the worker's fork server saves a trivial strategy: forked from it, or started as a fresh
+    ``python -m caf_hpc.child`` (``CAF_HPC_FORK_SERVER=0``), on the same warm local cluster."""
+    measure = Measure("fork_server", f"overhead per trivial strategy, {plan.strategies} in a row, with and without "
+                      "the worker's fork server", "ms", judged=CAF_HPC, ratios=[(NO_FORK_SERVER, CAF_HPC)],
+                      how=f"wall time of run() / strategies; median of {plan.repeats} calibrations each, on one warm "
+                      "local cluster; without the server every strategy's process is a fresh interpreter")
+    fresh = runner_for(fork_server=False)
+    _warm(LOCAL, tmp)
+    measure.figures[CAF_HPC] = _per_strategy_ms(LOCAL, plan.strategies, plan.repeats, tmp / "forked")
+    measure.figures[NO_FORK_SERVER] = _per_strategy_ms(fresh, plan.strategies, plan.repeats, tmp / "fresh")
+    return measure
+
+
 def overhead_on(site_runner: type, label: str, plan: Plan, tmp: Path) -> Measure:
     """The trivial strategies' overhead on a batch site's warm workers."""
     measure = Measure("overhead_slurm", f"overhead per trivial strategy, {plan.strategies} in a row, testbed's "

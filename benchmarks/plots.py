@@ -75,7 +75,8 @@ def _timeline(axes, measure: Measure) -> None:
 
 
 _PANELS = {"overhead_local": _bars, "overhead_slurm": _bars, "latency": _latency, "throughput": _bars,
-           "wall_over_sum": _bars, "cold_start": _bars, "memory": _memory, "parallel": _timeline, "root": _bars}
+           "wall_over_sum": _bars, "cold_start": _bars, "memory": _memory, "parallel": _timeline, "root": _bars,
+           "fork_server": _bars}
 _LOG = {"overhead_local", "throughput", "root"}
 
 

@@ -4,8 +4,11 @@ Two runs writing into one directory corrupt each other silently (payloads twice 
 ``database.txt``, logs of both runs in one file). A run holds a lock file with ``flock``:
 inside the directory, or beside it (``.NAME.caf-hpc.lock``) for a directory that is
 emptied and made again, as CAF does with ``algorithm_output`` before every run (a lock
-file inside would go with it, and a second run would lock a new one). the kernel drops it when the holding process ends, however it
-ends, and on NFSv4 the lock is a lease that expires when the holder's node crashed.
+file inside would go with it, and a second run would lock a new one). The kernel drops it when the holding process ends, however it
+ends, and on NFSv4 the lock is a lease that expires when the holder's node crashed. A flock belongs
+to the open file, which a forked child shares: a child of the steering process forked while the
+lock is held (``multiprocessing`` with its fork start method) would hold it on after the run's
+process ended, so every forked child closes its copy at once (``os.register_at_fork``).
 The file says who holds it (host, pid, what, since when) for the message a second run
 gets.
 
@@ -31,6 +34,23 @@ STALE = 120.0
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
+#: Descriptors of the locks this process holds, for a forked child to close.
+_held: set = set()
+
+
+def _forget_in_child() -> None:
+    """In a forked child: close the parent's lock files, so that the locks end with the parent."""
+    for fd in list(_held):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class DirectoryInUse(RuntimeError):
     """Another run holds the directory; the message names it and how to go on."""
 
@@ -42,6 +62,8 @@ class DirectoryLock:
         self.directory = directory
         self._fd = fd
         self._stop_beating = heartbeat
+        self._pid = os.getpid()  # a forked child's copy was closed at the fork: it has nothing to release
+        _held.add(fd)
 
     @classmethod
     def acquire(cls, directory: Union[str, os.PathLike], what: str, beside: bool = False) -> "DirectoryLock":
@@ -87,8 +109,9 @@ class DirectoryLock:
                 return
 
     def release(self) -> None:
-        if self._fd < 0:
+        if self._fd < 0 or os.getpid() != self._pid:
             return
+        _held.discard(self._fd)
         if self._stop_beating is not None:
             self._stop_beating.set()
         try:

@@ -243,15 +243,22 @@ def test_every_command_has_help(capsys, argv):
     assert out.startswith(f"usage: caf-hpc {' '.join(argv)}")
 
 
-def test_read_only_commands_write_nothing(tmp_path):
+@pytest.mark.timeout(180)
+def test_read_only_commands_write_nothing(tmp_path, testbed):
     """show, check and job-script read site configs; not a file may appear in the user's home for them
-    (importing dask-jobqueue would write ~/.config/dask/jobqueue.yaml, its Job would make the log directory)."""
+    (importing dask-jobqueue would write ~/.config/dask/jobqueue.yaml, its Job would make the log directory).
+    Each must have done its work, the dry submission to the testbed's Slurm included: a command that
+    failed early would write nothing too."""
+    testbed("slurm")
     home = tmp_path / "home"
     home.mkdir()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CAF_HPC_", "XDG_", "DASK_"))}
     env.update(HOME=str(home), PATH=SYSTEM_PATH + ":" + os.path.dirname(sys.executable))
-    for command in (["sites", "show", "localhost-slurm"], ["sites", "check", "localhost-slurm"],
-                    ["job-script", "localhost-slurm"], ["job-script", "localhost-slurm-podman"]):
-        subprocess.run([sys.executable, "-m", "caf_hpc.cli", *command], env=env, cwd=tmp_path,
-                       capture_output=True, timeout=120)
+    for command, done in ((["sites", "show", "localhost-slurm"], "scheduler: slurm"),
+                          (["sites", "check", "localhost-slurm"], "dry submission: sbatch --test-only accepted"),
+                          (["job-script", "localhost-slurm"], "#SBATCH"),
+                          (["job-script", "localhost-slurm-podman"], "podman run --rm")):
+        ran = subprocess.run([sys.executable, "-m", "caf_hpc.cli", *command], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert ran.returncode == 0 and done in ran.stdout, (command, ran.stdout[-2000:], ran.stderr[-2000:])
         assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == [], command

@@ -1,6 +1,7 @@
 """One run per output directory: a second is refused at once, naming the holder; the lock dies with it."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -8,10 +9,11 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.helpers.locks import hold_directory
+from tests.helpers.locks import ENDINGS, end, hold_directory
 
 from caf_hpc.steering import directory_lock
 from caf_hpc.steering.directory_lock import LOCK_NAME, DirectoryInUse, DirectoryLock
@@ -31,12 +33,54 @@ def test_a_second_run_is_refused_at_once_naming_the_holder(tmp_path):
         holder.wait(timeout=10)
 
 
-def test_the_lock_dies_with_its_holder_however_it_ends(tmp_path):
-    holder = hold_directory(tmp_path / "out", beside=True)
-    holder.send_signal(signal.SIGKILL)
-    holder.wait(timeout=10)
-    with DirectoryLock.acquire(tmp_path / "out", "calibration next", beside=True):
-        pass
+@pytest.mark.parametrize("how", ENDINGS)
+@pytest.mark.parametrize("beside", [False, True], ids=["in", "beside"])
+def test_the_lock_dies_with_its_holder_however_it_ends(tmp_path, how, beside):
+    """Held while the holder lives, free the moment it is gone: by exit without release, an exception, a
+    signal it can handle or one it cannot, and with a process it started still running."""
+    holder = hold_directory(tmp_path / "out", beside=beside, child=how.endswith("running"))
+    try:
+        with pytest.raises(DirectoryInUse, match=f"process {holder.pid} "):
+            DirectoryLock.acquire(tmp_path / "out", "calibration next", beside=beside)
+        code = end(holder, how)
+        expected = {"exit": 0, "raise": 1}[how] if how in ("exit", "raise") else -getattr(signal, how.split(",")[0])
+        assert code == expected, code
+        with DirectoryLock.acquire(tmp_path / "out", "calibration next", beside=beside) as lock:
+            held = json.loads(_lock_file(lock.directory, beside).read_text())
+            assert (held["pid"], held["what"]) == (os.getpid(), "calibration next")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=10)
+        if holder.child:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder.child, signal.SIGKILL)
+
+
+def _lock_file(directory: Path, beside: bool) -> Path:
+    return directory.parent / f".{directory.name}{LOCK_NAME}" if beside else directory / LOCK_NAME
+
+
+def test_a_forked_child_neither_holds_nor_releases_its_parents_lock(tmp_path):
+    """The child's copy of the lock file is closed at the fork; a release in the child (a ``with`` block
+    unwinding there) must leave the parent's lock and its record alone."""
+    lock = DirectoryLock.acquire(tmp_path / "out", "calibration parent")
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child's outcome is its exit code
+            code = 0
+            try:
+                lock.release()
+            except BaseException:
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert json.loads(_lock_file(tmp_path / "out", beside=False).read_text())["what"] == "calibration parent"
+        with pytest.raises(DirectoryInUse, match="calibration parent"):
+            DirectoryLock.acquire(tmp_path / "out", "calibration second")
+    finally:
+        lock.release()
 
 
 def test_a_lock_beside_the_directory_survives_the_directory_being_made_again(tmp_path):

@@ -15,6 +15,7 @@ from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.basf2_compat import RunnerError
+from caf_hpc.steering import progress
 from caf_hpc.steering.progress import RECORD_FILE, RECORD_FORMAT, RECORD_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,16 +52,30 @@ def test_record_keeps_the_error_and_the_signal_of_a_crash(calibrate):
     assert entry["attempts"][0]["signal"] == 11 and entry["attempts"][0]["returncode"] is None
 
 
-def test_record_shows_a_lost_attempt_beside_the_one_that_finished(calibrate, tmp_path):
-    losing = scripted("Unlucky", ("results", 3), ("signal_worker_once", str(tmp_path / "killed"), "SIGKILL"),
-                      ("results", 2), ("final", "COMPLETED"))
-    outcome = calibrate([losing], runner=runner_for(retries=1))
+def test_record_shows_a_lost_attempt_beside_the_one_that_finished(calibrate, tmp_path, monkeypatch):
+    """The worker is killed only once the runner holds the attempt's 3 results (the record says so at once
+    with RESULTS_EVERY at 0): the lost attempt must show them dropped, and the one that finished its own 5."""
+    monkeypatch.setattr(progress, "RESULTS_EVERY", 0.0)
+    arrived = tmp_path / "three-arrived"
+
+    def watch(record: dict) -> None:
+        attempts = [a for s in record["strategies"] for a in s["attempts"]]
+        if attempts and attempts[0]["results"] >= 3:
+            arrived.touch()
+    stop = progress.add_listener(watch)
+    losing = scripted("Unlucky", ("results", 3), ("wait_for_file", str(arrived), 60),
+                      ("signal_worker_once", str(tmp_path / "killed"), "SIGKILL"), ("results", 2),
+                      ("final", "COMPLETED"))
+    try:
+        outcome = calibrate([losing], runner=runner_for(retries=1))
+    finally:
+        stop()
     assert outcome.final_state == "COMPLETED", outcome.error
     lost, ended = _record(outcome)["strategies"][0]["attempts"]
-    # its results dropped: 3 if they had arrived before the loss, else none (they count for nothing)
-    assert lost["outcome"] == "lost" and lost["results"] in (0, 3) and lost["worker"].startswith("tcp://")
+    assert (lost["outcome"], lost["results"], lost["final_state"]) == ("lost", 3, None)
+    assert lost["worker"].startswith("tcp://") and lost["started"] <= lost["finished"]
     assert (ended["outcome"], ended["results"], ended["final_state"]) == ("ended", 5, "COMPLETED")
-    assert lost["finished"] <= ended["finished"]
+    assert ended["worker"] != lost["worker"] and lost["finished"] <= ended["finished"]
     from tests.steering.test_lost_worker import _wait_for_workers
 
     _wait_for_workers(2)

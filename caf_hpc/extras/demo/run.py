@@ -2,6 +2,7 @@
 through a runner exactly as CAF would, and report what came out."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import time
@@ -105,10 +106,12 @@ _TRUTH_COLUMNS = {"Pedestals": "pedestal", "Gains": "gain", "TimeOffsets": "t0"}
 
 def write_report_page(output_dir: Path, truth_file: Path) -> Optional[Path]:
     """``caf-hpc report``'s page for the demo's directory, the constants drawn as their difference from the
-    simulated truth."""
+    simulated truth; None where Bokeh is not installed (the worker image leaves it out) or the run left no record."""
     from ...report import TRUTH_FILE, ReportError, load_records
     from ...report.html import write_page
 
+    if _without_bokeh():
+        return None
     truth = json.loads(truth_file.read_text())
     truth = {payload: {column: truth[payload]} for payload, column in _TRUTH_COLUMNS.items() if payload in truth}
     (output_dir / TRUTH_FILE).write_text(json.dumps(truth))  # what `caf-hpc report` subtracts from the constants
@@ -117,6 +120,10 @@ def write_report_page(output_dir: Path, truth_file: Path) -> Optional[Path]:
     except ReportError:
         return None  # the run did not get as far as writing a record
     return write_page(records, output_dir / "report.html", truth)
+
+
+def _without_bokeh() -> bool:
+    return importlib.util.find_spec("bokeh") is None
 
 
 def _code(code: int) -> str:
@@ -186,4 +193,6 @@ def format_report(report: DemoReport, target: str) -> str:
     lines += ["", f"wall time of the algorithm step: {report.wall_time:.2f} s"]
     if report.page is not None:
         lines.append(f"report (timeline, constants against run): {report.page}")
+    elif _without_bokeh():
+        lines.append("no report page: Bokeh is not installed here (the worker image leaves it out)")
     return "\n".join(lines)
