@@ -20,6 +20,7 @@ is seen at the next ``ready()``, not at CAF's next full update 30 s later.
 from __future__ import annotations
 
 import atexit
+import re
 import threading
 import time
 import uuid
@@ -36,6 +37,7 @@ from . import clusters, events, interrupt
 from .binding import bound_settings
 from .checks import did_you_mean, whole_number
 from .logs import describe
+from .progress import RunProgress, StrategyProgress
 from .settings import RunnerSettings, SettingsError, resolve_for_run
 
 EXIT_STATUSES = ("failed", "completed")
@@ -152,8 +154,24 @@ class _Unit:
         self.task = task
         self.future: Any = None
         self.where: Optional[protocol.Where] = None
+        self.attempt: Optional[str] = None
         self.lost: list = []
         self.verdict: Optional[str] = None  # why it failed, when the tracker decided it (lost too often)
+        self.progress: Optional[StrategyProgress] = None
+
+
+#: CAF names a collector job ``<calibration>_<collection>_Iteration_<i>``.
+_CAF_JOB_NAME = re.compile(r"^(?P<calibration>.+)_(?P<collection>[^_]+)_Iteration_(?P<iteration>\d+)$")
+
+
+def _record_for(parent: Any, target: str, dashboard: Optional[str]) -> tuple:
+    """The run record of a collector job (``caf-hpc-run.json`` in its directory, ``kind`` "collector"),
+    named as CAF named the job, and the label of its subjobs."""
+    match = _CAF_JOB_NAME.match(str(parent.name))
+    calibration, collection, iteration = (match["calibration"], match["collection"], int(match["iteration"])) \
+        if match else (str(parent.name), str(parent.name), 0)
+    record = RunProgress(calibration, iteration, parent.working_dir, target, dashboard=dashboard, kind="collector")
+    return record, f"collector {collection}"
 
 
 class Tracker:
@@ -170,6 +188,7 @@ class Tracker:
         self.client = clusters.client_for(settings)
         self.inbox = events.Inbox(self.client)
         self.units: dict[str, _Unit] = {}
+        self.records: dict[int, RunProgress] = {}
         self.pending: "deque[_Unit]" = deque()
         self.limits: dict[int, Optional[int]] = {}
         self.running: Counter = Counter()
@@ -182,8 +201,10 @@ class Tracker:
 
     # ----------------------------------------------------------------- submitting (CAF's main thread)
     def add(self, parent: Any, jobs: list, environment: Optional[dict], max_running: Optional[int]) -> None:
+        record, label = _record_for(parent, clusters.describe(self.settings), clusters.dashboard(self.client))
         with self._lock:
             self.limits[id(parent)] = max_running
+            self.records[id(parent)] = record
             new = []
             for job in jobs:
                 key = f"caf-collector-{job.name}-{uuid.uuid4().hex[:12]}"
@@ -191,6 +212,8 @@ class Tracker:
                                               tuple(job.output_patterns), self.inbox.name, environment,
                                               Backend.submit_script)
                 unit = self.units[key] = _Unit(job, parent, task)
+                name = f"{label}/{job.id}" if job is not parent else label
+                unit.progress = record.strategy(name, key, Path(job.working_dir, "stdout"))
                 job.result = DaskResult(job, self)
                 job.status = "submitted"
                 new.append(unit)
@@ -236,8 +259,9 @@ class Tracker:
         if job.status in EXIT_STATUSES:
             return  # CAF's ready() caches an exit status: it never changes again
         if isinstance(event, protocol.Started):
-            unit.where = event.where
+            unit.where, unit.attempt = event.where, event.attempt
             job.status = "running"
+            unit.progress.started(event.attempt, event.where)
         elif isinstance(event, events.WorkerLost):
             self._lost(unit, event.worker)
         elif isinstance(event, events.TaskDone):
@@ -250,6 +274,11 @@ class Tracker:
     def _lost(self, unit: _Unit, worker: str) -> None:
         where = unit.where.describe() if unit.where is not None else f"worker {worker}"
         unit.lost.append(where)
+        if unit.attempt is not None:
+            unit.progress.lost(0)
+        else:
+            unit.progress.lost_unseen(worker)
+        unit.attempt = None
         if len(unit.lost) > self.settings.retries:
             unit.verdict = (f"lost its worker {len(unit.lost)} time(s) ({'; '.join(unit.lost)}), more than "
                             f"retries={self.settings.retries} allows. This is a failure of the cluster, not of the "
@@ -271,6 +300,10 @@ class Tracker:
         if ended is not None and ended.where is not None:
             unit.where = ended.where
         reason = self._failure(unit, done, ended)
+        if unit.attempt is None and ended is not None:  # ended before its Started record was read
+            unit.progress.started(ended.attempt, ended.where)
+        unit.progress.ended("COMPLETED" if reason is None else "FAILED", [], ended, reason)
+        self._finish_record(unit.parent)
         if reason is None:
             job.status = "completed"
             return
@@ -301,6 +334,12 @@ class Tracker:
             return (f"exited with code 0 on {where} but left no file matching its output_patterns "
                     f"{list(patterns)} in {unit.task.output_dir}: CAF would find no collector output there")
         return None
+
+    def _finish_record(self, parent: Any) -> None:
+        jobs = list(parent.subjobs.values()) or [parent]
+        ends = [u.progress.entry["final_state"] for u in self.units.values() if u.parent is parent]
+        if len(ends) == len(jobs) and all(ends):
+            self.records[id(parent)].finish("COMPLETED" if all(e == "COMPLETED" for e in ends) else "FAILED")
 
     def _note_progress(self, parent: Any) -> None:
         jobs = list(parent.subjobs.values()) or [parent]

@@ -158,6 +158,10 @@ def test_a_lost_worker_reruns_the_subjob_from_a_clean_directory(tmp_path, releas
     assert outcome.state == "completed"  # the lost attempt's partial output was removed before the re-run
     assert (job.subjobs[0].working_dir / "CollectorOutput.root").read_text() == "whole\n"
     assert "lost its worker" in caplog.text and "retry 1 of 1" in caplog.text
+    from caf_hpc.report import attempts, load_records
+
+    (record,) = load_records(tmp_path / "lost")
+    assert [a.outcome for a in attempts(record)] == ["lost", "COMPLETED"]
 
 
 def test_a_subjob_losing_more_workers_than_retries_is_failed_as_the_clusters_fault(tmp_path, release, own_cluster,
@@ -202,3 +206,17 @@ def test_ctrl_c_during_the_collector_step_leaves_no_job_process(tmp_path, releas
     assert process.returncode != 0
     assert not left_running(value), "a collector job's process outlived the steering script"
     assert not (tmp_path / "long" / "0" / "CollectorOutput.root").exists()
+
+
+def test_the_collector_step_leaves_a_run_record_that_the_report_shows_beside_the_strategies(tmp_path, release):
+    from caf_hpc.report import attempts, load_records, summary
+
+    job = counting_job(tmp_path / "out", input_files(tmp_path / "raw", 3))
+    assert _step(DaskBackend(), [job]).state == "completed"
+    (record,) = load_records(tmp_path / "out")
+    assert record["kind"] == "collector" and record["calibration"] == "Cal" and record["iteration"] == 0
+    assert record["final_state"] == "COMPLETED" and record["finished"]
+    rows = attempts(record)
+    assert sorted(a.algorithm for a in rows) == ["collector hits/0", "collector hits/1", "collector hits/2"]
+    assert all(a.outcome == "COMPLETED" and a.worker.startswith("tcp://127.0.0.1:") and a.ran > 0 for a in rows)
+    assert "collector hits/2" in summary([record])
