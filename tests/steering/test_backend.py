@@ -220,3 +220,39 @@ def test_the_collector_step_leaves_a_run_record_that_the_report_shows_beside_the
     assert sorted(a.algorithm for a in rows) == ["collector hits/0", "collector hits/1", "collector hits/2"]
     assert all(a.outcome == "COMPLETED" and a.worker.startswith("tcp://127.0.0.1:") and a.ran > 0 for a in rows)
     assert "collector hits/2" in summary([record])
+
+
+def test_a_steering_script_killed_during_the_collector_step_leaves_nothing_in_a_restarts_way(tmp_path, release):
+    """CAF resubmits every subjob of an unfinished collector step after a restart, into a directory it empties
+    first: no process of the killed script may still be writing there."""
+    mark, value = new_mark()
+    script = tmp_path / "steering.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from caf_hpc import DaskBackend
+        from caf_hpc.extras.standins import collection
+        from tests.helpers.collectors import counting_job, input_files
+        root = Path({str(tmp_path)!r})
+        job = counting_job(root / "out", input_files(root / "raw", 2), sleep=float(sys.argv[1]))
+        print(collection.run_collector_step(DaskBackend(), [job], heartbeat=0.2).state, flush=True)
+        """))
+    env = dict(os.environ, **{mark: value}, PYTHONPATH=os.getcwd())
+    first = subprocess.Popen([sys.executable, str(script), "30"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    stdout = tmp_path / "out" / "Cal" / "0" / "collector_output" / "hits" / "0" / "stdout"
+    try:
+        deadline = time.monotonic() + 60
+        while not (stdout.exists() and "collecting" in stdout.read_text()):
+            assert time.monotonic() < deadline and first.poll() is None, first.stdout.read()
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGKILL)  # no atexit, no Ctrl-C handling: only what dies with it
+        first.wait(timeout=10)
+        assert not left_running(value, seconds=20), "processes of the killed script outlived it"
+        again = subprocess.run([sys.executable, str(script), "0"], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=120)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait(timeout=10)
+    assert again.stdout.strip().splitlines()[-1] == "completed", again.stdout + again.stderr
