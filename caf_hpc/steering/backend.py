@@ -48,6 +48,9 @@ BACKEND_ARGS = {"max_running": "at most this many of one backend's (sub)jobs run
                 "environment": "'empty' (CAF's Local: only setup_cmds set the job up) or 'worker' (the worker's own)"}
 #: At most one progress line per collector job in this many seconds, besides its first and last.
 _PROGRESS_EVERY = 10.0
+#: How often waiting jobs look for a worker in the cluster, and how often they say they wait.
+_WAIT_CHECK_EVERY = 1.0
+_WAITING_EVERY = 30.0
 
 
 class DaskResult(Result):
@@ -196,6 +199,8 @@ class Tracker:
         self._lock = threading.RLock()
         self._stopped = threading.Event()
         self._progress: dict[int, float] = {}
+        self._idle_since: Optional[float] = None  # since when jobs wait with no worker in the cluster
+        self._next_wait_check = self._next_wait_note = 0.0
         interrupt.notify(self, self.close, self._stopped)
         _trackers.add(self)
 
@@ -250,6 +255,35 @@ class Tracker:
                 self._apply(event)
             if self.pending:
                 self._feed()
+            self._check_waiting()
+
+    def _check_waiting(self) -> None:
+        """While jobs wait and the cluster has no worker at all: a line every ``_WAITING_EVERY`` s, and after
+        ``worker_wait`` s the waiting jobs fail, naming the cluster (a batch queue that never starts a job)."""
+        now = time.monotonic()
+        if now < self._next_wait_check:
+            return
+        self._next_wait_check = now + _WAIT_CHECK_EVERY
+        waiting = [u for u in self.units.values() if u.job._status == "submitted" and u.verdict is None]
+        try:
+            workers = self.client.scheduler_info(n_workers=-1).get("workers") if waiting else True
+        except Exception:  # the scheduler went away: the jobs' futures end and say so
+            return
+        if workers:
+            self._idle_since = None
+            return
+        if self._idle_since is None:
+            self._idle_since, self._next_wait_note = now, now + _WAITING_EVERY
+        if now - self._idle_since >= self.settings.worker_wait:
+            for unit in waiting:
+                unit.verdict = (f"found no worker to run it within {self.settings.worker_wait:g} s (worker_wait) on "
+                                f"{clusters.describe(self.settings)}")
+                if unit.future is not None:
+                    unit.future.cancel()
+        elif now >= self._next_wait_note:
+            self._next_wait_note = now + _WAITING_EVERY
+            log_info(f"collector: {len(waiting)} job(s) waiting {now - self._idle_since:.0f} s for a worker; "
+                     f"{clusters.state(self.client, self.settings)}")
 
     def _apply(self, event: Any) -> None:
         unit = self.units.get(getattr(event, "key", None))

@@ -256,3 +256,13 @@ def test_a_steering_script_killed_during_the_collector_step_leaves_nothing_in_a_
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
     assert again.stdout.strip().splitlines()[-1] == "completed", again.stdout + again.stderr
+
+
+def test_jobs_fail_naming_the_cluster_when_no_worker_comes_within_worker_wait(tmp_path, release, own_cluster, caplog):
+    job = shell_job(tmp_path, "alone", "touch CollectorOutput.root", 2)
+    backend = backend_for(address=own_cluster.address, worker_wait=2)  # a scheduler without any worker
+    with caplog.at_level(logging.ERROR, logger="caf_hpc"):
+        outcome = _step(backend, [job], timeout=60)
+    assert outcome.state == "failed"
+    assert f"found no worker to run it within 2 s (worker_wait) on the Dask scheduler at {own_cluster.address}" \
+        in caplog.text
