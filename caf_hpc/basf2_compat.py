@@ -14,6 +14,7 @@ HAVE_BASF2 = importlib.util.find_spec("basf2") is not None
 
 if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     import basf2
+    from caf.backends import Backend, Result
     from caf.runners import AlgorithmsRunner, RunnerError
     from caf.utils import ExpRun, IoV, IoV_Result
 
@@ -30,6 +31,7 @@ if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     def log_warning(message: str) -> None:
         basf2.B2WARNING(f"caf-hpc: {message}")
 else:
+    from .extras.standins.backends import Backend, Result
     from .extras.standins.runners import AlgorithmsRunner, RunnerError
     from .extras.standins.utils import ExpRun, IoV, IoV_Result
 
@@ -52,5 +54,5 @@ else:
     log_debug = _logger.debug
     log_warning = _logger.warning
 
-__all__ = ["HAVE_BASF2", "AlgorithmsRunner", "RunnerError", "ExpRun", "IoV", "IoV_Result",
+__all__ = ["HAVE_BASF2", "AlgorithmsRunner", "RunnerError", "Backend", "Result", "ExpRun", "IoV", "IoV_Result",
            "log_info", "log_error", "log_debug", "log_warning"]

@@ -116,6 +116,25 @@ class StrategyTask:
     input_files: tuple = () # checked for on the worker before the strategy starts
 
 
+@dataclass(frozen=True)
+class CollectorTask:
+    """What the Dask worker needs to run one collector (sub)job as CAF's backends run it.
+
+    Plain data: CAF's ``Job``/``SubJob`` objects do not survive pickling (a SubJob's
+    attribute fall-through recurses when unpickled), and the worker needs none of them:
+    ``submit.sh``, the sandbox and the input list are in ``working_dir`` already.
+    """
+
+    key: str                # the Dask task's key; every record names it
+    name: str               # the (sub)job's name, as CAF logs it
+    working_dir: str        # where submit.sh is, and where it runs
+    output_dir: str         # where its output_patterns must match before it counts as completed
+    output_patterns: tuple
+    queue_name: str         # the backend's distributed.Queue, for the Started record
+    environment: Optional[dict] = None  # the script's environment; None: the worker's own
+    script: str = "submit.sh"
+
+
 # --------------------------------------------------------------------------- Dask worker -> strategy child
 @dataclass
 class StrategyJob:
@@ -232,6 +251,22 @@ class Ended:
     leftovers: tuple = ()           # pids the strategy's process left running, ended after it
     started_at: Optional[float] = None  # the worker's clock (time.time()) when the strategy's process started
     ended_at: Optional[float] = None    # ... and when the attempt ended
+
+
+@dataclass(frozen=True)
+class CollectorEnded:
+    """How a collector (sub)job's script ended: the Dask task's return value."""
+
+    key: str
+    attempt: str
+    where: Where
+    returncode: Optional[int] = None
+    cancelled: bool = False
+    error: Optional[str] = None       # the supervision itself failed: its traceback
+    unstartable: Optional[str] = None  # why the script was not started (a path this worker cannot see)
+    outputs: tuple = ()               # files in output_dir matching the job's output_patterns
+    started_at: Optional[float] = None
+    ended_at: Optional[float] = None
 
 
 Record = Union[Started, Frames, Ended]

@@ -7,14 +7,14 @@ from .runner import DaskAlgorithmsRunner
 from .settings import SettingsError, resolve
 
 
-def runner_for(site: Optional[str] = None, **settings: Any) -> type:
-    """A ``DaskAlgorithmsRunner`` subclass bound to ``site`` (a name or YAML file) or ``address=``.
+def bound_settings(site: Optional[str] = None, **settings: Any) -> dict:
+    """The settings as given, checked now, with ``site`` bound to its overrides of site keys.
 
-    CAF wants a class, not an instance, so the settings live on the class. They are
-    checked now, so a mistake shows in the steering script, not hours later: a site
-    config is read and validated here, before anything is submitted.
     ``cluster={...}``, ``scale={...}``, ``container={...}`` and ``security={...}``
     override keys of the site's sections (``runner_for("slurm", cluster={"memory": "8GB"})``).
+    A site config is read and validated here, so that a mistake shows in the steering
+    script, not hours later. The runner and the collector backend bind alike, so that
+    the same arguments reach the same cluster.
     """
     from ..sites.config import OVERRIDABLE  # keywords that override sections of the site config
 
@@ -29,8 +29,17 @@ def runner_for(site: Optional[str] = None, **settings: Any) -> type:
         bound = sites.bind(resolved.site, site_overrides)  # reads and validates the site config now
         if bound != resolved.site:
             overrides["site"] = bound
-            resolved = resolve(**overrides)
-    label = resolved.description
+    return overrides
+
+
+def runner_for(site: Optional[str] = None, **settings: Any) -> type:
+    """A ``DaskAlgorithmsRunner`` subclass bound to ``site`` (a name or YAML file) or ``address=``.
+
+    CAF wants a class, not an instance, so the settings live on the class; they are
+    checked now (``bound_settings``).
+    """
+    overrides = bound_settings(site, **settings)
+    label = resolve(**overrides).description
     return type("DaskAlgorithmsRunner", (DaskAlgorithmsRunner,),
                 {"overrides": overrides, "__doc__": f"DaskAlgorithmsRunner bound to {label}.",
                  "__module__": __name__, "__qualname__": f"runner_for({label})"})

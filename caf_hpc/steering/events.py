@@ -23,8 +23,6 @@ from .. import dask_adapter, protocol
 from . import interrupt
 from ..basf2_compat import log_warning
 
-#: How long one read of the run's queue waits at the scheduler before it is asked again.
-_READ_WAIT = 10.0
 #: Put by the runner itself: tells the reader to stop, after every record put before it.
 _CLOSE = b"caf-hpc-close"
 _CLOSE_WAIT = 15.0
@@ -85,9 +83,11 @@ class Inbox:
     async def _read(self) -> None:
         while True:
             try:
-                data = await self.queue.get(timeout=_READ_WAIT, asynchronous=True)
-            except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
-                continue
+                # No timeout: a read that times out at the scheduler is logged there as an ERROR with its
+                # traceback ("Exception while handling op queue_get"), every time, on the user's terminal.
+                # A read waits until a record comes, the run closes the queue with _CLOSE, or the
+                # connection to the scheduler drops, which fails it at once.
+                data = await self.queue.get(asynchronous=True)
             except Exception as err:  # the scheduler or the client went away
                 self._gone = True  # before the runner can learn of it: close() must not wait on the queue
                 self._local.put(Unreadable(f"{type(err).__name__}: {err}"))

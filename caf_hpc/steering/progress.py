@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from .. import protocol
 from ..basf2_compat import log_info
@@ -66,11 +66,13 @@ class RunProgress:
     """One ``run()``: its record, and the strategies' progress lines."""
 
     def __init__(self, calibration: str, iteration: int, output_dir: Any, target: str, iov: Any = None,
-                 dashboard: Optional[str] = None) -> None:
+                 dashboard: Optional[str] = None, kind: str = "algorithms") -> None:
         self.calibration = calibration
         self.path = Path(output_dir) / RECORD_FILE
+        #: A collector step's record (``kind`` "collector") says a line per collector job, not per subjob.
+        self.quiet = kind != "algorithms"
         self.data: dict = {
-            "format": RECORD_FORMAT, "version": RECORD_VERSION, "calibration": calibration,
+            "format": RECORD_FORMAT, "version": RECORD_VERSION, "kind": kind, "calibration": calibration,
             "iteration": iteration, "iov": None if iov is None else str(iov), "target": target,
             "dashboard": dashboard,
             "started": time.time(), "finished": None, "final_state": None, "strategies": [],
@@ -87,7 +89,8 @@ class RunProgress:
         with self._lock:  # the deferred rewrite reads the record in a thread of its own
             self.data["strategies"].append(entry)
             self.write()
-        log_info(f"{self.calibration}: {name} submitted")
+        if not self.quiet:
+            log_info(f"{self.calibration}: {name} submitted")
         return StrategyProgress(self, entry)
 
     def finish(self, final_state: Optional[str]) -> None:
@@ -164,7 +167,8 @@ class StrategyProgress:
             self.entry["attempts"].append(self.attempt)
             self.where = where
             self.run.write()
-        log_info(f"{self.run.calibration}: {self.name} started on {where.describe()}; log {self.entry['log']}")
+        if not self.run.quiet:
+            log_info(f"{self.run.calibration}: {self.name} started on {where.describe()}; log {self.entry['log']}")
 
     def results(self, results: list) -> None:
         """Results arrived; every ``RESULTS_EVERY`` s a strategy that sends many says how many so far."""
@@ -193,19 +197,22 @@ class StrategyProgress:
                 "results": 0, "result_codes": {}, "error": None})
             self.run.write()
 
-    def ended(self, final_state: str, results: list, end: Optional[protocol.Ended], error: Optional[str]) -> None:
+    def ended(self, final_state: str, results: list, end: Optional[Union[protocol.Ended, protocol.CollectorEnded]],
+              error: Optional[str]) -> None:
         """The strategy is over: ``final_state`` as the runner judged it, ``error`` if it raised RunnerError."""
         now = time.time()
         codes = _result_codes(results)
         with self.run._lock:
             self._end(now, final_state, results, codes, end, error)
+        if self.run.quiet:
+            return
         took = now - self.entry["submitted"]
         where = f" on {self.where.describe()}" if self.where is not None and self.where.host else ""
         log_info(f"{self.run.calibration}: {self.name} ended {final_state}: {len(results)} result(s) "
                  f"({_codes_text(codes)}) in {took:.2f} s{where}")
 
-    def _end(self, now: float, final_state: str, results: list, codes: dict, end: Optional[protocol.Ended],
-             error: Optional[str]) -> None:
+    def _end(self, now: float, final_state: str, results: list, codes: dict,
+             end: Optional[Union[protocol.Ended, protocol.CollectorEnded]], error: Optional[str]) -> None:
         self.entry.update(finished=now, final_state=final_state, results=len(results), result_codes=codes,
                           error=error)
         if self.attempt is not None:
@@ -217,5 +224,5 @@ class StrategyProgress:
                 outcome="ended", finished=finished, final_state=final_state, results=len(results), result_codes=codes,
                 returncode=code if code is None or code >= 0 else None,
                 signal=-code if code is not None and code < 0 else None,
-                timed_out=bool(end and end.timed_out), error=error)
+                timed_out=bool(getattr(end, "timed_out", False)), error=error)
         self.run.write()

@@ -58,8 +58,40 @@ def _send(control: socket.socket, message: dict) -> None:
 _preload_errors: list = []
 
 
+def _become_command(request: dict, fds: list, control: socket.socket, wakeup: tuple, ready_fd: int) -> None:
+    """In the forked child: take the sent descriptors and execute the requested command; never returns.
+
+    A collector job's ``bash submit.sh`` starts this way rather than from the worker
+    itself, for the one guarantee the server gives its children: when the worker goes
+    (killed, out of walltime), the server kills every child's process group, so no
+    orphaned basf2 process goes on computing.
+    """
+    try:
+        stdin_fd, out_fd, err_fd = fds
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.dup2(stdin_fd, 0)
+        for fd in {stdin_fd, out_fd, err_fd} - {0, 1, 2}:
+            os.close(fd)
+        signal.set_wakeup_fd(-1)
+        for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_DFL)
+        control.close()
+        for fd in wakeup:
+            os.close(fd)
+        os.setsid()
+        os.close(ready_fd)
+        os.chdir(request["cwd"])
+        os.execve(request["argv"][0], request["argv"], request["env"])
+    except BaseException as err:  # noqa: B902 - the fork must not return into the server loop
+        os.write(2, f"[caf-hpc] cannot start {request.get('argv')}: {err!r}\n".encode(errors="replace"))
+    os._exit(127)
+
+
 def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tuple, ready_fd: int) -> None:
     """In the forked child: take the sent descriptors and run the strategy; never returns."""
+    if "argv" in request:
+        _become_command(request, fds, control, wakeup, ready_fd)
     code = 70
     try:
         stdin_fd, log_fd, message_fd = fds
@@ -234,12 +266,19 @@ class ForkServer:
 
     def spawn(self, stdin_fd: int, log_fd: int, message_fd: int, cwd: str) -> ForkedChild:
         """Forks a strategy process with these descriptors as stdin, stdout+stderr and message pipe."""
+        return self._request({"cwd": cwd}, [stdin_fd, log_fd, message_fd])
+
+    def spawn_command(self, argv: list, env: dict, cwd: str, stdin_fd: int, stdout_fd: int,
+                      stderr_fd: int) -> ForkedChild:
+        """Forks and executes ``argv`` (a full path first) in a session of its own, with exactly ``env``."""
+        return self._request({"cwd": cwd, "argv": list(argv), "env": dict(env)}, [stdin_fd, stdout_fd, stderr_fd])
+
+    def _request(self, request: dict, fds: list) -> ForkedChild:
         with self._changed:
             self._next_id += 1
             request_id = self._next_id
         with self._send_lock:
-            socket.send_fds(self._control, [json.dumps({"id": request_id, "cwd": cwd}).encode()],
-                            [stdin_fd, log_fd, message_fd])
+            socket.send_fds(self._control, [json.dumps({"id": request_id, **request}).encode()], fds)
         with self._changed:
             if not self._changed.wait_for(lambda: request_id in self._pids or not self.alive,
                                           timeout=self._start_timeout):

@@ -74,3 +74,12 @@ def test_scheduler_output_is_drained_so_a_chatty_scheduler_never_blocks(calibrat
     while not any("flood 04999" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert any("Dask scheduler:" in r.getMessage() and "flood 04999" in r.getMessage() for r in caplog.records)
+
+
+def test_a_strategy_quiet_for_longer_than_a_queue_read_leaves_no_scheduler_error(calibrate, caplog):
+    """The runner's read of its queue waits at the scheduler; a read that timed out there was logged by the
+    scheduler as an ERROR with its traceback, every 10 s of a quiet strategy, on the user's terminal."""
+    with caplog.at_level(logging.WARNING, logger="caf_hpc"):
+        outcome = calibrate([ok("Quiet", 1, ("sleep", 12))])
+    assert outcome.final_state == "COMPLETED", outcome.error
+    assert "queue_get" not in caplog.text and "Dask scheduler" not in caplog.text

@@ -146,10 +146,12 @@ qsort_args NONE
 EOF
     put p smp "$CFG/smp"
     # The queue starts from Grid Engine's own template so that every
-    # attribute is present.
+    # attribute is present. No load threshold: the template's np_load_avg=1.75
+    # puts the queue in alarm (state a, nothing scheduled) whenever a busy
+    # 2-core machine runs more than 3.5 runnable processes, as a test suite does.
     q qconf -sq >"$CFG/all.q"
     set_attrs "$CFG/all.q" qname all.q hostlist @allhosts pe_list smp slots "$SLOTS" \
-        shell /bin/bash shell_start_mode unix_behavior
+        shell /bin/bash shell_start_mode unix_behavior load_thresholds NONE
     put q all.q "$CFG/all.q"
     # Scheduling runs every second instead of every 15 s.
     q qconf -ssconf >"$CFG/sched"
