@@ -78,12 +78,6 @@ class Factory:
     spec: str
     modules: tuple = ()
 
-    def load(self) -> Callable[[], Any]:
-        from .child import modules
-
-        modules.install(self.modules)
-        return modules.resolve(self.spec)
-
 
 @dataclass(frozen=True)
 class Preload:
@@ -146,11 +140,12 @@ class StrategyJob:
     iteration: int
     factory: Union[Callable[[], Any], Factory, None] = None
 
-    def rebuild_algorithm(self) -> Any:
-        """Puts back the algorithm object that could not be shipped, from the user's factory
-        (a function sent by value, or a ``Factory`` whose module is imported here first)."""
+    def rebuild_algorithm(self, load: Callable[[Factory], Callable[[], Any]]) -> Any:
+        """Puts back the algorithm object that could not be shipped, from the user's factory: a
+        function sent by value, or a ``Factory`` whose module ``load`` imports first (in the strategy's
+        process: ``caf_hpc.child.modules.load``; this module imports nothing of the child's)."""
         if self.factory is not None:
-            function = self.factory.load() if isinstance(self.factory, Factory) else self.factory
+            function = load(self.factory) if isinstance(self.factory, Factory) else self.factory
             built = function()
             # A factory may return the algorithm object itself or a whole framework.Algorithm.
             self.algorithm.algorithm = getattr(built, "algorithm", built) if hasattr(built, "strategy") else built

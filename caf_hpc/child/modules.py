@@ -29,7 +29,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, Optional
 
-from ..protocol import ModuleSource
+from ..protocol import Factory, ModuleSource
 
 
 class _SourceLoader(importlib.abc.InspectLoader):
@@ -104,3 +104,9 @@ def run_preload(entry: str) -> None:
         resolve(entry)()
     else:
         importlib.import_module(entry)
+
+
+def load(factory: Factory) -> Callable[[], Any]:
+    """A ``protocol.Factory``'s function, its modules installed and its module imported here first."""
+    install(factory.modules)
+    return resolve(factory.spec)

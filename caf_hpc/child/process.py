@@ -230,7 +230,7 @@ def run(message_fd: int, preload_setup: Union[protocol.Preload, Iterable[str]] =
     try:
         job = _load_job(data)
         _append_basf2_log()
-        algorithm = job.rebuild_algorithm()
+        algorithm = job.rebuild_algorithm(modules.load)
         strategy = algorithm.strategy(algorithm)
         strategy.setup_from_dict(job.params)
         strategy.run(job.iov, job.iteration, queue)

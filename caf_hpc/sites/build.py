@@ -12,8 +12,7 @@ from typing import Any, Optional, Sequence
 
 from dask.utils import parse_bytes
 
-from ..steering.clusters import ALLOWED_FAILURES
-from ..steering.settings import RunnerSettings
+from ..steering.settings import ALLOWED_FAILURES, RunnerSettings
 from . import schema
 from .config import SiteConfig, load_site
 from .container import container_command

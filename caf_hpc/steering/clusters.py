@@ -20,19 +20,13 @@ from distributed import Client
 
 from .. import dask_adapter
 from ..basf2_compat import log_info, log_warning
-from .settings import RunnerSettings, SettingsError, resolve_site, scheduler_host_port
+from .settings import ALLOWED_FAILURES, RunnerSettings, SettingsError, resolve_site, scheduler_host_port
 
 _lock = threading.Lock()
 _clients: dict[tuple, Client] = {}
 _clusters: dict[tuple, Any] = {}
 #: Seconds a local worker waits for a scheduler that is gone before it ends.
 LOCAL_DEATH_TIMEOUT = 10
-#: The schedulers of the clusters caf-hpc starts let a task lose this many workers. Dask's own limit
-#: (``distributed.scheduler.allowed-failures``, 3 by default) ended a strategy with a ``KilledWorker`` at
-#: its fourth lost worker whatever the runner's ``retries``. Here ``retries`` is the only limit: each runner
-#: counts its strategy's lost workers and cancels it past its own ``retries``, and one cluster serves runners
-#: with different ``retries``, so the scheduler's limit is one that no runner reaches.
-ALLOWED_FAILURES = 1_000_000
 
 
 def local_cluster(settings: RunnerSettings) -> Any:

@@ -91,6 +91,14 @@ def value_problem(name: str, value: Any) -> Optional[str]:
     return f"must be {wanted}, got {value!r}" if wanted else None
 
 
+#: The schedulers of the clusters caf-hpc starts let a task lose this many workers. Dask's own limit
+#: (``distributed.scheduler.allowed-failures``, 3 by default) ended a strategy with a ``KilledWorker`` at
+#: its fourth lost worker whatever the runner's ``retries``. Here ``retries`` is the only limit: each runner
+#: counts its strategy's lost workers and cancels it past its own ``retries``, and one cluster serves runners
+#: with different ``retries``, so the scheduler's limit is one that no runner reaches.
+ALLOWED_FAILURES = 1_000_000
+
+
 class SettingsError(ValueError):
     """A runner setting has a value that cannot work; the message names it and what is allowed."""
 

@@ -10,7 +10,7 @@ from distributed import Client
 from caf_hpc.cli import main
 from caf_hpc.steering.settings import resolve
 from caf_hpc.sites import build_cluster
-from caf_hpc.steering.clusters import ALLOWED_FAILURES
+from caf_hpc.steering.settings import ALLOWED_FAILURES
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(90)]
 
