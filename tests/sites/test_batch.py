@@ -8,9 +8,8 @@ from tests.helpers.requirements import require_testbed
 from distributed import Client
 
 from caf_hpc.cli import main
-from caf_hpc.steering.settings import resolve
 from caf_hpc.sites import build_cluster
-from caf_hpc.steering.settings import ALLOWED_FAILURES
+from caf_hpc.steering.settings import ALLOWED_FAILURES, resolve
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(90)]
 
