@@ -289,6 +289,12 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         except interrupt.Interrupted:
             stream.progress.ended(self.FAILED, results, stream.end, "interrupted (Ctrl-C)")
             raise
+        finally:
+            # Only the run may hold the future (``_tasks``, let go at its end). An error's traceback keeps
+            # its frames' variables as long as the error lives (CAF keeps it), and while any client holds a
+            # finished task's future, Dask runs the task again when its worker is lost: the strategy would run
+            # a second time, long after its run ended.
+            del future
         stream.progress.ended(state, results, stream.end, None)
         return state
 
@@ -316,6 +322,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             inbox.forget(key)
             if not future.done():
                 future.cancel()
+            del future  # not kept by an error's traceback: see _run_strategy
         return self._judge(name, log_path, stream, settings)
 
     @staticmethod

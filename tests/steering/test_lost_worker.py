@@ -101,3 +101,27 @@ def test_retries_above_the_limit_of_a_scheduler_given_by_address_are_refused(cal
         assert "KilledWorker" not in message
     finally:
         cluster.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_strategy_that_ended_is_never_run_again_when_its_worker_goes_later(calibrate, tmp_path):
+    """Dask recomputes a finished task whose worker is lost while a client still holds its future. The
+    runner's RunnerError, kept by CAF (or a driver) after the run, carried the run's frames, and with them
+    the strategy's future: a strategy that had failed ran a second time when its worker went, minutes later."""
+    from tests.helpers.scripted import scripted
+
+    cluster = OwnCluster(tmp_path)
+    try:
+        first = cluster.add_worker()
+        runs = tmp_path / "runs"
+        outcome = calibrate([scripted("Once", ("record", str(runs), "ran"), ("raise", "boom"))],
+                            runner=runner_for(address=cluster.address), root=tmp_path / "a")
+        assert "boom" in str(outcome.error) and runs.read_text() == "ran\n"
+        cluster.add_worker()
+        first.kill()
+        first.wait(timeout=10)
+        time.sleep(3)  # a recomputation would start at once on the second worker
+        assert runs.read_text() == "ran\n", "the strategy ran again after its run had ended"
+        assert outcome.error is not None  # still held, as CAF holds it
+    finally:
+        cluster.close()
