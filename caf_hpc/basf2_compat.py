@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from typing import Any
 
 HAVE_BASF2 = importlib.util.find_spec("basf2") is not None
 
 if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     import basf2
-    from caf.backends import Backend, Result
     from caf.runners import AlgorithmsRunner, RunnerError
     from caf.utils import ExpRun, IoV, IoV_Result
 
@@ -31,7 +31,6 @@ if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     def log_warning(message: str) -> None:
         basf2.B2WARNING(f"caf-hpc: {message}")
 else:
-    from .extras.standins.backends import Backend, Result
     from .extras.standins.runners import AlgorithmsRunner, RunnerError
     from .extras.standins.utils import ExpRun, IoV, IoV_Result
 
@@ -56,3 +55,16 @@ else:
 
 __all__ = ["HAVE_BASF2", "AlgorithmsRunner", "RunnerError", "Backend", "Result", "ExpRun", "IoV", "IoV_Result",
            "log_info", "log_error", "log_debug", "log_warning"]
+
+
+def __getattr__(name: str) -> Any:
+    """CAF's ``Backend`` and ``Result`` (``caf.backends``), or the stand-ins', imported on first use only:
+    ``caf.backends`` imports ROOT, which the algorithms runner and a strategy's process do not need."""
+    if name in ("Backend", "Result"):
+        if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
+            import caf.backends as backends
+        else:
+            from .extras.standins import backends  # type: ignore[no-redef]
+        return getattr(backends, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+

@@ -19,6 +19,9 @@ FAKE_RELEASE = {
                       "    def __init__(self, name):\n        self.name = name\n        self.results = {}\n"
                       "        self.final_state = None\n",
     "caf/utils.py": "from caf_hpc.extras.standins.utils import IoV, IoV_Result, ExpRun\n",
+    "caf/backends.py": "class Backend:\n    def __init__(self, *, backend_args=None):\n"
+                       "        self.backend_args = dict(backend_args or {})\n"
+                       "class Result:\n    def __init__(self, job):\n        self.job = job\n",
 }
 
 
@@ -39,7 +42,12 @@ def test_real_caf_classes_and_b2_logging_are_used_when_basf2_imports(tmp_path):
         basf2_compat.log_info("hello")
         print(issubclass(DaskAlgorithmsRunner, caf.runners.AlgorithmsRunner),
               RunnerError is caf.runners.RunnerError, basf2.LOGGED == [("INFO", "caf-hpc: hello")])
+        import sys
+        print("caf.backends" in sys.modules)  # not imported for the runner: it imports ROOT
+        import caf.backends
+        from caf_hpc import DaskBackend
+        print(isinstance(DaskBackend.__new__(DaskBackend), caf.backends.Backend))  # what CAF.backend accepts
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
-    assert done.stdout.split() == ["True", "True", "True"], done.stderr
+    assert done.stdout.split() == ["True", "True", "True", "False", "True"], done.stderr
