@@ -129,7 +129,8 @@ def main(argv: list) -> int:
             failed = True
         finally:
             clusters.close_all()
-    report.write(out, done, started, time.monotonic() - clock, args.quick, not args.no_batch and not args.quick)
+    report.write(out, done, started, time.monotonic() - clock, args.quick, not args.no_batch and not args.quick,
+                 only=[key for key in KEYS if key in args.only] if args.only != set(KEYS) else None)
     print(f"report: {out / 'report.md'}")
     for measure in done if not args.quick else ():  # a smoke run's counts are too small to judge
         if measure.met is False:

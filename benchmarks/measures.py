@@ -406,7 +406,9 @@ def collector_latency(plan: Plan, tmp: Path) -> Measure:
                       how=f"the {plan.collector_subjobs:,} trivial subjobs' steps of the throughput measure: from "
                       f"the last subjob's end to the moment {_caf_timings(plan)} saw every job ready and completed. "
                       f"{FAST}: the same steps followed by a thread asking every {FAST_HEARTBEAT * 1e3:g} ms, the "
-                      "backend's own part (CAF's Local would still wait for its full update)")
+                      "backend's own part (CAF's Local would still wait for its full update). A backend whose "
+                      "ready() answers at once is seen at CAF's next heartbeat at the earliest: over evenly spread "
+                      "phases, about half a heartbeat on the median")
     runs = _trivial_steps(plan, tmp)
     for label in (CAF_HPC, FAST, CAF_LOCAL):
         measure.figures[label] = Figure([s.latency for s in runs[label]])
@@ -421,7 +423,8 @@ def collector_wall(plan: Plan, tmp: Path) -> Measure:
     measure = Measure("collector_wall", f"collector step: {count} subjobs of {seconds:g} s on {workers} workers, "
                       f"wall / ideal ({ideal:g} s)", "×", target=1.1, ratios=[(CAF_LOCAL, CAF_HPC)],
                       how=f"wall time from submit() until {_caf_timings(plan)} saw the step complete, / {ideal:g} s; "
-                      f"'{TO_LAST_END[2:]}': until the last subjob's end instead. caf-hpc on a local cluster of "
+                      f"'{TO_LAST_END[2:]}': until the last subjob's end instead, without CAF's heartbeat (its "
+                      f"part is up to {plan.heartbeat:g} s). caf-hpc on a local cluster of "
                       f"{workers} workers, CAF's Local with {workers} pool processes; {plan.collector_repeats} steps "
                       f"(CAF's Local: {plan.collector_reference_repeats})")
     backend = backend_for(n_workers=workers)
