@@ -32,8 +32,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL_MEASURES = {"cold_start": measures.cold_start, "memory": measures.memory, "overhead_local": measures.overhead,
                   "latency": measures.latency, "throughput": measures.throughput,
                   "wall_over_sum": measures.wall_over_sum, "parallel": measures.parallel,
-                  "root": measures.root_preload, "fork_server": measures.fork_server}
-KEYS = (*LOCAL_MEASURES, "overhead_slurm")
+                  "root": measures.root_preload, "fork_server": measures.fork_server,
+                  "collector_throughput": measures.collector_throughput,
+                  "collector_latency": measures.collector_latency, "collector_wall": measures.collector_wall}
+#: The measures on the testbed's Slurm, after the local ones.
+BATCH_MEASURES = ("overhead_slurm", "collector_slurm")
+KEYS = (*LOCAL_MEASURES, *BATCH_MEASURES)
 
 
 def _arguments(argv: list) -> argparse.Namespace:
@@ -53,23 +57,39 @@ def _arguments(argv: list) -> argparse.Namespace:
     return args
 
 
-def _slurm_not_measured(reason: str) -> Measure:
-    return Measure("overhead_slurm", "overhead per trivial strategy on the testbed's Slurm over TLS", "ms",
-                   target=35, skipped=reason)
+def _not_measured(key: str, reason: str) -> Measure:
+    """The row of a batch measure that was not measured, and why."""
+    if key == "collector_slurm":
+        return Measure(key, measures.COLLECTOR_SLURM, "ms", skipped=reason)
+    return Measure(key, "overhead per trivial strategy on the testbed's Slurm over TLS", "ms", target=35,
+                   skipped=reason)
 
 
-def _run_batch(plan: measures.Plan, tmp: Path, cold: Measure) -> Measure:
+def _run_batch(plan: measures.Plan, tmp: Path, cold: Measure, keys: list) -> list:
+    """The batch measures ``keys``; one that fails is reported as such and the others go on."""
+    done = []
     try:
-        with batch.testbeds(("slurm", "podman"), tmp / "home"):
-            try:
-                image = batch.worker_image(tmp / "image-context")
-            except Exception as err:  # the Slurm figures without the container's
-                image = None
-                cold.how += f". No figure in the container: its image could not be built ({err})"
-                print(f"no worker image, so no cold start in the container: {err}", file=sys.stderr)
-            return measures.batch(plan, Path.cwd() / "runs", cold, image)  # under the directory the container binds
+        with batch.testbeds(("slurm", "podman") if "overhead_slurm" in keys else ("slurm",), tmp / "home"):
+            if "overhead_slurm" in keys:
+                try:
+                    try:
+                        image = batch.worker_image(tmp / "image-context")
+                    except Exception as err:  # the Slurm figures without the container's
+                        image = None
+                        cold.how += f". No figure in the container: its image could not be built ({err})"
+                        print(f"no worker image, so no cold start in the container: {err}", file=sys.stderr)
+                    # under the directory the container binds
+                    done.append(measures.batch(plan, Path.cwd() / "runs", cold, image))
+                except Exception as err:  # reported, with everything measured before it
+                    done.append(_not_measured("overhead_slurm", f"failed: {type(err).__name__}: {err}"))
+            if "collector_slurm" in keys:
+                try:
+                    done.append(measures.collector_slurm(plan, Path.cwd() / "collector"))
+                except Exception as err:
+                    done.append(_not_measured("collector_slurm", f"failed: {type(err).__name__}: {err}"))
     except batch.Unavailable as err:
-        return _slurm_not_measured(str(err))
+        done += [_not_measured(key, str(err)) for key in keys if key not in {m.key for m in done}]
+    return done
 
 
 def main(argv: list) -> int:
@@ -92,25 +112,26 @@ def main(argv: list) -> int:
                     failed = True
                     done.append(Measure(key, key, "", skipped=f"failed: {type(err).__name__}: {err}"))
                 print(f"{time.monotonic() - step:.0f} s", flush=True)
-            if "overhead_slurm" in args.only and (args.quick or args.no_batch):
-                done.append(_slurm_not_measured(f"left out ({'--quick' if args.quick else '--no-batch'})"))
-            elif "overhead_slurm" in args.only:
+            batch_keys = [key for key in BATCH_MEASURES if key in args.only]
+            if batch_keys and (args.quick or args.no_batch):
+                reason = f"left out ({'--quick' if args.quick else '--no-batch'})"
+                done += [_not_measured(key, reason) for key in batch_keys]
+            elif batch_keys:
                 print("[batch] the testbed's Slurm ...", end=" ", flush=True)
                 step = time.monotonic()
                 cold = next((m for m in done if m.key == "cold_start" and not m.skipped),
                             Measure("cold_start", "cold start", "s"))
-                try:
-                    done.append(_run_batch(plan, Path(tmp, "batch"), cold))
-                except Exception as err:  # reported, with everything measured before it
-                    failed = True
-                    done.append(_slurm_not_measured(f"failed: {type(err).__name__}: {err}"))
+                measured = _run_batch(plan, Path(tmp, "batch"), cold, batch_keys)
+                failed |= any((m.skipped or "").startswith("failed") for m in measured)
+                done += measured
                 print(f"{time.monotonic() - step:.0f} s", flush=True)
         except KeyboardInterrupt:
             print("\ninterrupted: the report holds what was measured so far", file=sys.stderr)
             failed = True
         finally:
             clusters.close_all()
-    report.write(out, done, started, time.monotonic() - clock, args.quick, not args.no_batch and not args.quick)
+    report.write(out, done, started, time.monotonic() - clock, args.quick, not args.no_batch and not args.quick,
+                 only=[key for key in KEYS if key in args.only] if args.only != set(KEYS) else None)
     print(f"report: {out / 'report.md'}")
     for measure in done if not args.quick else ():  # a smoke run's counts are too small to judge
         if measure.met is False:

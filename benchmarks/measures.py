@@ -15,12 +15,15 @@ from typing import Callable, Optional
 
 import psutil
 
-from caf_hpc import DaskAlgorithmsRunner, runner_for
+from caf_hpc import DaskAlgorithmsRunner, DaskBackend, backend_for, runner_for
 from caf_hpc.steering import clusters
+from caf_hpc.steering.settings import resolve_for_run
 
+from . import collectors
+from .collectors import TRIVIAL, caf_job, phases, sleeping
 from .driving import BenchmarkError, calibrate
-from .record import CAF_HPC, REFERENCE, REFERENCE_FAST, Figure, Measure
-from .reference import reference
+from .record import CAF_HPC, CAF_LOCAL, REFERENCE, REFERENCE_FAST, Figure, Measure
+from .reference import local_backend, reference
 from .strategies import Many, Paced, Sleeps, Trivial, UsesRoot, algorithms, sent_times, spans, started_times
 
 #: The runner as a steering script uses it by default: the local Dask cluster, one worker per core.
@@ -50,11 +53,21 @@ class Plan:
     parallel_seconds: float = 0.5
     root_strategies: int = 10
     with_slow_reference: bool = True
+    collector_subjobs: int = 1000          # trivial subjobs of one collector step,
+    collector_repeats: int = 5             # ... steps through caf-hpc's backend
+    collector_reference_repeats: int = 3   # ... and through CAF's Local, which sees the end at its 30 s update only
+    heartbeat: float = 3.0                 # CAF's calibration thread: ready() every 3 s,
+    full_update: float = 30.0              # ... update_status() every 30 s
+    collector_sleeps: int = 20             # subjobs of the wall / ideal measure,
+    collector_sleep_seconds: float = 1.0   # ... working this long each,
+    collector_workers: int = 2             # ... on this many workers (and Local's pool processes)
 
 
 QUICK = replace(Plan(), repeats=1, strategies=3, reference_strategies=1, reference_repeats=1, results=500,
                 paced=5, pace=0.02, latency_repeats=1, sleeps=2, sleep_seconds=0.2, cold_repeats=1,
-                memory_runs=10, parallel_seconds=0.1, root_strategies=2, with_slow_reference=False)
+                memory_runs=10, parallel_seconds=0.1, root_strategies=2, with_slow_reference=False,
+                collector_subjobs=20, collector_repeats=1, collector_reference_repeats=1, heartbeat=0.1,
+                full_update=1.0, collector_sleeps=4, collector_sleep_seconds=0.2)
 
 
 def _warm(runner: type, tmp: Path) -> None:
@@ -335,4 +348,153 @@ def batch(plan: Plan, tmp: Path, cold: Measure, container_image: Optional[str]) 
                 runner, tmp / f"{label.split()[-1]}{i}", lambda: clusters.close(runner.settings())))
         except Exception as err:  # noted; the other figures stand
             cold.how += f". {label}: not measured, {type(err).__name__}: {err}"
+    return measure
+
+
+# --------------------------------------------------------------------------- CAF's collector step
+#: The calibration thread of the backend's own figure: ready() this often, the backend's part of the latency alone.
+FAST_HEARTBEAT = 0.01
+FAST = f"{CAF_HPC}, ready() every {FAST_HEARTBEAT * 1e3:g} ms"
+TO_LAST_END = ", to the last subjob's end"
+COLLECTOR_SLURM = "collector step on the testbed's Slurm: submit() to the first subjob running, warm workers"
+_trivial_runs: dict = {}
+
+
+def _caf_timings(plan: Plan) -> str:
+    return (f"CAF's calibration thread (ready() every {plan.heartbeat:g} s, update_status() every "
+            f"{plan.full_update:g} s) starting at a phase spread evenly over its heartbeat across the repetitions")
+
+
+def _steps(backend, plan: Plan, tmp: Path, name: str, files: list, command: str, repeats: int,
+           heartbeat: float) -> list:
+    spread = phases(repeats, heartbeat)
+    return [collectors.step(backend, caf_job(tmp, f"{name}{i}", files, command), phase, heartbeat, plan.full_update)
+            for i, phase in enumerate(spread)]
+
+
+def _trivial_steps(plan: Plan, tmp: Path) -> dict:
+    """Label -> the steps of ``plan.collector_subjobs`` trivial subjobs through each backend, on the local default
+    cluster and a pool of as many processes; run once for the throughput and the latency measures."""
+    if plan in _trivial_runs:
+        return _trivial_runs[plan]
+    from dask.system import CPU_COUNT  # the local default's number of workers
+
+    backend = DaskBackend()
+    try:
+        with collectors.basf2_release(tmp):
+            files = collectors.input_files(tmp / "inputs", plan.collector_subjobs)
+            collectors.step(backend, caf_job(tmp, "warm-up", files[:4], TRIVIAL), 0, FAST_HEARTBEAT, plan.full_update)
+            runs = {CAF_HPC: _steps(backend, plan, tmp, "caf-hpc", files, TRIVIAL, plan.collector_repeats,
+                                    plan.heartbeat),
+                    FAST: _steps(backend, plan, tmp, "fast", files, TRIVIAL, plan.collector_repeats, FAST_HEARTBEAT)}
+            local = local_backend(CPU_COUNT)
+            try:
+                runs[CAF_LOCAL] = _steps(local, plan, tmp, "local", files, TRIVIAL, plan.collector_reference_repeats,
+                                         plan.heartbeat)
+            finally:
+                local.join()
+    finally:
+        backend.close()
+    _trivial_runs[plan] = runs
+    return runs
+
+
+def _submit_note(steps: list) -> str:
+    return f"submit() returned in {statistics.median(s.returned - s.submitted for s in steps):.2f} s (median)"
+
+
+def collector_throughput(plan: Plan, tmp: Path) -> Measure:
+    count = plan.collector_subjobs
+    measure = Measure("collector_throughput", f"collector step: {count:,} trivial subjobs through the backend",
+                      "subjobs/s", target=100, higher_is_better=True, ratios=[(CAF_HPC, CAF_LOCAL)],
+                      how=f"{count:,} subjobs / the time from submit() to the last subjob's end (the newest of their "
+                      "exit-code files), CAF's collector Job (sandbox, b2setup, one subjob per file) with a no-op "
+                      "command; caf-hpc on the local default cluster (one worker per core), CAF's Local with as many "
+                      f"pool processes. Followed by {_caf_timings(plan)}; {plan.collector_repeats} steps "
+                      f"(CAF's Local: {plan.collector_reference_repeats})")
+    runs = _trivial_steps(plan, tmp)
+    for label in (CAF_HPC, CAF_LOCAL):
+        measure.figures[label] = Figure([s.rate for s in runs[label]], note=_submit_note(runs[label]))
+    return measure
+
+
+def collector_latency(plan: Plan, tmp: Path) -> Measure:
+    measure = Measure("collector_latency", "collector step: from the last subjob's end to CAF's loop seeing the "
+                      "step complete", "s", target=1, ratios=[(CAF_LOCAL, CAF_HPC)],
+                      how=f"the {plan.collector_subjobs:,} trivial subjobs' steps of the throughput measure: from "
+                      f"the last subjob's end to the moment {_caf_timings(plan)} saw every job ready and completed. "
+                      f"{FAST}: the same steps followed by a thread asking every {FAST_HEARTBEAT * 1e3:g} ms, the "
+                      "backend's own part (CAF's Local would still wait for its full update). A backend whose "
+                      "ready() answers at once is seen at CAF's next heartbeat at the earliest: over evenly spread "
+                      "phases, about half a heartbeat on the median")
+    runs = _trivial_steps(plan, tmp)
+    for label in (CAF_HPC, FAST, CAF_LOCAL):
+        measure.figures[label] = Figure([s.latency for s in runs[label]])
+    measure.figures[CAF_HPC].note = f"bounded by CAF's {plan.heartbeat:g} s heartbeat"
+    measure.figures[CAF_LOCAL].note = f"bounded by CAF's {plan.full_update:g} s full update"
+    return measure
+
+
+def collector_wall(plan: Plan, tmp: Path) -> Measure:
+    count, seconds, workers = plan.collector_sleeps, plan.collector_sleep_seconds, plan.collector_workers
+    ideal = count * seconds / workers
+    measure = Measure("collector_wall", f"collector step: {count} subjobs of {seconds:g} s on {workers} workers, "
+                      f"wall / ideal ({ideal:g} s)", "×", target=1.1, ratios=[(CAF_LOCAL, CAF_HPC)],
+                      how=f"wall time from submit() until {_caf_timings(plan)} saw the step complete, / {ideal:g} s; "
+                      f"'{TO_LAST_END[2:]}': until the last subjob's end instead, without CAF's heartbeat (its "
+                      f"part is up to {plan.heartbeat:g} s). caf-hpc on a local cluster of "
+                      f"{workers} workers, CAF's Local with {workers} pool processes; {plan.collector_repeats} steps "
+                      f"(CAF's Local: {plan.collector_reference_repeats})")
+    backend = backend_for(n_workers=workers)
+    settings = resolve_for_run(backend.overrides)
+    try:
+        with collectors.basf2_release(tmp):
+            files = collectors.input_files(tmp / "inputs", count)
+            collectors.step(backend, caf_job(tmp, "warm-up", files[:workers], TRIVIAL), 0, FAST_HEARTBEAT,
+                            plan.full_update)
+            runs = {CAF_HPC: _steps(backend, plan, tmp, "caf-hpc", files, sleeping(seconds), plan.collector_repeats,
+                                    plan.heartbeat)}
+            local = local_backend(workers)
+            try:
+                runs[CAF_LOCAL] = _steps(local, plan, tmp, "local", files, sleeping(seconds),
+                                         plan.collector_reference_repeats, plan.heartbeat)
+            finally:
+                local.join()
+    finally:
+        backend.close()
+        clusters.close(settings)
+    for label in (CAF_HPC, CAF_LOCAL):
+        measure.figures[label] = Figure([(s.seen - s.submitted) / ideal for s in runs[label]])
+        measure.figures[label + TO_LAST_END] = Figure([(s.last_end - s.submitted) / ideal for s in runs[label]])
+    return measure
+
+
+def collector_slurm(plan: Plan, tmp: Path) -> Measure:
+    """On the testbed's Slurm, once its batch job's worker is up: ``submit()`` to the first subjob ``running``."""
+    label, script = "caf-hpc on Slurm", "caf-hpc on Slurm, the first script's own start"
+    measure = Measure("collector_slurm", COLLECTOR_SLURM, "ms", judged=label,
+                      how=f"a collector Job of {plan.collector_workers} subjobs of 1 s, after a first step that "
+                      "brought the batch job's worker up; from submit() until a ready() (asked every 1 ms, from "
+                      "this thread) showed a subjob running, and until the first subjob's script wrote its start "
+                      f"time; {plan.repeats} steps")
+    backend = backend_for("localhost-slurm")
+    settings = resolve_for_run(backend.overrides)
+    seen, started = [], []
+    try:
+        with collectors.basf2_release(tmp):
+            files = collectors.input_files(tmp / "inputs", plan.collector_workers)
+            collectors.step(backend, caf_job(tmp, "warm-up", files, TRIVIAL), 0, FAST_HEARTBEAT, plan.full_update)
+            for i in range(plan.repeats):
+                job = caf_job(tmp, f"first{i}", files, f"date +%s.%N > started; {sleeping(1)}")
+                submitted = time.time()
+                backend.submit(job)
+                seen.append((collectors.first_running(job) - submitted) * 1e3)
+                collectors.step(collectors.Submitted(), job, 0, FAST_HEARTBEAT, plan.full_update)
+                starts = [float(Path(sj.working_dir, "started").read_text()) for sj in job.subjobs.values()]
+                started.append((min(starts) - submitted) * 1e3)
+    finally:
+        backend.close()
+        clusters.close(settings)
+    measure.figures[label] = Figure(seen)
+    measure.figures[script] = Figure(started)
     return measure

@@ -9,18 +9,22 @@ import matplotlib
 matplotlib.use("Agg")  # a file, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .record import CAF_HPC, REFERENCE, REFERENCE_FAST, Measure  # noqa: E402
+from .record import CAF_HPC, CAF_LOCAL, REFERENCE, REFERENCE_FAST, Measure  # noqa: E402
 
-_COLOURS = {CAF_HPC: "#1f77b4", REFERENCE: "#d62728", REFERENCE_FAST: "#ff7f0e"}
+_COLOURS = {CAF_HPC: "#1f77b4", REFERENCE: "#d62728", REFERENCE_FAST: "#ff7f0e", CAF_LOCAL: "#d62728"}
 
 
 def _colour(label: str) -> str:
+    if label.startswith(CAF_LOCAL):
+        return _COLOURS[CAF_LOCAL]
     return _COLOURS.get(label, "#1f77b4" if label.startswith(CAF_HPC) else "#7f7f7f")
 
 
 def _short(label: str) -> str:
     return label.replace("caf-hpc on ", "").replace(", workers in the container", "\n+ container") \
-        .replace("reference, ", "ref.\n").replace("caf-hpc, ", "caf-hpc\n").replace(" sent by value", "\nby value")
+        .replace("reference, ", "ref.\n").replace("caf-hpc, ", "caf-hpc\n").replace(" sent by value", "\nby value") \
+        .replace(" backend", "").replace(", to the last subjob's end", "\nlast job's end") \
+        .replace("to the last subjob's end", "last job's end").replace("the first script's own start", "script starts")
 
 
 def _target(axes, measure: Measure) -> None:
@@ -76,8 +80,9 @@ def _timeline(axes, measure: Measure) -> None:
 
 _PANELS = {"overhead_local": _bars, "overhead_slurm": _bars, "latency": _latency, "throughput": _bars,
            "wall_over_sum": _bars, "cold_start": _bars, "memory": _memory, "parallel": _timeline, "root": _bars,
-           "fork_server": _bars}
-_LOG = {"overhead_local", "throughput", "root"}
+           "fork_server": _bars, "collector_throughput": _bars, "collector_latency": _bars, "collector_wall": _bars,
+           "collector_slurm": _bars}
+_LOG = {"overhead_local", "throughput", "root", "collector_latency"}
 
 
 def _with_batch(measures: list) -> list:

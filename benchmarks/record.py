@@ -12,6 +12,8 @@ from typing import Optional
 CAF_HPC = "caf-hpc"
 REFERENCE = "reference, 5 s poll"
 REFERENCE_FAST = "reference, 1 ms poll"
+#: The collector step's baseline: CAF's Local backend (a process pool, statuses at CAF's 30 s full update).
+CAF_LOCAL = "CAF's Local backend"
 
 
 @dataclass

@@ -9,6 +9,12 @@ ends the run; a child that exits non-zero or without a final state is a ``Runner
 ``reference(5.0)`` is CAF's own poll; ``reference(0.001)`` is the best a fork-and-poll
 design can do on this machine. Both are drop-in ``algorithms_runner`` classes, so every
 measure drives them through the same steps as caf-hpc's runner.
+
+For the collector step the baseline is CAF's ``Local`` backend (``local_backend``): a
+``multiprocessing`` pool running each subjob's ``bash submit.sh`` in an empty environment,
+whose statuses change only when CAF's full update (every 30 s) calls ``update_status``.
+The stand-in of ``caf.backends`` models it so (``caf_hpc.extras.standins.backends.Local``);
+the measures drive it and caf-hpc's backend through the same driver of CAF's loop.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import time
 from typing import Any
 
 from caf_hpc.basf2_compat import AlgorithmsRunner, RunnerError
+from caf_hpc.extras.standins.backends import Local
 
 _PARAMETERS = ("database_chain", "dependent_databases", "output_dir", "output_database_dir", "input_files",
                "ignored_runs")
@@ -80,3 +87,9 @@ class ReferenceRunner(AlgorithmsRunner):
 def reference(poll: float) -> type:
     """A ``ReferenceRunner`` class that polls every ``poll`` seconds."""
     return type(f"ReferenceRunner{poll:g}s", (ReferenceRunner,), {"poll": poll})
+
+
+def local_backend(processes: int) -> Local:
+    """CAF's ``Local`` backend with ``processes`` pool processes, started now (CAF makes it as its run starts);
+    ``join()`` it when done."""
+    return Local(max_processes=processes)

@@ -86,7 +86,8 @@ def _met(measure: Measure, quick: bool) -> str:
 def markdown(data: dict, measures: list, picture: Optional[str]) -> str:
     m, v = data["machine"], data["versions"]
     lines = [f"# caf-hpc benchmarks: {m['label']}", "",
-             f"Run on {data['started']} with `python -m benchmarks{' --quick' if data['quick'] else ''}` in "
+             f"Run on {data['started']} with `python -m benchmarks{' --quick' if data['quick'] else ''}"
+             f"{' --only ' + ','.join(data['only']) if data.get('only') else ''}` in "
              f"{data['seconds'] / 60:.1f} min. Medians over repetitions, the spread (min–max) in brackets."
              + (" A smoke run: its counts are too small for the figures to mean anything." if data["quick"] else ""),
              "",
@@ -121,11 +122,13 @@ def markdown(data: dict, measures: list, picture: Optional[str]) -> str:
     return "\n".join(lines)
 
 
-def write(out: Path, measures: list, started: datetime, seconds: float, quick: bool, batch: bool) -> dict:
+def write(out: Path, measures: list, started: datetime, seconds: float, quick: bool, batch: bool,
+          only: Optional[list] = None) -> dict:
     """Writes report.json, report.md and (with matplotlib) figures.png into ``out``; returns the JSON's data."""
     out.mkdir(parents=True, exist_ok=True)
     data = {"format": 1, "started": started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "seconds": round(seconds, 1), "quick": quick, "machine": machine(), "versions": versions(batch),
+            "seconds": round(seconds, 1), "quick": quick, "only": only, "machine": machine(),
+            "versions": versions(batch),
             "measures": [measure.as_dict() for measure in measures]}
     (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
     picture = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.__main__ import KEYS
+from benchmarks.__main__ import BATCH_MEASURES, KEYS
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -23,13 +23,16 @@ def test_a_quick_run_writes_every_measure_into_markdown_json_and_a_picture(tmp_p
     data = json.loads((tmp_path / "report.json").read_text())
     measures = {measure["key"]: measure for measure in data["measures"]}
     assert list(measures) == list(KEYS)
-    assert measures["overhead_slurm"]["skipped"] == "left out (--quick)"
+    assert all(measures[key]["skipped"] == "left out (--quick)" for key in BATCH_MEASURES)
     for key, measure in measures.items():
-        if key == "overhead_slurm" or (key == "root" and "ROOT is not installed" in (measure["skipped"] or "")):
+        if key in BATCH_MEASURES or (key == "root" and "ROOT is not installed" in (measure["skipped"] or "")):
             continue
         assert measure["skipped"] is None, measure
         for label, figure in measure["figures"].items():
             assert figure["n"] >= 1 and figure["min"] <= figure["median"] <= figure["max"], (key, label)
+    collector = {label for key in ("collector_throughput", "collector_latency", "collector_wall")
+                 for label in measures[key]["figures"]}  # CAF's collector step through both backends
+    assert {"caf-hpc", "CAF's Local backend"} <= collector
     assert data["machine"]["logical_cores"] >= 1 and data["versions"]["distributed"]
     markdown = (tmp_path / "report.md").read_text()
     assert all(measure["title"] in markdown for measure in measures.values())

@@ -102,6 +102,36 @@ def test_a_thousand_subjobs_are_queued_at_once_and_all_complete(tmp_path, releas
     assert submitted < 60, f"submit() of 1000 subjobs blocked CAF's main thread for {submitted:.1f} s"
 
 
+def test_one_ready_fetches_the_reports_of_every_subjob_that_ended_in_one_round_trip(tmp_path, release, monkeypatch):
+    """CAF asks every 3 s: a round trip to a worker for each subjob that ended since (5 ms each on a busy
+    machine) made one ready() take seconds for a thousand trivial subjobs, and CAF see the end that late."""
+    import distributed
+
+    job = shell_job(tmp_path, "ended", "touch CollectorOutput.root", 20)
+    DaskBackend().submit(job)
+    futures = [unit.future for unit in job.result.tracker.units.values()]
+    deadline = time.monotonic() + 60
+    while not all(future.done() for future in futures):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1)  # their done callbacks, too, have told the backend
+    gathers = []
+    gather = distributed.Client._gather
+
+    def counted(self, *args, **kwargs):
+        gathers.append(args)
+        return gather(self, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.Client, "_gather", counted)
+    deadline, asked = time.monotonic() + 60, 1
+    while not job.ready():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        asked += 1
+    assert job.status == "completed"
+    assert len(gathers) <= asked, f"{len(gathers)} round trips for the reports in {asked} ready() call(s)"
+
+
 class _NoSubmit:
     """The backend's jobs were submitted already; the driver only follows them."""
 
