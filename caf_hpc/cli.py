@@ -70,8 +70,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UserError, SettingsError, ShippingError) as err:
         print(f"caf-hpc: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("caf-hpc: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: one line naming what it stopped; the clusters close at exit
+        from .steering import interrupt
+
+        interrupt.say()
         return 130
 
 

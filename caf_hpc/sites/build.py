@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 
 from dask.utils import parse_bytes
 
+from .. import dask_adapter
 from ..steering.settings import RunnerSettings
 from . import schema
 from .config import SiteConfig, load_site
@@ -99,6 +100,7 @@ def build_cluster(settings: RunnerSettings) -> Any:
     problem = submit_problem(site, getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
     if problem:  # dask-jobqueue would only log it, and the runner would wait for workers in vain
         raise SiteConfigError(f"{site.source}: {problem}")
+    kwargs["job_cls"] = dask_adapter.commands_in_own_session(kwargs.get("job_cls", cls.job_cls))
     cluster = cls(**kwargs)
     trial = dry_submit(site, cluster.job_script(), getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
     if trial.ok is False:  # refused now, every job would be: say why instead of waiting for workers in vain

@@ -195,6 +195,8 @@ def close_all() -> None:
 
 #: How long a batch cluster's workers get to go after their jobs were cancelled, before the cluster closes.
 CANCEL_WAIT = 15.0
+#: How long the processes of a local cluster's workers may take to end once killed.
+WORKERS_END_WAIT = 5.0
 
 
 def _cancel_jobs_first(client: Client, cluster: Any) -> None:
@@ -230,6 +232,9 @@ def _close(clients: list, clusters: list) -> None:
     for cluster in clusters:
         try:
             dask_adapter.stop_draining(cluster)
+            # a local cluster's workers go first, killed with everything they started: quickly and in
+            # order, also when a strategy is being stopped at this moment (Ctrl-C)
+            dask_adapter.end_subprocess_workers(cluster, timeout=WORKERS_END_WAIT)
             cluster.close(timeout=20)
         except Exception:
             pass
