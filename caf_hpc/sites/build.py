@@ -8,11 +8,12 @@ from __future__ import annotations
 import copy
 import os
 import shlex
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from dask.utils import parse_bytes
 
 from .. import dask_adapter
+from ..steering import interrupt
 from ..steering.settings import RunnerSettings
 from . import schema
 from .config import SiteConfig, load_site
@@ -90,8 +91,13 @@ def apply_scale(cluster: Any, scale: dict) -> None:
         cluster.scale(jobs=scale["jobs"])
 
 
-def build_cluster(settings: RunnerSettings) -> Any:
-    """The cluster for a batch site (``settings.site_config``): dask-jobqueue's class, scaled as the site says."""
+def build_cluster(settings: RunnerSettings, keep: Callable[[Any], None] = lambda cluster: None) -> Any:
+    """The cluster for a batch site (``settings.site_config``): dask-jobqueue's class, scaled as the site says.
+
+    ``keep(cluster)`` is called before the first job is submitted, with Ctrl-C held back until
+    the submission is under way, so that whoever closes clusters at exit has this one, and
+    cancels its jobs.
+    """
     site = settings.site_config or load_site(settings.site)
     security = security_for(site.security["directory"]) if site.tls else None
     dashboard = settings.dashboard_address if "dashboard_address" in settings.explicit else None
@@ -109,5 +115,7 @@ def build_cluster(settings: RunnerSettings) -> Any:
         hint = (f"\n  Is the batch system running? For this machine's testbed: caf-hpc testbed up "
                 f"{site.name.split('-', 1)[1]}" if site.name.startswith("localhost-") else "")
         raise SiteConfigError(f"{site.source}: {trial.summary}; no job submitted:\n{output}{hint}")
-    apply_scale(cluster, site.scale)
+    with interrupt.deferred():
+        keep(cluster)
+        apply_scale(cluster, site.scale)
     return cluster

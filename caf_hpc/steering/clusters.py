@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from distributed import Client
 
 from .. import dask_adapter
 from ..basf2_compat import log_info, log_warning
+from . import interrupt
 from .settings import RunnerSettings, resolve_site, scheduler_host_port
 
 _lock = threading.Lock()
@@ -41,7 +43,8 @@ def local_cluster(settings: RunnerSettings) -> Any:
         dashboard_address=settings.dashboard_address,
         silence_logs=logging.WARNING,
         # the scheduler ends with this process; the workers end when their scheduler is gone
-        scheduler_kwargs={"preload": ["caf_hpc.steering.parent_guard"]},
+        scheduler_kwargs={"preload": ["caf_hpc.steering.parent_guard"],
+                          "preload_argv": [["--parent", str(os.getpid())]]},
         worker_kwargs={"death_timeout": LOCAL_DEATH_TIMEOUT},
     )
     dask_adapter.drain_scheduler_stderr(cluster, _pass_on_scheduler_line)
@@ -73,16 +76,23 @@ def connect_timeout() -> float:
 SENT_MESSAGE_LOG = 10
 
 
-def _client(target: Any, **kwargs: Any) -> Client:
+def _client(key: tuple, target: Any, **kwargs: Any) -> Client:
+    """A client of ``target``, kept as the one for ``key`` (so that it is closed at exit).
+
+    Ctrl-C waits until it is kept: a client whose start it cut, known to no one, would
+    be closed by the garbage collector at the interpreter's exit, after Dask's 60 s wait
+    for its stopped loop, with a traceback.
+    """
     import dask.config
 
-    with dask.config.set({"distributed.admin.low-level-log-length": SENT_MESSAGE_LOG}):
-        return Client(target, set_as_default=False, **kwargs)
+    with interrupt.deferred(), dask.config.set({"distributed.admin.low-level-log-length": SENT_MESSAGE_LOG}):
+        client = _clients[key] = Client(target, set_as_default=False, **kwargs)
+        return client
 
 
-def _connect(address: str) -> Client:
-    """A client of the scheduler at ``address``. A refused connection fails at once (Dask itself would
-    retry it for the whole connect timeout); a silent address fails after the connect timeout."""
+def _connect(key: tuple, address: str) -> Client:
+    """A client of the scheduler at ``address``, kept for ``key``. A refused connection fails at once (Dask
+    itself would retry it for the whole connect timeout); a silent address fails after the connect timeout."""
     timeout = connect_timeout()
     where = "check that it runs and the address (runner_for(address=...) or CAF_HPC_ADDRESS)"
     host, port = scheduler_host_port(address)  # checked already when the settings were made
@@ -96,20 +106,31 @@ def _connect(address: str) -> Client:
             if isinstance(err, TimeoutError) else str(err)
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {reason}; {where}") from None
     try:
-        return _client(address, timeout=timeout)
+        return _client(key, address, timeout=timeout)
     except (OSError, TimeoutError) as err:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({err}); {where}") from None
 
 
-def _make_cluster(settings: RunnerSettings) -> Any:
+def _make_cluster(settings: RunnerSettings, key: Optional[tuple] = None) -> Any:
+    """The cluster for ``settings``, kept as the one for ``key`` (so that it is closed at exit) before it
+    has processes or batch jobs that could outlive this process."""
+    def keep(cluster: Any) -> None:
+        if key is not None:
+            _clusters[key] = cluster
+
     if settings.site and settings.site_config is None:
         settings = resolve_site(settings)
     site = settings.site_config
     if site is not None and site.is_batch:
         from ..sites.build import build_cluster
 
-        return build_cluster(settings)
-    return local_cluster(settings)  # the local default, or a local site whose values are in the settings
+        return build_cluster(settings, keep=keep)
+    # the local default, or a local site whose values are in the settings. Ctrl-C waits until it started
+    # (a second or two): a start it cut left processes that no one closes
+    with interrupt.deferred():
+        cluster = local_cluster(settings)
+        keep(cluster)
+    return cluster
 
 
 def client_for(settings: RunnerSettings) -> Client:
@@ -121,21 +142,20 @@ def client_for(settings: RunnerSettings) -> Client:
             return client
         dask_adapter.quiet_benign_errors()
         if settings.address:
-            client = _connect(settings.address)
+            client = _connect(key, settings.address)
         else:
             cluster = _clusters.get(key)
             if cluster is None:
                 log_info(f"starting {settings.description}")
-                cluster = _clusters[key] = _make_cluster(settings)
+                cluster = _make_cluster(settings, key)
                 dashboard = getattr(cluster, "dashboard_link", None)
                 if dashboard:
                     log_info(f"Dask dashboard at {dashboard}")
-            client = _client(cluster)
+            client = _client(key, cluster)
             if hasattr(cluster, "job_cls"):  # a dask-jobqueue cluster
                 from .job_replacement import keep_jobs
 
                 keep_jobs(client, cluster)
-        _clients[key] = client
         return client
 
 

@@ -29,10 +29,12 @@ The process still ends by SIGINT, as Python ends it after an unhandled
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 _interrupted = threading.Event()
 _lock = threading.Lock()
@@ -130,6 +132,30 @@ def install_excepthook() -> None:
     if sys.excepthook is not _excepthook:
         _previous_excepthook = sys.excepthook
         sys.excepthook = _excepthook
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Ctrl-C waits until the block has ended, then raises ``KeyboardInterrupt`` as it would have.
+
+    For short steps that an interruption would leave half done, with no object to tidy:
+    a Dask client whose start was interrupted is closed by the interpreter's exit, through
+    the garbage collector, after Dask's 60 s wait for a loop that has stopped. Only the
+    main thread gets ``KeyboardInterrupt``; elsewhere, or under a SIGINT handler other
+    than Python's own, this changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list = []
+    signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if caught:
+            raise KeyboardInterrupt
 
 
 def _main_thread_ended() -> None:

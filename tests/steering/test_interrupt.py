@@ -61,3 +61,18 @@ def test_ctrl_c_with_calibrations_in_threads_is_one_line_ends_them_at_once_and_l
         and "calibration second at algorithm secondSlow" in said[0], stderr
     assert ctrl_c_noise(stderr) == [], stderr  # no traceback, not even the main thread's KeyboardInterrupt
     assert left_running(mark, seconds=1) == []
+
+
+def test_ctrl_c_during_a_deferred_step_comes_right_after_it():
+    import time
+
+    from caf_hpc.steering import interrupt
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt.deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # Python runs signal handlers between bytecodes: it came during this
+            done.append("step")
+    assert done == ["step"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
