@@ -92,8 +92,15 @@ class _BenignAtExit(logging.Filter):
       ``NameError`` is logged with its traceback (the call runs on; the process is ending).
       Dropped. Tested by
       ``tests/test_dask_adapter.py::test_ctrl_c_in_a_call_that_has_not_started_leaves_no_traceback``.
+    * ``tornado.application``: a batch command killed by SIGINT (exit code -2). The
+      commands run in sessions of their own (``commands_in_own_session``), but one that is
+      being started when Ctrl-C comes is still in the steering process's group for the
+      moment between its fork and its ``setsid``, and is killed there, before it ran: no
+      job was submitted, and dask-jobqueue's ``RuntimeError`` is logged with its traceback.
+      Dropped. Tested by
+      ``tests/test_dask_adapter.py::test_a_batch_command_cut_by_ctrl_c_leaves_no_traceback``.
 
-    In all four the runner has already said what failed. Nothing else is touched.
+    In all five the runner has already said what failed. Nothing else is touched.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -109,6 +116,9 @@ class _BenignAtExit(logging.Filter):
             return False
         if issubclass(kind, NameError) and "'future'" in str(error) and "in cancel" in where \
                 and "distributed" in where:
+            return False
+        if issubclass(kind, RuntimeError) and "dask_jobqueue" in where \
+                and str(error).startswith("Command exited with non-zero exit code.\nExit code: -2\n"):
             return False
         return not (issubclass(kind, RuntimeError) and "cannot schedule new futures after" in str(error)
                     and "done_callback" in where)

@@ -76,6 +76,30 @@ def test_ctrl_c_in_a_call_that_has_not_started_leaves_no_traceback():
     assert _ctrl_c_in_sync_before_its_call_started() == ""
 
 
+def _batch_command_failure(script: str) -> str:
+    """What ``tornado.application`` prints for dask-jobqueue's error about a batch command running ``script``."""
+    job_cls = dask_adapter.commands_in_own_session(dask_adapter.import_jobqueue().SLURMCluster.job_cls)
+    dask_adapter.quiet_benign_errors()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("tornado.application")
+    logger.addHandler(handler)
+    try:
+        try:
+            asyncio.run(job_cls._call(["sh", "-c", script]))
+        except RuntimeError:
+            logger.error("Exception in callback", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+def test_a_batch_command_cut_by_ctrl_c_leaves_no_traceback():
+    assert _batch_command_failure("kill -INT $$") == ""
+    failed = _batch_command_failure("echo refused >&2; exit 1")  # every other failure stays
+    assert "Traceback" in failed and "Exit code: 1" in failed and "refused" in failed
+
+
 # --------------------------------------------------------------------------- Ctrl-C at a terminal
 def _tree(pid: int) -> list:
     import psutil
