@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C, also while the commands are imported: one line naming what it
+        from .steering import interrupt  # stopped; the clusters close at exit
+
+        interrupt.say()
+        return 130
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .steering.settings import SettingsError
@@ -70,9 +80,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UserError, SettingsError, ShippingError) as err:
         print(f"caf-hpc: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("caf-hpc: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # python -m caf_hpc.cli: the package's own module, so that its errors are the ones caught

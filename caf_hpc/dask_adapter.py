@@ -165,8 +165,21 @@ class _BenignAtExit(logging.Filter):
     * ``distributed.batched``: a message the client sends just as its scheduler goes is
       logged at INFO as "Batched Comm Closed" with the ``CommClosedError``'s traceback. The
       line stays; its traceback goes.
+    * ``tornado.application``: Ctrl-C while the steering process waits in
+      ``distributed.utils.sync`` before the loop started the call it waits for: ``sync``
+      schedules a ``cancel`` that reads the call's future before it was assigned, and the
+      ``NameError`` is logged with its traceback (the call runs on; the process is ending).
+      Dropped. Tested by
+      ``tests/test_dask_adapter.py::test_ctrl_c_in_a_call_that_has_not_started_leaves_no_traceback``.
+    * ``tornado.application``: a batch command killed by SIGINT (exit code -2). The
+      commands run in sessions of their own (``commands_in_own_session``), but one that is
+      being started when Ctrl-C comes is still in the steering process's group for the
+      moment between its fork and its ``setsid``, and is killed there, before it ran: no
+      job was submitted, and dask-jobqueue's ``RuntimeError`` is logged with its traceback.
+      Dropped. Tested by
+      ``tests/test_dask_adapter.py::test_a_batch_command_cut_by_ctrl_c_leaves_no_traceback``.
 
-    In all three the runner has already said what failed. Nothing else is touched.
+    In all five the runner has already said what failed. Nothing else is touched.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -179,6 +192,12 @@ class _BenignAtExit(logging.Filter):
             return True
         where = "".join(traceback.format_tb(trace))
         if issubclass(kind, asyncio.CancelledError) and ("_reconnect" in where or "in _close" in where):
+            return False
+        if issubclass(kind, NameError) and "'future'" in str(error) and "in cancel" in where \
+                and "distributed" in where:
+            return False
+        if issubclass(kind, RuntimeError) and "dask_jobqueue" in where \
+                and str(error).startswith("Command exited with non-zero exit code.\nExit code: -2\n"):
             return False
         return not (issubclass(kind, RuntimeError) and "cannot schedule new futures after" in str(error)
                     and "done_callback" in where)
@@ -217,10 +236,49 @@ def subprocess_cluster(**kwargs: Any) -> Any:
     calibration at module level with no ``if __name__ == "__main__":`` guard.
     ``SubprocessCluster`` starts ``python -m dask spec`` processes instead. Tested by
     ``tests/steering/test_local_default.py``.
-    """
-    from distributed.deploy.subprocess import SubprocessCluster
 
-    return SubprocessCluster(**kwargs)
+    Each of those processes starts in a session of its own (``_own_sessions``).
+    """
+    from distributed.deploy import subprocess as module
+
+    _own_sessions(module)
+    return module.SubprocessCluster(**kwargs)
+
+
+class _SpawnInOwnSession:
+    """``asyncio`` as ``distributed.deploy.subprocess`` sees it, except that its subprocesses start
+    in sessions of their own (``start_new_session=True``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    async def create_subprocess_exec(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("start_new_session", True)
+        return await asyncio.create_subprocess_exec(*args, **kwargs)
+
+
+def _own_sessions(module: Any) -> None:
+    """Has ``SubprocessCluster`` start its scheduler and workers in sessions of their own.
+
+    A terminal's Ctrl-C sends SIGINT to its whole foreground process group, and a
+    subprocess stays in its parent's group: the scheduler, the nannies and their worker
+    processes each raised ``KeyboardInterrupt`` and closed on their own, in any order, a
+    running task's ``queue.put`` failing, the nannies waiting 4 s for workers stuck in it
+    (30 s and 3 to 8 tracebacks until the prompt came back). In a session of their own
+    only the steering process gets it, and closes them in order. They still end with
+    it when it is killed: the scheduler through ``caf_hpc.steering.parent_guard``, the
+    workers through their ``death_timeout``.
+
+    ``SubprocessScheduler._start`` and ``SubprocessWorker._start`` call
+    ``asyncio.create_subprocess_exec`` with no way to pass it arguments; the module's
+    ``asyncio`` is replaced by one whose ``create_subprocess_exec`` adds
+    ``start_new_session=True`` (every other name is asyncio's own). caf-hpc is the only
+    user of ``SubprocessCluster`` in a steering process. Tested by
+    ``tests/test_dask_adapter.py::test_local_cluster_processes_are_out_of_the_terminals_process_group``.
+    """
+    if not isinstance(module.asyncio, _SpawnInOwnSession):
+        module.asyncio = _SpawnInOwnSession()
 
 
 def drain_scheduler_stderr(cluster: Any, on_line: Callable[[str], None]) -> None:
@@ -253,6 +311,79 @@ def stop_draining(cluster: Any) -> None:
         cluster.loop.add_callback(drain.cancel)
 
 
+def end_subprocess_workers(cluster: Any, timeout: float) -> None:
+    """Kills the worker processes of a local ``SubprocessCluster`` with all they started, before it closes.
+
+    ``SubprocessCluster`` closes a worker by listing the descendants of its process and
+    killing them one by one (``Subprocess.close``); a strategy that ends meanwhile (its
+    task was just cancelled) makes ``psutil.NoSuchProcess`` escape, and the close fails
+    with tracebacks while the nanny restarts its worker (13 s after a Ctrl-C, seen).
+    And a strategy's process, a session of its own, takes with it only what stayed in
+    its process group when it is killed alone. Here each worker's tree is stopped first
+    (SIGSTOP: nothing forks any more), listed again, and killed with SIGKILL, the process
+    groups of its strategies included; then this waits (at most ``timeout`` s) until they
+    are gone and asyncio has seen its children end, so that the cluster's own close finds
+    nothing left to kill. Nothing of a worker is worth a graceful end: the runner stopped
+    its strategies or had none running, and the scheduler closes on its own afterwards.
+
+    Relies on ``SubprocessWorker.process`` (an ``asyncio.subprocess.Process``) and
+    ``SpecCluster.workers``. Tested by
+    ``tests/test_dask_adapter.py::test_ending_the_local_workers_leaves_no_process_of_theirs``
+    and the Ctrl-C tests of ``tests/steering/test_interrupt.py``.
+    """
+    import os
+    import time
+
+    import psutil
+    from distributed.deploy.subprocess import SubprocessWorker
+
+    ours = os.getpgrp()
+    workers = [w for w in list(cluster.workers.values())
+               if isinstance(w, SubprocessWorker) and w.process is not None and w.process.returncode is None]
+    doomed: list = []
+    for worker in workers:
+        try:
+            root = psutil.Process(worker.process.pid)
+            tree = [root, *root.children(recursive=True)]
+            for process in tree:
+                _quietly(process.suspend)
+            tree = [root, *root.children(recursive=True)]  # what forked before it was stopped
+        except psutil.NoSuchProcess:
+            continue
+        groups = set()
+        for process in tree:
+            try:
+                groups.add(os.getpgid(process.pid))
+            except OSError:
+                pass
+        for group in groups - {ours, 0, 1}:
+            _quietly(os.killpg, group, signal.SIGKILL)
+        for process in tree:
+            _quietly(process.kill)
+        doomed += tree[1:]  # the worker's own process is asyncio's to reap, and seen through it below
+    deadline = time.monotonic() + timeout
+
+    def gone(process: Any) -> bool:
+        try:
+            return process.status() == psutil.STATUS_ZOMBIE  # dead, its new parent not yet told
+        except psutil.NoSuchProcess:
+            return True
+
+    while time.monotonic() < deadline and (any(w.process.returncode is None for w in workers)
+                                           or not all(gone(p) for p in doomed)):
+        time.sleep(0.01)
+
+
+def _quietly(call: Callable, *args: Any) -> None:
+    """``call(*args)``, for a process that may have ended meanwhile."""
+    import psutil
+
+    try:
+        call(*args)
+    except (ProcessLookupError, PermissionError, psutil.NoSuchProcess, psutil.AccessDenied):
+        pass
+
+
 async def replace_jobs(cluster: Any, names: list) -> list:
     """Closes ``cluster``'s jobs ``names`` (cancelling them if still queued) and has it submit new ones.
 
@@ -272,6 +403,29 @@ async def replace_jobs(cluster: Any, names: list) -> list:
     if jobs:
         await cluster._correct_state()
     return jobs
+
+
+def commands_in_own_session(job_cls: type) -> type:
+    """``job_cls``, a dask-jobqueue job class, whose batch commands (submit, cancel) run in sessions of their own.
+
+    dask-jobqueue runs ``sbatch``, ``qsub``, ``scancel``, ``qdel`` as subprocesses of the
+    steering process, all through ``Job._call`` (a static method that passes its keyword
+    arguments on to ``asyncio.create_subprocess_exec``; there is no public way to give
+    any). A Ctrl-C at the terminal reaches them too: a submission cut by SIGINT failed
+    with a traceback ("Command exited with non-zero exit code. Exit code: -2") and may
+    have queued its job already, with no job id for the cluster to cancel it by. In a
+    session of its own the command finishes, and the job it queued is cancelled when
+    the cluster closes. Tested by
+    ``tests/test_dask_adapter.py::test_batch_commands_run_outside_the_terminals_process_group``.
+    """
+    base_call = job_cls._call
+
+    async def _call(cmd: list, **kwargs: Any) -> str:
+        kwargs.setdefault("start_new_session", True)
+        return await base_call(cmd, **kwargs)
+
+    return type(job_cls.__name__, (job_cls,), {"__module__": job_cls.__module__, "_call": staticmethod(_call),
+                                               "__doc__": job_cls.__doc__})
 
 
 def import_jobqueue() -> Any:

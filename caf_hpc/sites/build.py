@@ -8,10 +8,12 @@ from __future__ import annotations
 import copy
 import os
 import shlex
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from dask.utils import parse_bytes
 
+from .. import dask_adapter
+from ..steering import interrupt
 from ..steering.settings import ALLOWED_FAILURES, RunnerSettings
 from . import schema
 from .config import SiteConfig, load_site
@@ -91,8 +93,13 @@ def apply_scale(cluster: Any, scale: dict) -> None:
         cluster.scale(jobs=scale["jobs"])
 
 
-def build_cluster(settings: RunnerSettings) -> Any:
-    """The cluster for a batch site (``settings.site_config``): dask-jobqueue's class, scaled as the site says."""
+def build_cluster(settings: RunnerSettings, keep: Callable[[Any], None] = lambda cluster: None) -> Any:
+    """The cluster for a batch site (``settings.site_config``): dask-jobqueue's class, scaled as the site says.
+
+    ``keep(cluster)`` is called before the first job is submitted, with Ctrl-C held back until
+    the submission is under way, so that whoever closes clusters at exit has this one, and
+    cancels its jobs.
+    """
     site = settings.site_config or load_site(settings.site)
     security = security_for(site.security["directory"]) if site.tls else None
     dashboard = settings.dashboard_address if "dashboard_address" in settings.explicit else None
@@ -101,6 +108,7 @@ def build_cluster(settings: RunnerSettings) -> Any:
     problem = submit_problem(site, getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
     if problem:  # dask-jobqueue would only log it, and the runner would wait for workers in vain
         raise SiteConfigError(f"{site.source}: {problem}")
+    kwargs["job_cls"] = dask_adapter.commands_in_own_session(kwargs.get("job_cls", cls.job_cls))
     cluster = cls(**kwargs)
     trial = dry_submit(site, cluster.job_script(), getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
     if trial.ok is False:  # refused now, every job would be: say why instead of waiting for workers in vain
@@ -109,5 +117,7 @@ def build_cluster(settings: RunnerSettings) -> Any:
         hint = (f"\n  Is the batch system running? For this machine's testbed: caf-hpc testbed up "
                 f"{site.name.split('-', 1)[1]}" if site.name.startswith("localhost-") else "")
         raise SiteConfigError(f"{site.source}: {trial.summary}; no job submitted:\n{output}{hint}")
-    apply_scale(cluster, site.scale)
+    with interrupt.deferred():
+        keep(cluster)
+        apply_scale(cluster, site.scale)
     return cluster

@@ -34,7 +34,10 @@ class DryRun:
 
 def _run(command: Sequence[str]) -> tuple:
     try:
-        done = subprocess.run(list(command), capture_output=True, text=True, timeout=TIMEOUT)
+        # in a session of its own: a Ctrl-C at the terminal is the steering process's to handle, and must
+        # not make a submission that would pass look refused
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=TIMEOUT,
+                              start_new_session=True)
     except subprocess.TimeoutExpired:
         return None, f"no answer within {TIMEOUT:g} s"
     except OSError as err:

@@ -5,7 +5,8 @@ waiting for a worker is explained only by it. Jobs pending in the queue mean the
 is busy and the wait is normal. Jobs running with no worker connected mean the worker
 fails to start, and the job logs say why. One query command per scheduler, each checked
 against the testbed's real batch system (``tests/batch/test_job_states.py``); for the
-others the state stays unknown and nothing is claimed.
+others the state stays unknown and nothing is claimed. Each query runs in a session of
+its own: a Ctrl-C at the terminal is the steering process's to handle, not the query's.
 """
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ _RUNNING = {"RUNNING", "COMPLETING", "R", "r", "t", "E"}
 
 def _slurm(ids: Sequence[str], timeout: float) -> dict:
     done = subprocess.run(["squeue", "--noheader", "--format=%i %T", f"--jobs={','.join(ids)}"],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)
     return dict(line.split()[:2] for line in done.stdout.splitlines() if len(line.split()) >= 2)
 
 
 def _pbs(ids: Sequence[str], timeout: float) -> dict:
     """``qstat IDS``: a header, a line of dashes, then ``id name user time state queue`` per job."""
-    done = subprocess.run(["qstat", *ids], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(["qstat", *ids], capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)
     states = {}
     for line in done.stdout.splitlines():
         words = line.split()
@@ -36,7 +39,8 @@ def _pbs(ids: Sequence[str], timeout: float) -> dict:
 
 
 def _sge(ids: Sequence[str], timeout: float) -> dict:
-    done = subprocess.run(["qstat", "-u", "*", "-xml"], capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(["qstat", "-u", "*", "-xml"], capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)
     root = ElementTree.fromstring(done.stdout or "<none/>")
     return {job.findtext("JB_job_number"): job.findtext("state") for job in root.iter("job_list")}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from distributed import Client
 
 from .. import dask_adapter
 from ..basf2_compat import log_info, log_warning
+from . import interrupt
 from .settings import ALLOWED_FAILURES, RunnerSettings, SettingsError, resolve_site, scheduler_host_port
 
 _lock = threading.Lock()
@@ -41,7 +43,8 @@ def local_cluster(settings: RunnerSettings) -> Any:
         dashboard_address=settings.dashboard_address,
         silence_logs=logging.WARNING,
         # the scheduler ends with this process; the workers end when their scheduler is gone
-        scheduler_kwargs={"preload": ["caf_hpc.steering.parent_guard"], "allowed_failures": ALLOWED_FAILURES},
+        scheduler_kwargs={"preload": ["caf_hpc.steering.parent_guard"],
+                          "preload_argv": [["--parent", str(os.getpid())]], "allowed_failures": ALLOWED_FAILURES},
         worker_kwargs={"death_timeout": LOCAL_DEATH_TIMEOUT},
     )
     dask_adapter.drain_scheduler_stderr(cluster, _pass_on_scheduler_line)
@@ -73,11 +76,18 @@ def connect_timeout() -> float:
 SENT_MESSAGE_LOG = 10
 
 
-def _client(target: Any, **kwargs: Any) -> Client:
+def _client(key: tuple, target: Any, **kwargs: Any) -> Client:
+    """A client of ``target``, kept as the one for ``key`` (so that it is closed at exit).
+
+    Ctrl-C waits until it is kept: a client whose start it cut, known to no one, would
+    be closed by the garbage collector at the interpreter's exit, after Dask's 60 s wait
+    for its stopped loop, with a traceback.
+    """
     import dask.config
 
-    with dask.config.set({"distributed.admin.low-level-log-length": SENT_MESSAGE_LOG}):
-        return Client(target, set_as_default=False, **kwargs)
+    with interrupt.deferred(), dask.config.set({"distributed.admin.low-level-log-length": SENT_MESSAGE_LOG}):
+        client = _clients[key] = Client(target, set_as_default=False, **kwargs)
+        return client
 
 
 #: How long what answers at an ``address`` has to send Dask's handshake (the connect timeout if that is shorter).
@@ -88,8 +98,8 @@ HANDSHAKE_WAIT = 5.0
 _IDENTIFY_WAIT = 1.0
 
 
-def _connect(address: str) -> Client:
-    """A client of the scheduler at ``address``.
+def _connect(key: tuple, address: str) -> Client:
+    """A client of the scheduler at ``address``, kept for ``key``.
 
     A refused connection fails at once (Dask itself would retry it for the whole connect
     timeout); a silent address fails after the connect timeout; something that accepts the
@@ -115,7 +125,7 @@ def _connect(address: str) -> Client:
         raise ClusterError(f"something listens at {address} but it is not a Dask scheduler ({not_dask[1]}): "
                            f"{not_dask[0]}; {where}")
     try:
-        return _client(address, timeout=timeout)
+        return _client(key, address, timeout=timeout)
     except (OSError, TimeoutError) as err:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({err}); {where}") from None
 
@@ -190,15 +200,26 @@ def _speaks_tls(host_port: tuple) -> bool:
         return False
 
 
-def _make_cluster(settings: RunnerSettings) -> Any:
+def _make_cluster(settings: RunnerSettings, key: Optional[tuple] = None) -> Any:
+    """The cluster for ``settings``, kept as the one for ``key`` (so that it is closed at exit) before it
+    has processes or batch jobs that could outlive this process."""
+    def keep(cluster: Any) -> None:
+        if key is not None:
+            _clusters[key] = cluster
+
     if settings.site and settings.site_config is None:
         settings = resolve_site(settings)
     site = settings.site_config
     if site is not None and site.is_batch:
         from ..sites.build import build_cluster
 
-        return build_cluster(settings)
-    return local_cluster(settings)  # the local default, or a local site whose values are in the settings
+        return build_cluster(settings, keep=keep)
+    # the local default, or a local site whose values are in the settings. Ctrl-C waits until it started
+    # (a second or two): a start it cut left processes that no one closes
+    with interrupt.deferred():
+        cluster = local_cluster(settings)
+        keep(cluster)
+    return cluster
 
 
 def client_for(settings: RunnerSettings) -> Client:
@@ -210,22 +231,21 @@ def client_for(settings: RunnerSettings) -> Client:
             return client
         dask_adapter.quiet_benign_errors()
         if settings.address:
-            client = _connect(settings.address)
+            client = _connect(key, settings.address)
             _limits.pop(key, None)
         else:
             cluster = _clusters.get(key)
             if cluster is None:
                 log_info(f"starting {settings.description}")
-                cluster = _clusters[key] = _make_cluster(settings)
+                cluster = _make_cluster(settings, key)
                 dashboard = getattr(cluster, "dashboard_link", None)
                 if dashboard:
                     log_info(f"Dask dashboard at {dashboard}")
-            client = _client(cluster)
+            client = _client(key, cluster)
             if hasattr(cluster, "job_cls"):  # a dask-jobqueue cluster
                 from .job_replacement import keep_jobs
 
                 keep_jobs(client, cluster)
-        _clients[key] = client
     if settings.address:
         _check_retries(client, settings)
     return client
@@ -311,6 +331,8 @@ def close_all() -> None:
 
 #: How long a batch cluster's workers get to go after their jobs were cancelled, before the cluster closes.
 CANCEL_WAIT = 15.0
+#: How long the processes of a local cluster's workers may take to end once killed.
+WORKERS_END_WAIT = 5.0
 
 
 def _cancel_jobs_first(client: Client, cluster: Any) -> None:
@@ -346,6 +368,9 @@ def _close(clients: list, clusters: list) -> None:
     for cluster in clusters:
         try:
             dask_adapter.stop_draining(cluster)
+            # a local cluster's workers go first, killed with everything they started: quickly and in
+            # order, also when a strategy is being stopped at this moment (Ctrl-C)
+            dask_adapter.end_subprocess_workers(cluster, timeout=WORKERS_END_WAIT)
             cluster.close(timeout=20)
         except Exception:
             pass

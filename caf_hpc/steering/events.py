@@ -20,12 +20,14 @@ from typing import Any, Callable, Optional, Union
 from distributed import KilledWorker, Queue
 
 from .. import dask_adapter, protocol
-from . import interrupt
 from ..basf2_compat import log_warning
 
 #: Put by the runner itself: tells the reader to stop, after every record put before it.
 _CLOSE = b"caf-hpc-close"
 _CLOSE_WAIT = 15.0
+#: How long the queue of a run stopped by Ctrl-C stays, for the last records of its cancelled strategy:
+#: the task sees the cancellation within a second, and gives the strategy's process at most twice 5 s to end.
+LINGER = 15.0
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,6 @@ class Inbox:
         self._reader = asyncio.run_coroutine_threadsafe(self._read(), client.loop.asyncio_loop)
         self._watch = WorkerWatch.of(client)
         self._watch.add(self)
-        self.closed = threading.Event()
-        interrupt.notify(self, lambda: self._local.put(Interrupted()), self.closed)
 
     async def _read(self) -> None:
         while True:
@@ -125,9 +125,24 @@ class Inbox:
     def watches(self, key: str) -> bool:
         return key in self._keys
 
-    def close(self) -> None:
-        """Stops reading after every record already put, then lets the queue go."""
+    def close(self, linger: float = 0.0) -> None:
+        """Stops reading after every record already put, then lets the queue go.
+
+        ``linger``: a strategy was just cancelled (Ctrl-C), and its task on the worker, which
+        learns of it within a second and then stops its process, still puts its last records
+        into the queue. A queue let go before that makes the scheduler log an error for each
+        put. So the queue stays ``linger`` s, and is let go from a thread of its own; a
+        process that is ending takes it along with its cluster.
+        """
         self._watch.remove(self)
+        if linger > 0:
+            timer = threading.Timer(linger, self._let_go)
+            timer.daemon = True
+            timer.start()
+        else:
+            self._let_go()
+
+    def _let_go(self) -> None:
         if not self._gone:  # else there is nothing to tidy at a scheduler that is gone
             try:
                 # through the queue itself, so that the reader has no read pending when the queue is
@@ -141,7 +156,6 @@ class Inbox:
                 self.queue.close()  # the only holder: the queue goes with it
             except Exception:
                 pass
-        self.closed.set()
 
 
 def on_task_done(inbox: Inbox, key: str, future: Any) -> None:

@@ -200,17 +200,24 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         if interrupt.interrupted():
             self.final_state = self.FAILED  # the steering script is ending by Ctrl-C: nothing new starts
             return
+        interrupt.install_excepthook()
         try:
             lock = DirectoryLock.acquire(self.output_dir, f"calibration {self.name}", beside=True)
         except DirectoryInUse as err:
             self.final_state = self.FAILED
             raise RunnerError(f"calibration {self.name}: {err}") from None
         try:
-            self._run_locked(iov, iteration)
+            with interrupt.Run(self.name) as watch:
+                try:
+                    self._run_locked(iov, iteration, watch)
+                except KeyboardInterrupt:  # Ctrl-C, in the thread running this
+                    self.final_state = self.FAILED
+                    watch.stopped()
+                    raise
         finally:
             lock.release()
 
-    def _run_locked(self, iov: Any, iteration: int) -> None:
+    def _run_locked(self, iov: Any, iteration: int, watch: interrupt.Run) -> None:
         settings = self.settings()
         algorithms = self._algorithms_to_run()
         params = shipping.strategy_params(self)
@@ -228,16 +235,23 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         except Exception:
             self.final_state = self.FAILED
             raise
+        watch.on_interrupt(lambda: inbox.put(events.Interrupted()))
         progress = RunProgress(self.name, iteration, self.output_dir, clusters.describe(settings), iov,
                                clusters.dashboard(client))
+        stopped = False
         try:
             for algorithm, payload in packed:
+                watch.algorithm = algorithm.name
                 try:
                     state = self._run_strategy(client, inbox, settings, preload, progress, algorithm.name, payload)
-                except interrupt.Interrupted:
+                except interrupt.Interrupted:  # Ctrl-C, while this ran in a thread of its own
                     self.final_state = self.FAILED
-                    log_warning(f"{self.name}: interrupted (Ctrl-C); algorithm {algorithm.name} was stopped")
+                    stopped = True
+                    watch.stopped()  # the one line the user sees names it
                     return
+                except KeyboardInterrupt:
+                    stopped = True
+                    raise
                 if state == self.FAILED:
                     self.final_state = self.FAILED
                     log_error(f"{self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
@@ -247,7 +261,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         finally:
             self._tasks.clear()
             progress.finish(self.final_state or self.FAILED)
-            inbox.close()
+            # a strategy stopped by Ctrl-C may still send its last records: its queue stays a while
+            inbox.close(linger=events.LINGER if stopped else 0.0)
 
     def _algorithms_to_run(self) -> list:
         """``self.algorithms``, or RunnerError when they cannot run as CAF means them to."""
@@ -268,6 +283,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
     def _run_strategy(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, preload: protocol.Preload,
                       progress: RunProgress, name: str, payload: bytes) -> str:
         """Submits one strategy, streams its results into ``self.results[name]``; returns its final state."""
+        if interrupt.interrupted():  # Ctrl-C came while this run was still getting its cluster
+            raise interrupt.Interrupted()
         results = self.results.setdefault(name, [])
         results.clear()
         log_path = shipping.log_file(self.output_dir, name)
@@ -286,7 +303,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         except RunnerError as err:
             stream.progress.ended(self.FAILED, results, stream.end, str(err))
             raise
-        except interrupt.Interrupted:
+        except (interrupt.Interrupted, KeyboardInterrupt):
             stream.progress.ended(self.FAILED, results, stream.end, "interrupted (Ctrl-C)")
             raise
         finally:

@@ -52,3 +52,53 @@ def interrupt_when_ready(process, ready, seconds: float = 60) -> tuple:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+def ctrl_c_when_ready(process, ready, seconds: float = 60, group: bool = True) -> tuple:
+    """Presses Ctrl-C as a terminal does once ``ready()``: SIGINT to the whole process group of
+    ``process``, which must have been started with ``start_new_session=True`` (its own group, as
+    a command in a shell); with ``group=False`` to ``process`` alone, as ``kill -INT``. Returns
+    (stdout, stderr, seconds from the signal until it ended).
+
+    What it started into the same group gets the signal too, as at a terminal. The process
+    group is killed if the process is still there when this returns, whatever happened.
+    """
+    import signal
+    try:
+        assert os.getpgid(process.pid) == process.pid, "start it with start_new_session=True"
+        deadline = time.monotonic() + seconds
+        while not ready():
+            assert time.monotonic() < deadline and process.poll() is None, "the run did not get going"
+            time.sleep(0.005)
+        interrupted = time.monotonic()
+        (os.killpg if group else os.kill)(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=seconds)
+        return stdout, stderr, time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait(timeout=10)
+
+
+#: What Dask's scheduler logs for a timed-out read of a run's queue, relayed as a warning: a separate
+#: matter from Ctrl-C, which a slow start of the strategy on a busy machine can bring into a test's output.
+_NOT_ABOUT_CTRL_C = ("Exception while handling op queue_get",)
+
+
+def stderr_lines(stderr: str) -> list:
+    """The lines of ``stderr``, without the scheduler's line above."""
+    return [line for line in stderr.splitlines() if not any(text in line for text in _NOT_ABOUT_CTRL_C)]
+
+
+def ctrl_c_noise(stderr: str) -> list:
+    """The lines of ``stderr`` that a Ctrl-C should not have caused: every line about the interruption
+    but the first, and any traceback, ``KeyboardInterrupt``, or warning or error logged by Dask or caf-hpc
+    (the runner's progress lines at INFO are not noise)."""
+    noise, said = [], False
+    for line in stderr_lines(stderr):
+        if "interrupted (Ctrl-C)" in line and not said:
+            said = True
+        elif "interrupt" in line.lower() or "Traceback" in line or " - WARNING - " in line or " - ERROR - " in line \
+                or line.startswith(("WARNING", "ERROR", "CRITICAL", "[WARNING]", "[ERROR]")):
+            noise.append(line)
+    return noise
