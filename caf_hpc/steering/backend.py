@@ -204,7 +204,10 @@ class Tracker:
         self._progress: dict[int, float] = {}
         self._idle_since: Optional[float] = None  # since when jobs wait with no worker in the cluster
         self._next_wait_check = self._next_wait_note = 0.0
-        interrupt.notify(self, self.close, self._stopped)
+        interrupt.install_excepthook()  # Ctrl-C: one line naming what it stopped, not Python's traceback
+        self._watch = _CollectorWatch(self)
+        self._watch.__enter__()  # left in close(): Ctrl-C's exit waits until the jobs are cancelled
+        self._watch.on_interrupt(self.close)
         _trackers.add(self)
 
     # ----------------------------------------------------------------- submitting (CAF's main thread)
@@ -256,6 +259,8 @@ class Tracker:
         seconds for a thousand trivial subjobs (5 ms each on a busy 2-core machine), and
         CAF's thread saw the step's end that much later.
         """
+        if self.closed:
+            return  # cancelled at exit or by Ctrl-C: CAF's threads, still polling, learn nothing more
         with self._lock:
             arrived = []
             while True:
@@ -446,6 +451,24 @@ class Tracker:
             pass
         self.inbox.close()
         self._stopped.set()
+        self._watch.__exit__(None, None, None)
+
+
+class _CollectorWatch(interrupt.Run):
+    """The tracker as Ctrl-C sees it: stopped by cancelling its jobs, named by those still unfinished."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        super().__init__("collector")
+        self.tracker = weakref.proxy(tracker)
+
+    def describe(self) -> str:
+        try:
+            units = list(self.tracker.units.values())
+        except ReferenceError:
+            return ""
+        left = [u for u in units if u.job._status not in EXIT_STATUSES]
+        names = sorted({u.parent.name for u in left})
+        return f"{len(left)} collector job(s) of {', '.join(names)}" if left else ""
 
 
 #: How long cancelled collector tasks get to stop their scripts before the cluster may close.

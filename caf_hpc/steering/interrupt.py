@@ -102,7 +102,7 @@ def summary() -> str:
     """What Ctrl-C stopped: the runs stopped so far and those still being stopped."""
     with _lock:
         named = list(_stopped)
-        named += [run.describe() for run in _runs if run.describe() not in named]
+        named += [text for run in _runs if (text := run.describe()) and text not in named]
     return "interrupted (Ctrl-C)" + (f"; stopped {', '.join(named)}" if named else "")
 
 
