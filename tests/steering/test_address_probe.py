@@ -201,7 +201,7 @@ def test_ctrl_c_of_the_demo_waiting_on_a_silent_address_is_one_line(silent_socke
                             stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     output, took = interrupt_when_ready(demo, silent_socket.accepted.is_set)
     assert demo.returncode == 130 and took < 5, (took, output)
-    assert output.splitlines()[-1] == "caf-hpc: interrupted", output
+    assert output.splitlines()[-1] == "caf-hpc: interrupted (Ctrl-C); stopped calibration demo", output
     assert "Traceback" not in output and "Exception ignored" not in output, output
     assert left_running(mark) == []
 
