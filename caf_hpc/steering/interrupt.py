@@ -58,6 +58,16 @@ def notify(listener: object, on_interrupt: Callable[[], None], stopped: threadin
 def _main_thread_ended() -> None:
     if not (isinstance(getattr(sys, "last_type", None), type) and issubclass(sys.last_type, KeyboardInterrupt)):
         return
+    stop_runs()
+
+
+def stop_runs() -> None:
+    """What Ctrl-C of the main thread does to the runs in other threads: each is told to stop, and waited for.
+
+    Called by the hook below when the main thread ended by ``KeyboardInterrupt``; a program
+    that catches the ``KeyboardInterrupt`` itself (``caf-hpc demo``) calls it, since the
+    hook cannot tell then.
+    """
     _interrupted.set()
     with _lock:
         listeners = list(_listeners)
