@@ -139,10 +139,12 @@ def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed:
         chosen = python_algorithms  # type: ignore[assignment]
     wrapped = chosen.make_algorithms(fail=fail)
     output_dir = Path(output_dir).resolve()
-    raw_dir, calibration_dir = output_dir / "raw", output_dir / "calibration"
-    for directory in (raw_dir, calibration_dir, output_dir / "collector"):  # collector/: the demo's earlier layout
-        if directory.exists():
-            shutil.rmtree(directory)
+    raw_dir = output_dir / "raw"
+    # CAF's output_dir is the demo's: a batch site's containers bind the directory CAF works in, and the
+    # collector jobs need the raw files and the release beside it (calibration/, collector/: earlier layouts)
+    for name in ("raw", CALIBRATION_NAME, "basf2", "calibration", "collector"):
+        if (output_dir / name).exists():
+            shutil.rmtree(output_dir / name)
     files = simulate(raw_dir, seed=seed, experiments=experiments, runs_per_experiment=runs, output_format="raw")
     output_format = "root" if flavour == "cpp" else "json"
     if backend is None:
@@ -161,7 +163,7 @@ def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed:
         calibration.heartbeat = HEARTBEAT
         caf = CAF()
         caf.add_calibration(calibration)
-        caf.output_dir = calibration_dir
+        caf.output_dir = output_dir
         caf.heartbeat = HEARTBEAT
         if watch is not None:
             watch(calibration)
@@ -177,7 +179,7 @@ def _report(calibration: Calibration, files: list, truth_file: Path, wall: float
     iteration = machine.iteration if machine is not None else 0
     outcome = machine.outcomes[-1] if machine is not None and machine.outcomes else IterationOutcome(
         iteration, {}, None, RuntimeError(f"the collector step {calibration.state}: no algorithm ran"),
-        output_dir / "calibration" / calibration.name / str(iteration) / "algorithm_output")
+        output_dir / calibration.name / str(iteration) / "algorithm_output")
     residuals = check_against_truth(outcome.output_dir / "outputdb", truth_file)
     report = DemoReport(outcome, files, truth_file, wall, residuals, flavour, state=calibration.state)
     if machine is not None:
@@ -250,9 +252,20 @@ def _collector_lines(report: DemoReport) -> list[str]:
     where = Path(report.collector_jobs[0].output_dir)
     outputs = len(report.collector.outputs) if report.collector is not None else 0
     lines = [f"collector: {completed}/{len(units)} job(s) completed ({outputs} output files in {where}/<job>/)"]
-    for unit in units:
-        if unit._status == "failed":
-            lines.append(f"  failed: {unit.name}, log {Path(unit.working_dir, 'stderr')}")
+    ran = [w for w in (getattr(u.result, "where", None) for u in units) if w is not None]
+    batch_jobs = sorted({w.job_id for w in ran if w.job_id}, key=lambda j: (len(j), j))
+    if batch_jobs:
+        lines.append(f"  ran in batch job(s) {', '.join(batch_jobs)}")
+    elif ran:
+        lines.append(f"  ran on {', '.join(sorted({w.host for w in ran}))}")
+    failed = [unit for unit in units if unit._status == "failed"]
+    for unit in failed:
+        lines.append(f"  failed: {unit.name}, log {Path(unit.working_dir, 'stderr')}")
+    if failed:
+        stderr = Path(failed[0].working_dir, "stderr")
+        last = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()][-1:] \
+            if stderr.exists() else []
+        lines.append(f"  the first one's last line: {last[0] if last else '(its stderr is empty)'}")
     return lines
 
 

@@ -11,8 +11,8 @@ from tests.helpers.requirements import require_root
 from caf_hpc.cli import main
 
 FLAVOURS = [pytest.param("python"), pytest.param("cpp", marks=pytest.mark.root)]
-#: CAF's layout below the demo's --output: <output>/calibration/<calibration>/<iteration>/...
-ITERATION = ("calibration", "demo", "0")
+#: CAF's layout below the demo's --output (CAF's output_dir): <output>/<calibration>/<iteration>/...
+ITERATION = ("demo", "0")
 
 
 @pytest.fixture(params=FLAVOURS)
@@ -36,7 +36,7 @@ def test_demo_calibrates_three_dependent_algorithms(tmp_path, capsys, flavour):
     assert "Pedestals    missing" not in out and "wall time" in out
     suffix = {"cpp": "root", "python": "json"}[flavour]
     assert (output / "outputdb" / f"dbstore_Gains_rev_1.{suffix}").exists()
-    assert (tmp_path / "demo" / "calibration" / "demo" / "outputdb" / "database.txt").exists()  # CAF's final copy
+    assert (tmp_path / "demo" / "demo" / "outputdb" / "database.txt").exists()  # CAF's final copy
     assert len(list((tmp_path / "demo" / "raw").glob("raw_e*_r*.json"))) == 12  # a raw hit file per run
 
 
@@ -76,7 +76,7 @@ def test_the_demo_leaves_the_environment_as_it_found_it(tmp_path, monkeypatch):
     monkeypatch.setenv("BELLE2_RELEASE", "mine")
     assert main(["demo", "--output", str(tmp_path / "demo"), "--runs", "1", "--flavour", "python"]) == 0
     assert "BELLE2_TOOLS" not in os.environ and os.environ["BELLE2_RELEASE"] == "mine"
-    assert os.getcwd() != str(tmp_path / "demo" / "calibration")  # CAF worked there, and came back
+    assert os.getcwd() != str(tmp_path / "demo")  # CAF worked there, and came back
 
 
 def test_demo_says_which_flavour_it_ran(tmp_path, capsys, flavour):
