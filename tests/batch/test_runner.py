@@ -51,7 +51,7 @@ def _batch_jobs(report) -> tuple[set, set]:
 def test_demo_calibration_runs_in_batch_jobs(site_runner, tmp_path):
     """Both of CAF's steps: the collector jobs (DaskBackend on the runner's cluster), then the algorithms."""
     runner, _ = site_runner
-    report = run_demo(runner, tmp_path / "demo", runs=5)
+    report = run_demo(runner, tmp_path / "demo", runs=5, runs_per_collector_job=5)
     outcome = report.outcome
     assert outcome.final_state == "COMPLETED", outcome.error
     assert report.state == "completed" and len(report.collector.outputs) == 2  # 10 runs, 5 per collector job

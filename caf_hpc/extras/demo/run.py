@@ -31,8 +31,8 @@ from .simulate import TRUTH_FILENAME, simulate
 CALIBRATION_NAME = "demo"
 #: The demo's two sets of algorithms: C++ through ROOT, or pure Python.
 FLAVOURS = ("cpp", "python")
-#: Runs (raw hit files) per collector job: 8 jobs for the demo's 40 runs.
-RUNS_PER_COLLECTOR_JOB = 5
+#: Runs (raw hit files) per collector job: 4 jobs for the demo's 40 runs, two per worker on 2 cores.
+RUNS_PER_COLLECTOR_JOB = 10
 #: CAF's own heartbeats, made shorter as a steering script may (``caf.heartbeat``, ``cal.heartbeat``: 5 s and 3 s).
 #: CAF's hard-coded 5 s wait for its collector jobs to be submitted stays.
 HEARTBEAT = 1.0

@@ -13,6 +13,9 @@ then drives a backend with it exactly as CAF's framework does:
 * when every job is ready: completed if every one is, else failed; then each subjob's
   ``output_dir`` is globbed for its ``output_patterns``, and a subjob without a match
   ends the calibration thread as CAF's does (CAF's state machine then raises).
+
+The stand-in of CAF's framework (``caf.py``, ``machine.py``) uses the same pieces
+(``wait_until_submitted``, ``follow``), with the submission in its own main loop.
 """
 from __future__ import annotations
 

@@ -41,13 +41,13 @@ def test_demo_calibrates_three_dependent_algorithms(tmp_path, capsys, flavour):
 
 
 def test_the_collector_step_ran_as_cafs_does_before_the_algorithms(tmp_path, capsys, flavour):
-    """12 runs, 5 per collector job: 3 subjobs, each leaving CAF's files and its collector output."""
+    """12 runs, 10 per collector job: 2 subjobs, each leaving CAF's files and its collector output."""
     assert main(["demo", "--output", str(tmp_path / "demo"), "--runs", "6", "--flavour", flavour]) == 0
     out = capsys.readouterr().out
     collector = tmp_path.joinpath("demo", *ITERATION, "collector_output", "default")
     output = {"cpp": "CollectorOutput.root", "python": "CollectorOutput.json"}[flavour]
     subjobs = sorted(p.name for p in collector.iterdir() if p.is_dir())
-    assert subjobs == ["0", "1", "2"]
+    assert subjobs == ["0", "1"]
     for name in subjobs:
         subjob = collector / name
         for file in ("submit.sh", "stdout", "stderr", "__BACKEND_INPUT_FILES__.json", "collector_config.json",
@@ -56,10 +56,10 @@ def test_the_collector_step_ran_as_cafs_does_before_the_algorithms(tmp_path, cap
         assert (subjob / "__BACKEND_CMD_EXIT_STATUS__").read_text().strip() == "0"
         assert "basf2" in (subjob / "submit.sh").read_text() and "b2setup" in (subjob / "submit.sh").read_text()
     runs = json.loads((collector.parent.parent / "collector_input" / "default" / "collector_job.json").read_text())
-    assert sorted(len(sj["input_files"]) for sj in runs["subjobs"]) == [2, 5, 5]
-    assert f"collector: 3/3 job(s) completed (3 output files in {collector}/<job>/)" in out
-    assert "through 3 collector job(s)" in out and "collector step" in out
-    assert "  collector: 3/3 jobs done" in out  # the live view's line, as plain text off a terminal
+    assert sorted(len(sj["input_files"]) for sj in runs["subjobs"]) == [2, 10]
+    assert f"collector: 2/2 job(s) completed (2 output files in {collector}/<job>/)" in out
+    assert "through 2 collector job(s)" in out and "collector step" in out
+    assert "  collector: 2/2 jobs done" in out  # the live view's line, as plain text off a terminal
     if flavour == "cpp":
         from caf_hpc.extras.standins import cpp
 
@@ -226,7 +226,7 @@ def test_demo_on_a_terminal_draws_a_live_table(tmp_path):
         os.close(leader)
     screen = b"".join(chunks).decode(errors="replace")
     assert "algorithm step" in screen and "\x1b[" in screen  # rich's table, drawn with terminal codes
-    assert "2/2 jobs done" in screen  # its collector line: 6 runs, 5 per collector job
+    assert "1/1 jobs done" in screen  # its collector line: 6 runs, one collector job
     assert screen.count("COMPLETED") >= 3 and "final state: COMPLETED" in screen
 
 
