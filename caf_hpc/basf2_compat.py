@@ -3,9 +3,18 @@
 Importing this never needs basf2: when ``basf2`` imports, CAF's own base classes,
 namedtuples and ``B2INFO``/``B2ERROR``/``B2DEBUG`` are used, so results and errors are
 the very types CAF checks; otherwise the stand-ins and the ``caf_hpc`` logger.
+
+A steering script imports CAF's own names from here too, so that it runs unchanged with
+basf2 and without it::
+
+    from caf_hpc.basf2_compat import CAF, Calibration, SimpleRunByRun, register_module
+
+These (``STEERING_NAMES``) are imported on first use only: the runner's processes import
+this module and must not pay for CAF's framework (or ROOT, which basf2's imports).
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import sys
@@ -53,18 +62,35 @@ else:
     log_debug = _logger.debug
     log_warning = _logger.warning
 
-__all__ = ["HAVE_BASF2", "AlgorithmsRunner", "RunnerError", "Backend", "Result", "ExpRun", "IoV", "IoV_Result",
-           "log_info", "log_error", "log_debug", "log_warning"]
+_STANDINS = "caf_hpc.extras.standins"
+#: Names a steering script imports: where basf2 has each, and where the stand-ins have it.
+STEERING_NAMES = {
+    "CAF": ("caf.framework", f"{_STANDINS}.caf"),
+    "Calibration": ("caf.framework", f"{_STANDINS}.framework"),
+    "Collection": ("caf.framework", f"{_STANDINS}.framework"),
+    "Algorithm": ("caf.framework", f"{_STANDINS}.framework"),
+    "LocalDatabase": ("caf.utils", f"{_STANDINS}.framework"),
+    "CentralDatabase": ("caf.utils", f"{_STANDINS}.framework"),
+    "SingleIOV": ("caf.strategies", f"{_STANDINS}.strategies"),
+    "SimpleRunByRun": ("caf.strategies", f"{_STANDINS}.strategies"),
+    "AlgResult": ("caf.utils", f"{_STANDINS}.utils"),
+    "Local": ("caf.backends", f"{_STANDINS}.backends"),
+    # for caf-hpc's collector backend (caf.backends imports ROOT: the runner never imports these)
+    "Backend": ("caf.backends", f"{_STANDINS}.backends"),
+    "Result": ("caf.backends", f"{_STANDINS}.backends"),
+    "register_module": ("basf2", f"{_STANDINS}.collector"),
+    "create_path": ("basf2", f"{_STANDINS}.collector"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """CAF's ``Backend`` and ``Result`` (``caf.backends``), or the stand-ins', imported on first use only:
-    ``caf.backends`` imports ROOT, which the algorithms runner and a strategy's process do not need."""
-    if name in ("Backend", "Result"):
-        if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
-            import caf.backends as backends
-        else:
-            from .extras.standins import backends  # type: ignore[no-redef]
-        return getattr(backends, name)
+    if name in STEERING_NAMES:
+        real, standin = STEERING_NAMES[name]
+        value = getattr(importlib.import_module(real if HAVE_BASF2 else standin), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+__all__ = ["HAVE_BASF2", "STEERING_NAMES", *STEERING_NAMES, "AlgorithmsRunner", "RunnerError", "ExpRun", "IoV",
+           "IoV_Result", "log_info", "log_error", "log_debug", "log_warning"]

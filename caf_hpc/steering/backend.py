@@ -59,9 +59,15 @@ _WAITING_EVERY = 30.0
 class DaskResult(Result):
     """CAF's handle on a (sub)job run by ``DaskBackend``: asking it brings the job's status up to date."""
 
-    def __init__(self, job: Any, tracker: "Tracker") -> None:
+    def __init__(self, job: Any, tracker: "Tracker", unit: Optional["_Unit"] = None) -> None:
         super().__init__(job)
         self.tracker = tracker
+        self._unit = unit
+
+    @property
+    def where(self) -> Optional[protocol.Where]:
+        """Where the (sub)job ran (host, Dask worker, batch job), once it started; None for a parent job."""
+        return self._unit.where if self._unit is not None else None
 
     def ready(self) -> bool:
         self.tracker.refresh()
@@ -225,7 +231,7 @@ class Tracker:
                 unit = self.units[key] = _Unit(job, parent, task)
                 name = f"{label}/{job.id}" if job is not parent else label
                 unit.progress = record.strategy(name, key, Path(job.working_dir, "stdout"))
-                job.result = DaskResult(job, self)
+                job.result = DaskResult(job, self, unit)
                 job.status = "submitted"
                 new.append(unit)
                 self.inbox.watch(key)

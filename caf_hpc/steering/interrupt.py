@@ -162,6 +162,16 @@ def _main_thread_ended() -> None:
     last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
     if not isinstance(last, KeyboardInterrupt):
         return
+    stop_runs()
+
+
+def stop_runs() -> None:
+    """What Ctrl-C of the main thread does to the runs in other threads: each is told to stop, and waited for.
+
+    Called by the hook below when the main thread ended by ``KeyboardInterrupt``; a program
+    that catches the ``KeyboardInterrupt`` itself (``caf-hpc demo``) calls it, since the
+    hook cannot tell then.
+    """
     _interrupted.set()
     with _lock:
         runs = list(_runs)

@@ -53,7 +53,8 @@ def test_image_runs_caf_hpc_and_its_demo(image, tmp_path):
                   "caf-hpc", "demo", "--output", str(tmp_path / "demo"), "--runs", "3", env=env, timeout=180)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "final state: COMPLETED" in demo.stdout
-    assert (tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "outputdb" / "database.txt").exists()
+    assert (tmp_path / "demo" / "demo" / "0" / "algorithm_output" / "outputdb" / "database.txt").exists()
+    assert (tmp_path / "demo" / "demo" / "0" / "collector_output" / "default" / "0" / "CollectorOutput.root").exists()
 
 
 def test_a_second_build_reuses_the_cache(image):

@@ -38,11 +38,28 @@ def site_runner(request, tmp_path_factory):
             assert wait_until_no_jobs(system, job_name) == []
 
 
+def _batch_jobs(report) -> tuple[set, set]:
+    """The batch jobs the collector (sub)jobs ran in, and those the strategies ran in."""
+    from caf_hpc.report import load_records
+
+    collector = {sj.result.where.job_id for job in report.collector_jobs for sj in job.subjobs.values()}
+    records = load_records(report.outcome.output_dir)
+    strategies = {a["job_id"] for r in records for s in r["strategies"] for a in s["attempts"]}
+    return collector, strategies
+
+
 def test_demo_calibration_runs_in_batch_jobs(site_runner, tmp_path):
+    """Both of CAF's steps: the collector jobs (DaskBackend on the runner's cluster), then the algorithms."""
     runner, _ = site_runner
-    report = run_demo(runner, tmp_path / "demo", runs=5)
+    report = run_demo(runner, tmp_path / "demo", runs=5, runs_per_collector_job=5)
     outcome = report.outcome
     assert outcome.final_state == "COMPLETED", outcome.error
+    assert report.state == "completed" and len(report.collector.outputs) == 2  # 10 runs, 5 per collector job
+    collector, strategies = _batch_jobs(report)
+    assert collector and None not in collector and strategies and None not in strategies
+    workers = {w.job_id for w in clusters.client_for(runner.settings()).cluster.workers.values()
+               if getattr(w, "job_id", None)}
+    assert collector | strategies <= workers, (collector, strategies, workers)  # the same two jobs for both
     pedestal_runs = [ExpRun(r.iov.exp_low, r.iov.run_low) for r in outcome.results["PedestalCalibration"]]
     assert pedestal_runs == [ExpRun(e, r) for e in (1, 2) for r in range(1, 6)]  # in order, each once
     assert [len(outcome.results[n]) for n in ("GainCalibration", "TimeOffsetCalibration")] == [1, 1]

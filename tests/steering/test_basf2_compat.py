@@ -22,6 +22,7 @@ FAKE_RELEASE = {
     "caf/backends.py": "class Backend:\n    def __init__(self, *, backend_args=None):\n"
                        "        self.backend_args = dict(backend_args or {})\n"
                        "class Result:\n    def __init__(self, job):\n        self.job = job\n",
+    "caf/framework.py": "class CAF:\n    pass\nclass Calibration:\n    pass\n",
 }
 
 
@@ -51,3 +52,23 @@ def test_real_caf_classes_and_b2_logging_are_used_when_basf2_imports(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert done.stdout.split() == ["True", "True", "True", "False", "True"], done.stderr
+
+
+def test_a_steering_script_gets_cafs_own_names_with_basf2_and_the_stand_ins_without(tmp_path):
+    for path, text in FAKE_RELEASE.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    code = textwrap.dedent("""
+        import sys
+        from caf_hpc import basf2_compat
+        import caf_hpc.steering.runner
+        print("caf.framework" in sys.modules or "caf_hpc.extras.standins.caf" in sys.modules)  # not before use
+        from caf_hpc.basf2_compat import CAF, Calibration
+        print(CAF.__module__, Calibration.__module__)
+    """)
+    with_basf2 = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                                env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert with_basf2.stdout.split() == ["False", "caf.framework", "caf.framework"], with_basf2.stderr
+    without = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert without.stdout.split() == ["False", "caf_hpc.extras.standins.caf", "caf_hpc.extras.standins.framework"], \
+        without.stderr

@@ -11,9 +11,11 @@ from .algorithms import ALGORITHM_NAMES
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="run a demo calibration (pedestal -> gain -> time offset) through the runner",
-        description="Simulates 2 experiments x 20 runs of detector hits, then runs three dependent "
-                    "calibration algorithms through DaskAlgorithmsRunner exactly as CAF would, and "
-                    "prints the IoVs and result codes, the logs, the output database and the wall time.")
+        description="Simulates 2 experiments x 20 runs of detector hits (a raw hit file per run), then runs "
+                    "the calibration as CAF would: collector jobs on the cluster (DaskBackend) turn the raw "
+                    "files into collector output, then three dependent algorithms run through "
+                    "DaskAlgorithmsRunner on the same cluster. Prints the collector jobs, the IoVs and result "
+                    "codes, the logs, the output database and the wall time.")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--site", help="site config name or YAML file (default: the local Dask cluster)")
     target.add_argument("--address", help="address of a running Dask scheduler, e.g. tcp://host:8786")
@@ -42,7 +44,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ...steering.progress import add_listener
     from ...steering.settings import value_problem
     from .display import RunDisplay
-    from .run import choose_flavour, flavour_settings, format_report, run_demo
+    from .run import choose_flavour, collector_progress, flavour_settings, format_report, run_demo
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -67,15 +69,36 @@ def _demo(args: argparse.Namespace) -> int:
     with lock:
         print(f"caf-hpc demo: simulating and calibrating on {target} with the {flavour} algorithms "
               f"(output in {args.output}) ...", flush=True)
-        with RunDisplay(list(ALGORITHM_NAMES)) as display:  # a live table on a terminal, else plain lines
+        watched: list = []
+        display = RunDisplay(list(ALGORITHM_NAMES),
+                             collector=lambda: collector_progress(watched[0]) if watched else None)
+        with display:  # a live table on a terminal, else plain lines
             stop = add_listener(display.update)
             try:
                 report = run_demo(runner, args.output, seed=args.seed, runs=args.runs, fail=args.fail,
-                                  flavour=flavour)
+                                  flavour=flavour, watch=watched.append)
+            except KeyboardInterrupt:
+                _stop_calibration(watched)
+                raise
             finally:
                 stop()
     print(format_report(report, target))
     return 0 if report.succeeded else 1
+
+
+def _stop_calibration(watched: list) -> None:
+    """Ctrl-C: CAF's calibration thread goes on, in its runner or collector jobs; stop them and wait for it.
+
+    The demo says "interrupted" itself, so the stopped runner's and jobs' own messages are not shown.
+    """
+    from ...steering import interrupt
+
+    for name in ("caf_hpc", "caf"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    interrupt.stop_runs()
+    for calibration in watched:
+        if calibration.is_alive():
+            calibration.join(timeout=interrupt.STOP_WAIT)
 
 
 def _check_output(output: Path, error: type) -> None:

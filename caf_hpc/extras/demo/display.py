@@ -1,14 +1,17 @@
 """The demo's view of its run while it goes: a live table on a terminal, plain lines otherwise.
 
-Fed by the runner's progress listener (``caf_hpc.steering.progress.add_listener``): every
-change of the run record redraws the table (rich), or prints what changed, one line each.
+The algorithm step is fed by the runner's progress listener
+(``caf_hpc.steering.progress.add_listener``): every change of the run record redraws the
+table (rich), or prints what changed, one line each. The collector step has a line of its
+own, "n/m jobs done", read from the collector Jobs (``collector``) a few times a second.
 """
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 #: What an attempt's outcome shows as.
 _STATES = {"running": "running", "lost": "lost (retried)", "ended": "ended"}
@@ -37,13 +40,22 @@ def _status(strategy: dict) -> tuple:
 class RunDisplay:
     """Use as a context manager around the run; ``self.update`` is the progress listener."""
 
-    def __init__(self, names: list, stream: Any = None) -> None:
+    #: How often the collector line is looked at.
+    TICK = 0.25
+
+    def __init__(self, names: list, stream: Any = None,
+                 collector: Optional[Callable[[], Optional[tuple]]] = None) -> None:
         self.names = names
         self.stream = stream or sys.stdout
+        self.collector = collector   # () -> (finished, running, total) or None
         self.live: Any = None
         self.handlers: list = []  # (log handler, the stream it wrote to before the live display)
         self.said: dict = {}
         self.record: Optional[dict] = None
+        self._collector_said: Optional[str] = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: Optional[threading.Thread] = None
 
     def __enter__(self) -> "RunDisplay":
         if self.stream.isatty():
@@ -51,14 +63,22 @@ class RunDisplay:
             from rich.live import Live
 
             terminal = (sys.stdout, sys.stderr)
-            self.live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=4, transient=False)
+            self.live = Live(get_renderable=self._table, console=Console(file=self.stream), refresh_per_second=4,
+                             transient=False)
             self.live.__enter__()
             self._log_through_live(terminal)
+        elif self.collector is not None:
+            self._ticker = threading.Thread(target=self._tick, name="demo-display", daemon=True)
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2)
+            self._say_collector()
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
             for handler, stream in self.handlers:
                 handler.setStream(stream)
             self.live.__exit__(*exc)
@@ -72,13 +92,37 @@ class RunDisplay:
                 proxy = sys.stdout if handler.stream is terminal[0] else sys.stderr
                 self.handlers.append((handler, handler.setStream(proxy)))
 
+    def _collector_text(self) -> Optional[str]:
+        try:
+            progress = self.collector() if self.collector is not None else None
+        except Exception:  # a Job being changed by the calibration's thread: look again at the next tick
+            return None
+        if progress is None:
+            return None
+        finished, running, total = progress
+        return f"{finished}/{total} jobs done" + (f", {running} running" if running else "")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.TICK):
+            self._say_collector()
+
+    def _say_collector(self) -> None:
+        text = self._collector_text()
+        with self._lock:
+            if text is not None and text != self._collector_said:
+                self._collector_said = text
+                print(f"  collector: {text}", file=self.stream, flush=True)
+
     def update(self, record: dict) -> None:
+        if record.get("kind") == "collector":
+            return  # the collector jobs' own records: their progress is the collector line
         if self.record is None and record.get("dashboard"):
             self._say(f"  Dask dashboard: {record['dashboard']}")
         self.record = record
         if self.live is not None:
-            self.live.update(self._table())
+            self.live.refresh()
             return
+        self._say_collector()  # the collector's last state before the algorithms' lines
         for strategy in record["strategies"]:
             state, where, results, seconds = _status(strategy)
             if self.said.get(strategy["algorithm"]) != (state, where):
@@ -100,9 +144,12 @@ class RunDisplay:
     def _table(self) -> Any:
         from rich.table import Table
 
-        table = Table(title="algorithm step", title_justify="left")
+        table = Table(title="collector step, then algorithm step", title_justify="left")
         for column in ("algorithm", "state", "where", "results", "s"):
             table.add_column(column, justify="right" if column in ("results", "s") else "left")
+        collector = self._collector_text()
+        if collector is not None:
+            table.add_row("collector", f"[cyan]{collector}[/cyan]", "", "", "")
         strategies = {s["algorithm"]: s for s in (self.record or {}).get("strategies", [])}
         colours = {"COMPLETED": "green", "FAILED": "red", "running": "cyan"}
         for name in self.names:

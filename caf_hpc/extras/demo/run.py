@@ -1,25 +1,42 @@
-"""The demo calibration end to end: simulate collector output, run the three algorithms
-through a runner exactly as CAF would, and report what came out."""
+"""The demo calibration end to end, as CAF runs one: raw hit files per run, collector jobs on the cluster
+turning them into collector output, then the three algorithms through the runner; and what came out.
+
+It goes through the stand-in of CAF's framework (``standins.caf.CAF``, ``Calibration``), with
+the collector jobs on ``DaskBackend`` and the algorithms on the runner, both on one cluster,
+and a stand-in basf2 release (``b2setup``, ``basf2``) for the collector jobs to set up.
+"""
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
-from ..standins import cpp
-from ..standins.driver import IterationOutcome, run_algorithms
+from ..standins import collection, cpp, release
+from ..standins.caf import CAF
+from ..standins.collection import CollectorOutcome
+from ..standins.collector import register_module
+from ..standins.driver import IterationOutcome
+from ..standins.framework import Calibration
 from ..standins.utils import AlgResult
 from . import algorithms as python_algorithms
 from .algorithms import ALGORITHM_NAMES, check_against_truth
+from .collector import COLLECTOR, OUTPUT_PATTERNS
 from .simulate import TRUTH_FILENAME, simulate
 
 CALIBRATION_NAME = "demo"
 #: The demo's two sets of algorithms: C++ through ROOT, or pure Python.
 FLAVOURS = ("cpp", "python")
+#: Runs (raw hit files) per collector job: 4 jobs for the demo's 40 runs, two per worker on 2 cores.
+RUNS_PER_COLLECTOR_JOB = 10
+#: CAF's own heartbeats, made shorter as a steering script may (``caf.heartbeat``, ``cal.heartbeat``: 5 s and 3 s).
+#: CAF's hard-coded 5 s wait for its collector jobs to be submitted stays.
+HEARTBEAT = 1.0
 
 
 def choose_flavour(requested: str = "auto") -> str:
@@ -53,17 +70,21 @@ def describe_flavour(flavour: str) -> str:
 
 @dataclass
 class DemoReport:
-    outcome: IterationOutcome
-    input_files: list
+    outcome: IterationOutcome         # the algorithm step of the last iteration
+    input_files: list                 # the raw hit files, one per run
     truth_file: Path
-    wall_time: float
+    wall_time: float                  # the whole calibration, CAF.run() from start to end
     residuals: dict
     flavour: str = "python"
-    page: Optional[Path] = None  # the HTML report (caf-hpc report)
+    page: Optional[Path] = None       # the HTML report (caf-hpc report)
+    state: str = "completed"          # the calibration's final state in CAF
+    collector: Optional[CollectorOutcome] = None
+    collector_jobs: list = field(default_factory=list)   # the last iteration's collector Jobs
+    timings: dict = field(default_factory=dict)           # step -> (start, end), time.time()
 
     @property
     def succeeded(self) -> bool:
-        return not self.outcome.failed
+        return self.state == "completed" and not self.outcome.failed
 
     @property
     def database_dir(self) -> Path:
@@ -72,31 +93,101 @@ class DemoReport:
     def log_file(self, algorithm: str) -> Path:
         return self.outcome.output_dir / f"{algorithm}_stdout"
 
+    def step_time(self, step: str) -> Optional[float]:
+        start, end = self.timings.get(step, (None, None))
+        return None if start is None or end is None else end - start
 
-def run_demo(runner_class: type, output_dir: Path, *, seed: int = 2024, experiments: Sequence[int] = (1, 2),
-             runs: int = 20, fail: Optional[str] = None, flavour: str = "python") -> DemoReport:
-    """Simulates the data, runs one CAF iteration of the three algorithms, checks the payloads.
 
-    For the ``cpp`` flavour the runner must declare the C++ classes on its workers
-    (``flavour_settings``): the algorithm objects travel to them by value.
+@contextmanager
+def basf2_environment(tools: Path) -> Iterator[None]:
+    """The stand-in release set up in this process as a basf2 setup would leave it; as it was afterwards."""
+    variables = release.environment(tools)
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def collector_progress(calibration: Calibration) -> Optional[tuple]:
+    """(finished, running, total) collector (sub)jobs of the calibration's current iteration, or None before any."""
+    machine = calibration.machine
+    jobs = list(machine.collector_jobs.values()) if machine is not None else []
+    if not jobs or any(job._status == "init" and not job.subjobs for job in jobs):
+        return None  # not submitted yet: its subjobs are made when it is
+    return collection.progress(jobs)
+
+
+def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed: int = 2024,
+             experiments: Sequence[int] = (1, 2), runs: int = 20, fail: Optional[str] = None,
+             flavour: str = "python", runs_per_collector_job: int = RUNS_PER_COLLECTOR_JOB,
+             watch: Optional[Callable[[Calibration], None]] = None) -> DemoReport:
+    """Simulates raw hit files, runs the calibration through CAF, checks the payloads against the truth.
+
+    The collector jobs run on ``backend``, by default a ``DaskBackend`` on the runner's own
+    cluster (its settings). For the ``cpp`` flavour the runner must declare the C++ classes
+    on its workers (``flavour_settings``): the algorithm objects travel to them by value.
+    ``watch(calibration)`` is called before CAF runs it (the live display follows it).
     """
     if flavour == "cpp":
         from . import cpp_algorithms as chosen
     else:
         chosen = python_algorithms  # type: ignore[assignment]
-    algorithms = chosen.make_algorithms(fail=fail)
+    wrapped = chosen.make_algorithms(fail=fail)
     output_dir = Path(output_dir).resolve()
-    collector_dir = output_dir / "collector"
-    if collector_dir.exists():
-        shutil.rmtree(collector_dir)
-    files = simulate(collector_dir, seed=seed, experiments=experiments, runs_per_experiment=runs,
-                     output_format="root" if flavour == "cpp" else "json")
-    started = time.monotonic()
-    outcome = run_algorithms(runner_class, CALIBRATION_NAME, algorithms, files, output_dir / "calibration")
-    wall = time.monotonic() - started
-    residuals = check_against_truth(outcome.output_dir / "outputdb", collector_dir / TRUTH_FILENAME)
-    report = DemoReport(outcome, files, collector_dir / TRUTH_FILENAME, wall, residuals, flavour)
-    report.page = write_report_page(output_dir, collector_dir / TRUTH_FILENAME)
+    raw_dir = output_dir / "raw"
+    # CAF's output_dir is the demo's: a batch site's containers bind the directory CAF works in, and the
+    # collector jobs need the raw files and the release beside it (calibration/, collector/: earlier layouts)
+    for name in ("raw", CALIBRATION_NAME, "basf2", "calibration", "collector"):
+        if (output_dir / name).exists():
+            shutil.rmtree(output_dir / name)
+    files = simulate(raw_dir, seed=seed, experiments=experiments, runs_per_experiment=runs, output_format="raw")
+    output_format = "root" if flavour == "cpp" else "json"
+    if backend is None:
+        from ...steering.backend import DaskBackend
+
+        backend = DaskBackend(settings=getattr(runner_class, "overrides", {}))
+    with basf2_environment(release.make_tools(output_dir / "basf2")):
+        calibration = Calibration(CALIBRATION_NAME, collector=register_module(COLLECTOR, output_format=output_format),
+                                  algorithms=[a.algorithm for a in wrapped], input_files=[str(f) for f in files],
+                                  output_patterns=OUTPUT_PATTERNS[output_format],
+                                  max_files_per_collector_job=runs_per_collector_job)
+        for algorithm, chosen_one in zip(calibration.algorithms, wrapped):
+            algorithm.strategy = chosen_one.strategy
+        calibration.algorithms_runner = runner_class
+        calibration.backend = backend
+        calibration.heartbeat = HEARTBEAT
+        caf = CAF()
+        caf.add_calibration(calibration)
+        caf.output_dir = output_dir
+        caf.heartbeat = HEARTBEAT
+        if watch is not None:
+            watch(calibration)
+        started = time.monotonic()
+        caf.run()
+        wall = time.monotonic() - started
+    return _report(calibration, files, raw_dir / TRUTH_FILENAME, wall, flavour, output_dir)
+
+
+def _report(calibration: Calibration, files: list, truth_file: Path, wall: float, flavour: str,
+            output_dir: Path) -> DemoReport:
+    machine = calibration.machine
+    iteration = machine.iteration if machine is not None else 0
+    outcome = machine.outcomes[-1] if machine is not None and machine.outcomes else IterationOutcome(
+        iteration, {}, None, RuntimeError(f"the collector step {calibration.state}: no algorithm ran"),
+        output_dir / calibration.name / str(iteration) / "algorithm_output")
+    residuals = check_against_truth(outcome.output_dir / "outputdb", truth_file)
+    report = DemoReport(outcome, files, truth_file, wall, residuals, flavour, state=calibration.state)
+    if machine is not None:
+        report.collector = machine.collector_outcomes.get(iteration)
+        report.collector_jobs = list(machine.collector_jobs.values())
+        report.timings = machine.timings.get(iteration, {})
+    report.page = write_report_page(output_dir, truth_file)
     return report
 
 
@@ -161,22 +252,49 @@ def result_rows(results: list) -> list[tuple[str, str]]:
 _UNITS = {"Pedestals": "ADC", "Gains": "ADC/keV", "TimeOffsets": "ns"}
 
 
+def _collector_lines(report: DemoReport) -> list[str]:
+    units = [u for job in report.collector_jobs for u in (list(job.subjobs.values()) or [job])]
+    if not units:
+        return ["collector: no job was submitted"]
+    completed = sum(1 for u in units if u._status == "completed")
+    where = Path(report.collector_jobs[0].output_dir)
+    outputs = len(report.collector.outputs) if report.collector is not None else 0
+    lines = [f"collector: {completed}/{len(units)} job(s) completed ({outputs} output files in {where}/<job>/)"]
+    ran = [w for w in (getattr(u.result, "where", None) for u in units) if w is not None]
+    batch_jobs = sorted({w.job_id for w in ran if w.job_id}, key=lambda j: (len(j), j))
+    if batch_jobs:
+        lines.append(f"  ran in batch job(s) {', '.join(batch_jobs)}")
+    elif ran:
+        lines.append(f"  ran on {', '.join(sorted({w.host for w in ran}))}")
+    failed = [unit for unit in units if unit._status == "failed"]
+    for unit in failed:
+        lines.append(f"  failed: {unit.name}, log {Path(unit.working_dir, 'stderr')}")
+    if failed:
+        stderr = Path(failed[0].working_dir, "stderr")
+        last = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()][-1:] \
+            if stderr.exists() else []
+        lines.append(f"  the first one's last line: {last[0] if last else '(its stderr is empty)'}")
+    return lines
+
+
 def format_report(report: DemoReport, target: str) -> str:
     outcome = report.outcome
-    lines = [f"caf-hpc demo on {target}: {len(report.input_files)} collector files, "
-             f"{len(ALGORITHM_NAMES)} algorithms in order",
-             f"flavour: {describe_flavour(report.flavour)}", ""]
+    jobs = sum(len(job.subjobs) or 1 for job in report.collector_jobs)
+    lines = [f"caf-hpc demo on {target}: {len(report.input_files)} raw hit files (one per run) through "
+             f"{jobs} collector job(s), then {len(ALGORITHM_NAMES)} algorithms in order",
+             f"flavour: {describe_flavour(report.flavour)}", "", *_collector_lines(report), ""]
     width = max(len(n) for n in ALGORITHM_NAMES)
     lines.append(f"{'algorithm':<{width}}  {'IoV':<52}  result")
     lines.append(f"{'-' * width}  {'-' * 52}  {'-' * 18}")
     for name in ALGORITHM_NAMES:
         if name not in outcome.results:
-            lines.append(f"{name:<{width}}  {'(not run: an earlier algorithm failed)':<52}  -")
+            why = "an earlier algorithm failed" if outcome.results else "the collector step failed"
+            lines.append(f"{name:<{width}}  {f'(not run: {why})':<52}  -")
             continue
         rows = result_rows(outcome.results[name]) or [("(no result sent)", "-")]
         for i, (iov, code) in enumerate(rows):
             lines.append(f"{name if i == 0 else '':<{width}}  {iov:<52}  {code}")
-    lines += ["", f"final state: {outcome.final_state}"]
+    lines += ["", f"final state: {outcome.final_state}  (calibration: {report.state})"]
     if outcome.error is not None:
         lines.append(f"error: {outcome.error}")
     logs = [f"  {name:<{width}}  {report.log_file(name)}" for name in ALGORITHM_NAMES
@@ -190,7 +308,9 @@ def format_report(report: DemoReport, target: str) -> str:
         for payload, worst in report.residuals.items():
             shown = "missing" if worst is None else f"{worst:.4g} {_UNITS.get(payload, '')}"
             lines.append(f"  {payload:<12} {shown}")
-    lines += ["", f"wall time of the algorithm step: {report.wall_time:.2f} s"]
+    steps = [f"{label} {seconds:.2f} s" for label, seconds in (("collector step", report.step_time("collector")),
+             ("algorithm step", report.step_time("algorithms"))) if seconds is not None]
+    lines += ["", f"wall time: {', '.join(steps + [f'whole calibration {report.wall_time:.2f} s'])}"]
     if report.page is not None:
         lines.append(f"report (timeline, constants against run): {report.page}")
     elif _without_bokeh():

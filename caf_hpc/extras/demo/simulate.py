@@ -1,10 +1,12 @@
-"""Simulated collector output for the demo calibration, with the truth to check it against.
+"""Simulated detector data for the demo calibration, with the truth to check it against.
 
-Real collector output needs basf2 and detector data; this writes the same kind of input
-(one file per group of runs, as several collector jobs would) from a seed, so a demo or a
-test gets identical data every time, in about a second and a few MB at most. The files
-are JSON for the Python algorithms, or ROOT files laid out as CAF's collectors write them
-(``output_format="root"``) for the C++ ones.
+From a seed, so that a demo or a test gets identical data every time, in about a second
+and a few MB at most. ``output_format="raw"`` writes what a collector job reads: raw hit
+files, one per run (JSON: ``{"exp", "run", "pedestal_events", "signal_hits"}``), which the
+demo's collector (``collector.collect``) turns into collector output. ``"json"`` and
+``"root"`` write collector output directly (one file per group of runs, as several
+collector jobs would): JSON for the Python algorithms, or ROOT files laid out as CAF's
+collectors write them for the C++ ones.
 
 The toy detector: each channel has a pedestal (ADC offset; different in each experiment
 and drifting slowly from run to run), a gain (ADC/keV) and a time offset (ns). Each run
@@ -48,13 +50,16 @@ def simulate(output_dir: Union[str, Path], *, seed: int = 2024,
 
     Runs are numbered from 1 in every experiment. Runs listed in ``short_runs`` (as
     ``(exp, run)``) get only 5 pedestal events, to show a run without enough data.
+    With ``output_format="raw"`` there is one file per run (``runs_per_file`` does not apply).
     """
     if output_format == "root":
         from .cpp_algorithms import write_collector_output as write
     elif output_format == "json":
         write = write_collector_output
+    elif output_format == "raw":
+        write = _write_raw
     else:
-        raise ValueError(f"output_format={output_format!r}: allowed are 'json' and 'root'")
+        raise ValueError(f"output_format={output_format!r}: allowed are 'raw', 'json' and 'root'")
     rng = random.Random(seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,13 +90,27 @@ def simulate(output_dir: Union[str, Path], *, seed: int = 2024,
                     for _ in range(n_ped)]
                 objects[SIGNAL_HITS][er] = [_signal_hit(rng, er, peds, noise, gains, offsets)
                                             for _ in range(signal_events)]
-            name = f"collector_output_e{exp}_r{group[0].run}-{group[-1].run}.{output_format}"
-            files.append(write(out / name, objects))
+            if output_format == "raw":
+                files.extend(_write_raw(out, objects))
+            else:
+                name = f"collector_output_e{exp}_r{group[0].run}-{group[-1].run}.{output_format}"
+                files.append(write(out / name, objects))
 
     truth = {"seed": seed, "channels": channels, "experiments": list(experiments),
              "source_energy_kev": SOURCE_ENERGY_KEV, "noise_adc": noise,
              "Pedestals": true_pedestals, "Gains": gains, "TimeOffsets": offsets}
     (out / TRUTH_FILENAME).write_text(json.dumps(truth, indent=1))
+    return files
+
+
+def _write_raw(directory: Path, objects: dict[str, dict[ExpRun, list]]) -> list[Path]:
+    """One raw hit file per run of ``objects``."""
+    files = []
+    for exprun in objects[PEDESTAL_EVENTS]:
+        path = directory / f"raw_e{exprun.exp}_r{exprun.run:04d}.json"
+        path.write_text(json.dumps({"exp": exprun.exp, "run": exprun.run,
+                                    **{name: per_run[exprun] for name, per_run in objects.items()}}))
+        files.append(path)
     return files
 
 

@@ -13,6 +13,9 @@ then drives a backend with it exactly as CAF's framework does:
 * when every job is ready: completed if every one is, else failed; then each subjob's
   ``output_dir`` is globbed for its ``output_patterns``, and a subjob without a match
   ends the calibration thread as CAF's does (CAF's state machine then raises).
+
+The stand-in of CAF's framework (``caf.py``, ``machine.py``) uses the same pieces
+(``wait_until_submitted``, ``follow``), with the submission in its own main loop.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
+from urllib.parse import urlparse
 
 from .backends import Job, MaxFilesSplitter, MaxSubjobsSplitter, exit_statuses
 from .collector import OUTPUT_FILE, RUN_COLLECTOR_PATH, CollectorPath, write_path
@@ -38,10 +42,18 @@ FULL_UPDATE_INTERVAL = 30.0
 
 
 def collector_job(calibration: str, collection: str, iteration: int, root_dir: Any, input_files: Sequence,
-                  path: CollectorPath, *, database_chain: Sequence = (), max_files_per_collector_job: Optional[int]
-                  = None, max_collector_jobs: int = 1000, backend_args: Optional[dict] = None,
-                  pre_collector_path: Optional[CollectorPath] = None) -> Job:
-    """The collector Job CAF submits for one collection of one calibration's iteration."""
+                  path: CollectorPath, *, database_chain: Sequence = (), dependent_databases: Sequence = (),
+                  max_files_per_collector_job: Optional[int] = None, max_collector_jobs: Optional[int] = 1000,
+                  backend_args: Optional[dict] = None, pre_collector_path: Optional[CollectorPath] = None,
+                  output_patterns: Sequence = (OUTPUT_FILE,), path_name: str = "Collector.path") -> Job:
+    """The collector Job CAF submits for one collection of one calibration's iteration.
+
+    ``database_chain`` holds the collection's ``LocalDatabase``/``CentralDatabase`` objects (or
+    plain strings), ``dependent_databases`` the ``(database.txt, payload dir)`` pairs CAF adds
+    after them (each dependency's outputdb, then the previous iteration's); both land in
+    ``collector_config.json`` as CAF writes it. With neither ``max_files_per_collector_job``
+    nor ``max_collector_jobs`` the job has no splitter: one job, no subjobs.
+    """
     job = Job(f"{calibration}_{collection}_Iteration_{iteration}")
     base = Path(root_dir).absolute() / calibration / str(iteration)
     job.output_dir = job.working_dir = base / "collector_output" / collection
@@ -49,24 +61,48 @@ def collector_job(calibration: str, collection: str, iteration: int, root_dir: A
         shutil.rmtree(job.working_dir)
     sandbox = base / "collector_input" / collection
     sandbox.mkdir(parents=True, exist_ok=True)
-    files = [RUN_COLLECTOR_PATH, write_path(path, sandbox / "Collector.path")]
+    files = [RUN_COLLECTOR_PATH, write_path(path, sandbox / path_name)]
     if pre_collector_path is not None:
         files.append(write_path(pre_collector_path, sandbox / "pre_collector.path"))
     config = sandbox / "collector_config.json"
-    config.write_text(json.dumps({"database_chain": [list(map(str, entry)) if isinstance(entry, (list, tuple))
-                                                     else str(entry) for entry in database_chain]}))
+    chain = [_chain_entry(database) for database in database_chain]
+    chain += [("local", (str(database_txt), str(payload_dir))) for database_txt, payload_dir in dependent_databases]
+    config.write_text(json.dumps({"database_chain": chain}, indent=2))
     files.append(config)
     job.input_sandbox_files = files
     job.cmd = ["basf2", "run_collector_path.py", "--job-information job_info.json"]
     job.append_current_basf2_setup_cmds()
-    job.input_files = list({Path(f).absolute().as_uri() for f in input_files})  # a set, as CAF's: order varies
+    job.input_files = list({_uri(f) for f in input_files})  # a set, as CAF's: the order varies
     if max_files_per_collector_job:
         job.splitter = MaxFilesSplitter(max_files_per_subjob=max_files_per_collector_job)
-    else:
+    elif max_collector_jobs:
         job.splitter = MaxSubjobsSplitter(max_subjobs=max_collector_jobs)
     job.backend_args = dict(backend_args or {})
-    job.output_patterns = [OUTPUT_FILE]
+    job.output_patterns = list(output_patterns)
     return job
+
+
+def _chain_entry(database: Any) -> Any:
+    """One database of a chain as CAF writes it into ``collector_config.json``."""
+    kind = getattr(database, "db_type", None)
+    if kind == "local":
+        return ("local", (Path(database.filepath).as_posix(), Path(database.payload_dir).as_posix()))
+    if kind == "central":
+        return ("central", database.global_tag)
+    if isinstance(database, (list, tuple)):
+        return [str(entry) for entry in database]
+    return str(database)
+
+
+def _uri(name: Any) -> str:
+    """A local path or ``file://`` URI as an absolute ``file://`` URI; any other URI as it is."""
+    text = str(name)
+    scheme = urlparse(text).scheme
+    if scheme == "file":
+        return Path(urlparse(text).path).absolute().as_uri()
+    if scheme and len(scheme) > 1:  # root://, http://, ... (a one-letter scheme is a Windows drive)
+        return text
+    return Path(text).absolute().as_uri()
 
 
 @dataclass
@@ -112,23 +148,44 @@ def _follow(jobs: Sequence[Job], heartbeat: float, full_update_interval: float, 
 
 def _poll(jobs: Sequence[Job], heartbeat: float, full_update_interval: float, init_check: float,
           timeout: Optional[float]) -> CollectorOutcome:
-    started = time.monotonic()
-    deadline = started + timeout if timeout else None
+    queued = time.monotonic()
+    wait_until_submitted(jobs, init_check)
+    return follow(jobs, heartbeat=heartbeat, full_update_interval=full_update_interval, timeout=timeout,
+                  last_update=queued)
+
+
+def wait_until_submitted(jobs: Sequence[Job], init_check: float = INIT_CHECK) -> None:
+    """CAF's ``_dump_job_config``: every ``init_check`` s, is any job still ``init``? Then ``collector_job.json``."""
     while any(unit.status == "init" for job in jobs for unit in _units(job)):
+        B2.debug("Some Collector Jobs still in 'init' state. Waiting...")
         time.sleep(init_check)
     for job in jobs:  # beside the sandbox: <cal>/<iteration>/collector_input/<collection>/
         sandbox = Path(job.working_dir).parent.parent / "collector_input" / Path(job.working_dir).name
         sandbox.mkdir(parents=True, exist_ok=True)
         job.dump_to_json(sandbox / "collector_job.json")
+
+
+def follow(jobs: Sequence[Job], *, heartbeat: float = HEARTBEAT, full_update_interval: float = FULL_UPDATE_INTERVAL,
+           timeout: Optional[float] = None, last_update: Optional[float] = None,
+           label: str = "") -> CollectorOutcome:
+    """CAF's ``_poll_collector``: ``ready()`` every ``heartbeat`` s, a full update every ``full_update_interval`` s.
+
+    ``last_update`` (``time.monotonic()``) is when the jobs were queued, from which CAF
+    counts to its first full update. When every job is ready, the step completed if every
+    job did, else failed; a completed step's outputs are globbed per (sub)job, and those
+    without any are listed in ``missing`` (CAF's ``MachineError``).
+    """
+    started = time.monotonic()
+    deadline = started + timeout if timeout else None
     result = CollectorOutcome("running")
-    last_update = started
+    last_update = started if last_update is None else last_update
     while True:
         if time.monotonic() - last_update > full_update_interval:
             for job in jobs:
                 job.update_status()
             finished = sum(1 for job in jobs for unit in _units(job) if unit.status in exit_statuses)
             total = sum(len(_units(job)) for job in jobs)
-            B2.info("%d/%d Collector SubJobs finished", finished, total)
+            B2.info("%d/%d Collector SubJobs finished%s", finished, total, label)
             result.full_updates += 1
             last_update = time.monotonic()
         result.ready_calls += len(jobs)
@@ -148,3 +205,11 @@ def _poll(jobs: Sequence[Job], heartbeat: float, full_update_interval: float, in
                 if not found:
                     result.missing.append(unit.name)
     return result
+
+
+def progress(jobs: Sequence[Job]) -> tuple[int, int, int]:
+    """(finished, running, total) (sub)jobs, read without changing any status: for a display in another thread."""
+    units = [unit for job in jobs for unit in _units(job)]
+    finished = sum(1 for unit in units if unit._status in exit_statuses)
+    running = sum(1 for unit in units if unit._status == "running")
+    return finished, running, len(units)

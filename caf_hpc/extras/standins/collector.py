@@ -26,15 +26,49 @@ PRE_COLLECTOR_PATH = "pre_collector.path"
 RUN_COLLECTOR_PATH = Path(__file__).with_name("run_collector_path.py")
 
 
+class Module:
+    """A collector module: a function ``"package.module:function"`` and its parameters (basf2's ``register_module``).
+
+    As a basf2 module, it has a ``name()`` (CAF names the job's path file after it) and
+    parameters set with ``param``.
+    """
+
+    def __init__(self, function: str, **params: Any) -> None:
+        resolve_name(function)  # a typo shows when the module is made, not in a thousand jobs
+        self.function = function
+        self.params = dict(params)
+        self._name = function.rpartition(":")[2]
+
+    def name(self) -> str:
+        return self._name
+
+    def set_name(self, name: str) -> None:
+        self._name = name
+
+    def param(self, key: str, value: Any) -> None:
+        self.params[key] = value
+
+    def __repr__(self) -> str:
+        return f"Module({self.function!r}, {self.params!r})"
+
+
+def register_module(function: str, **params: Any) -> Module:
+    """basf2's ``register_module`` for a stand-in collector function ``"package.module:function"``."""
+    return Module(function, **params)
+
+
 class CollectorPath:
     """A basf2 path of collector functions (``"package.module:function"`` and their parameters)."""
 
     def __init__(self) -> None:
         self.modules: list = []
 
-    def add_module(self, function: str, **params: Any) -> "CollectorPath":
-        resolve_name(function)  # a typo shows when the path is built, not in a thousand jobs
-        self.modules.append((function, params))
+    def add_module(self, module: Union[str, Module], **params: Any) -> "CollectorPath":
+        if isinstance(module, Module):
+            self.modules.append((module.function, {**module.params, **params}))
+            return self
+        resolve_name(module)  # a typo shows when the path is built, not in a thousand jobs
+        self.modules.append((module, params))
         return self
 
     def add_path(self, other: "CollectorPath") -> None:

@@ -1,5 +1,8 @@
-"""`caf-hpc demo`, the main job: a real calibration on the local default, and fail-fast, in both flavours."""
+"""`caf-hpc demo`, the main job: a real calibration (collector jobs, then algorithms) on the local default, and
+fail-fast, in both flavours."""
 from __future__ import annotations
+
+import json
 
 import pytest
 from tests.helpers.processes import ctrl_c_when_ready, left_running, new_mark, stderr_lines
@@ -8,6 +11,8 @@ from tests.helpers.requirements import require_root
 from caf_hpc.cli import main
 
 FLAVOURS = [pytest.param("python"), pytest.param("cpp", marks=pytest.mark.root)]
+#: CAF's layout below the demo's --output (CAF's output_dir): <output>/<calibration>/<iteration>/...
+ITERATION = ("demo", "0")
 
 
 @pytest.fixture(params=FLAVOURS)
@@ -23,14 +28,55 @@ def test_demo_calibrates_three_dependent_algorithms(tmp_path, capsys, flavour):
     assert code == 0, out
     assert "final state: COMPLETED" in out
     assert "(1,1) - (1,6)  6 runs, one IoV each" in out and "0 ok" in out
-    output = tmp_path / "demo" / "calibration" / "0" / "algorithm_output"
+    iteration = tmp_path.joinpath("demo", *ITERATION)
+    output = iteration / "algorithm_output"
     database = output / "outputdb" / "database.txt"
     assert [line.split()[0] for line in database.read_text().splitlines()][-2:] == [
         "dbstore/Gains", "dbstore/TimeOffsets"]
     assert "Pedestals    missing" not in out and "wall time" in out
     suffix = {"cpp": "root", "python": "json"}[flavour]
     assert (output / "outputdb" / f"dbstore_Gains_rev_1.{suffix}").exists()
-    assert all(f.suffix == f".{suffix}" for f in (tmp_path / "demo" / "collector").glob("collector_output_*"))
+    assert (tmp_path / "demo" / "demo" / "outputdb" / "database.txt").exists()  # CAF's final copy
+    assert len(list((tmp_path / "demo" / "raw").glob("raw_e*_r*.json"))) == 12  # a raw hit file per run
+
+
+def test_the_collector_step_ran_as_cafs_does_before_the_algorithms(tmp_path, capsys, flavour):
+    """12 runs, 10 per collector job: 2 subjobs, each leaving CAF's files and its collector output."""
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--runs", "6", "--flavour", flavour]) == 0
+    out = capsys.readouterr().out
+    collector = tmp_path.joinpath("demo", *ITERATION, "collector_output", "default")
+    output = {"cpp": "CollectorOutput.root", "python": "CollectorOutput.json"}[flavour]
+    subjobs = sorted(p.name for p in collector.iterdir() if p.is_dir())
+    assert subjobs == ["0", "1"]
+    for name in subjobs:
+        subjob = collector / name
+        for file in ("submit.sh", "stdout", "stderr", "__BACKEND_INPUT_FILES__.json", "collector_config.json",
+                     "run_collector_path.py", "collect.path", output):
+            assert (subjob / file).exists(), (name, file)
+        assert (subjob / "__BACKEND_CMD_EXIT_STATUS__").read_text().strip() == "0"
+        assert "basf2" in (subjob / "submit.sh").read_text() and "b2setup" in (subjob / "submit.sh").read_text()
+    runs = json.loads((collector.parent.parent / "collector_input" / "default" / "collector_job.json").read_text())
+    assert sorted(len(sj["input_files"]) for sj in runs["subjobs"]) == [2, 10]
+    assert f"collector: 2/2 job(s) completed (2 output files in {collector}/<job>/)" in out
+    assert "through 2 collector job(s)" in out and "collector step" in out
+    assert "  collector: 2/2 jobs done" in out  # the live view's line, as plain text off a terminal
+    if flavour == "cpp":
+        from caf_hpc.extras.standins import cpp
+
+        ROOT = cpp.import_root()
+        handle = ROOT.TFile.Open(str(collector / "0" / output))
+        assert handle.Get("DemoCollector/signal_hits") is not None  # laid out as CAF's collector output
+        handle.Close()
+
+
+def test_the_demo_leaves_the_environment_as_it_found_it(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("BELLE2_TOOLS", raising=False)
+    monkeypatch.setenv("BELLE2_RELEASE", "mine")
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--runs", "1", "--flavour", "python"]) == 0
+    assert "BELLE2_TOOLS" not in os.environ and os.environ["BELLE2_RELEASE"] == "mine"
+    assert os.getcwd() != str(tmp_path / "demo")  # CAF worked there, and came back
 
 
 def test_demo_says_which_flavour_it_ran(tmp_path, capsys, flavour):
@@ -43,7 +89,7 @@ def test_demo_says_which_flavour_it_ran(tmp_path, capsys, flavour):
 def test_cpp_flavour_output_reaches_the_algorithm_logs(tmp_path, capsys, root):
     assert main(["demo", "--output", str(tmp_path / "demo"), "--runs", "3", "--flavour", "cpp"]) == 0
     out = capsys.readouterr().out
-    output = tmp_path / "demo" / "calibration" / "0" / "algorithm_output"
+    output = tmp_path.joinpath("demo", *ITERATION, "algorithm_output")
     gain = (output / "GainCalibration_stdout").read_text()
     assert "GainCalibration: read Pedestals payloads for 6 runs" in gain            # std::cout
     assert "GainCalibration: 16 gains, line resolution" in gain                     # printf
@@ -109,7 +155,7 @@ def test_a_second_demo_in_the_same_directory_is_refused_at_once(tmp_path):
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0 and "final state: COMPLETED" in output
-    database = tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "outputdb" / "database.txt"
+    database = tmp_path.joinpath("demo", *ITERATION, "algorithm_output", "outputdb", "database.txt")
     assert len(database.read_text().splitlines()) == 42  # 40 pedestals, a gain and a time offset: once each
 
 
@@ -139,7 +185,7 @@ def test_ctrl_c_at_a_terminal_is_one_line_exit_130_within_seconds_and_leaves_not
                "--runs", "300", "--workers", "2"]
     demo = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    log = tmp_path / "demo" / "calibration" / "0" / "algorithm_output" / "PedestalCalibration_stdout"
+    log = tmp_path.joinpath("demo", *ITERATION, "algorithm_output", "PedestalCalibration_stdout")
     if moment == "algorithm running":  # the first algorithm's strategy runs on a worker (its 600 runs take seconds)
         ready, line = lambda: log.exists() and log.stat().st_size > 0, " at algorithm PedestalCalibration"
     else:
@@ -233,6 +279,7 @@ def test_demo_on_a_terminal_leaves_one_clean_table_and_the_dashboard_once(tmp_pa
     assert len(rows) == 3 and all("COMPLETED" in row for row in rows), shown
     dashboard = next(i for i, line in enumerate(lines) if "Dask dashboard:" in line)
     assert dashboard < tops[0] and "final state: COMPLETED" in shown
+    assert "collector: 1/1 jobs done" in shown or "1/1 jobs done" in shown, shown  # its collector line
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -249,3 +296,17 @@ def test_the_steering_api_names_the_setting_it_was_given():
 
     with pytest.raises(SettingsError, match=r"^n_workers must be a whole number of at least 1, got 0$"):
         runner_for(n_workers=0)
+
+
+def test_ctrl_c_during_the_collector_step_is_one_line_and_exit_130(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "caf_hpc.cli", "demo", "--output", str(tmp_path / "demo"), "--flavour", "python",
+               "--runs", "20"]
+    demo = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    collector = tmp_path.joinpath("demo", *ITERATION, "collector_output", "default")
+    output, took = interrupt_when_ready(demo, lambda: any(collector.glob("*/stdout")))  # collector jobs run
+    assert demo.returncode == 130 and took < 5, (took, output)
+    assert output.splitlines()[-1].startswith("caf-hpc: interrupted (Ctrl-C)") and "Traceback" not in output, output
+    assert not (collector.parent.parent / "algorithm_output").exists()  # no algorithm started after it
