@@ -111,7 +111,16 @@ class DaskBackend(Backend):
         units = list(job.subjobs.values()) or [job]  # every subjob exists before any leaves init
         for unit in units:
             self._prepare(unit)
-        tracker = self._tracker_for(settings)
+        try:
+            tracker = self._tracker_for(settings)
+        except BaseException as err:  # no cluster (or Ctrl-C while it started)
+            for unit in {*units, job}:  # else CAF's calibration thread waits for them to leave init for ever
+                unit.result = Result(unit)  # ready once failed
+                unit._status = "failed"  # quietly, as in Tracker._fail_unfinished
+            if not isinstance(err, Exception):
+                raise
+            log_error(f"collector {job.name}: its {len(units)} job(s) cannot run: {err}")
+            return  # CAF's collector step fails, and CAF goes on with what does not depend on it
         environment = {} if args.get("environment", "empty") == "empty" else None
         tracker.add(job, units, environment, args.get("max_running"))
 
@@ -446,6 +455,8 @@ class Tracker:
         with self._lock:
             if self.closed:
                 return
+            if interrupt.interrupted() and self._watch.describe():
+                self._watch.stopped()  # the line Ctrl-C prints names the jobs it stopped
             self.closed = True
             self.pending.clear()
             futures = [u.future for u in self.units.values() if u.future is not None and not u.future.done()]
@@ -455,9 +466,25 @@ class Tracker:
                 _wait_for_end(futures)
         except Exception:  # the cluster is gone: its processes went with it
             pass
+        self._fail_unfinished()
         self.inbox.close()
         self._stopped.set()
         self._watch.__exit__(None, None, None)
+
+    def _fail_unfinished(self) -> None:
+        """Every (sub)job not ended is ``failed``, so that CAF's calibration thread, which polls on, sees its
+        collector step end instead of waiting for ever (a program that catches Ctrl-C waits for that thread).
+
+        Set as ``_status``, CAF's own attribute, not through the setter: that logs an error per job,
+        a thousand lines for jobs the user stopped on purpose."""
+        with self._lock:
+            for unit in self.units.values():
+                if unit.job._status not in EXIT_STATUSES:
+                    unit.job._status = "failed"
+                    unit.progress.ended("FAILED", [], None, "cancelled: Ctrl-C or the end of the steering script")
+            for record in self.records.values():
+                if record.data["final_state"] is None:
+                    record.finish("FAILED")
 
 
 class _CollectorWatch(interrupt.Run):

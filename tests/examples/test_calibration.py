@@ -23,7 +23,8 @@ def test_the_example_runs_its_collector_jobs_and_two_algorithms_unchanged(tmp_pa
     results = tmp_path / "out" / "calibration_results" / "ExampleCalibration"
     assert f"ExampleCalibration: completed, payloads in {results / 'outputdb'}" in done.stdout
     collector = results / "0" / "collector_output" / "default"
-    assert sorted(p.name for p in collector.iterdir()) == ["0", "1"]  # 10 runs, 5 per collector job
+    assert sorted(p.name for p in collector.iterdir() if p.is_dir()) == ["0", "1"]  # 10 runs, 5 per collector job
+    assert (collector / "caf-hpc-run.json").exists()  # the collector job's run record
     assert all((collector / job / "CollectorOutput.json").exists() for job in ("0", "1"))
     payloads = [line.split()[0] for line in (results / "outputdb" / "database.txt").read_text().splitlines()]
     assert payloads == ["dbstore/Pedestals"] * 10 + ["dbstore/Gains"]  # run by run, then one for all runs

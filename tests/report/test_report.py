@@ -150,7 +150,7 @@ def test_constants_with_truth_are_drawn_as_residuals_per_channel_experiments_apa
     assert len(lines["xs"]) == 16 * 2  # a line per channel and experiment
     for xs in lines["xs"]:
         assert len({exp for exp, _ in xs}) == 1 and len(xs) == 3  # never joined across experiments
-    database_txt = demo_directory / "calibration" / "0" / "algorithm_output" / "outputdb" / "database.txt"
+    database_txt = demo_directory / "demo" / "0" / "algorithm_output" / "outputdb" / "database.txt"
     truth = json.loads((demo_directory / "truth.json").read_text())["Pedestals"]["pedestal"]
     for xs, ys, channel in zip(lines["xs"], lines["ys"], lines["channel"]):
         for (exp, run), y in zip(xs, ys):

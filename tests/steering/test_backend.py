@@ -299,3 +299,17 @@ def test_jobs_fail_naming_the_cluster_when_no_worker_comes_within_worker_wait(tm
     assert outcome.state == "failed"
     assert f"found no worker to run it within 2 s (worker_wait) on the Dask scheduler at {own_cluster.address}" \
         in caplog.text
+
+
+def test_a_cluster_that_cannot_be_reached_fails_the_collector_step_instead_of_hanging_caf(tmp_path, release,
+                                                                                          caplog):
+    import socket
+
+    with socket.socket() as unused:  # a port nothing listens on: refused at once
+        unused.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{unused.getsockname()[1]}"
+    job = shell_job(tmp_path, "nowhere", "touch CollectorOutput.root", 2)
+    with caplog.at_level(logging.ERROR, logger="caf_hpc"):
+        outcome = _step(backend_for(address=address), [job], timeout=60)
+    assert outcome.state == "failed"
+    assert f"collector nowhere: its 2 job(s) cannot run: cannot reach the Dask scheduler at {address}" in caplog.text

@@ -86,6 +86,10 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if report.succeeded else 1
 
 
+#: How long Ctrl-C waits for CAF's calibration thread (a daemon, as in CAF) once its runs and jobs are stopped.
+_THREAD_WAIT = 1.0
+
+
 def _stop_calibration(watched: list) -> None:
     """Ctrl-C: CAF's calibration thread goes on, in its runner or collector jobs; stop them and wait for it.
 
@@ -96,9 +100,9 @@ def _stop_calibration(watched: list) -> None:
     for name in ("caf_hpc", "caf"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     interrupt.stop_runs()
-    for calibration in watched:
-        if calibration.is_alive():
-            calibration.join(timeout=interrupt.STOP_WAIT)
+    for calibration in watched:  # its runs and jobs are stopped: a moment for its bookkeeping, not CAF's
+        if calibration.is_alive():  # heartbeats (a thread that waits for its jobs to leave init sleeps 5 s)
+            calibration.join(timeout=_THREAD_WAIT)
 
 
 def _check_output(output: Path, error: type) -> None:

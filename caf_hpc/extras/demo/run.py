@@ -163,6 +163,7 @@ def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed:
         calibration.backend = backend
         calibration.heartbeat = HEARTBEAT
         caf = CAF()
+        caf.backend = backend  # else CAF installs its Local backend, whose process pool is then never used
         caf.add_calibration(calibration)
         caf.output_dir = output_dir
         caf.heartbeat = HEARTBEAT
