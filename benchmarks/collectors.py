@@ -19,7 +19,6 @@ writes as its last act: free, and the same for every backend.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +42,8 @@ def sleeping(seconds: float) -> str:
 def basf2_release(root: Path) -> Iterator[Path]:
     """A stand-in basf2 release, set up in this process as ``b2setup`` leaves it (CAF reads it into
     ``setup_cmds``), for as long as the block runs."""
-    tools = release.make_tools(root / "basf2-tools")
-    saved = {name: os.environ.get(name) for name in release.environment(tools)}
-    os.environ.update(release.environment(tools))
-    try:
+    with release.set_up(release.make_tools(root / "basf2-tools")) as tools:
         yield tools
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def input_files(directory: Path, count: int) -> list:

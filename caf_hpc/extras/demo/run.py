@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ..standins import collection, cpp, release
 from ..standins.caf import CAF
@@ -98,22 +96,6 @@ class DemoReport:
         return None if start is None or end is None else end - start
 
 
-@contextmanager
-def basf2_environment(tools: Path) -> Iterator[None]:
-    """The stand-in release set up in this process as a basf2 setup would leave it; as it was afterwards."""
-    variables = release.environment(tools)
-    before = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def collector_progress(calibration: Calibration) -> Optional[tuple]:
     """(finished, running, total) collector (sub)jobs of the calibration's current iteration, or None before any."""
     machine = calibration.machine
@@ -152,7 +134,7 @@ def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed:
         from ...steering.backend import DaskBackend
 
         backend = DaskBackend(settings=getattr(runner_class, "overrides", {}))
-    with basf2_environment(release.make_tools(output_dir / "basf2")):
+    with release.set_up(release.make_tools(output_dir / "basf2")):
         calibration = Calibration(CALIBRATION_NAME, collector=register_module(COLLECTOR, output_format=output_format),
                                   algorithms=[a.algorithm for a in wrapped], input_files=[str(f) for f in files],
                                   output_patterns=OUTPUT_PATTERNS[output_format],

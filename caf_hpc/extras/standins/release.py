@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 RELEASE = "standin"
 #: Interpreters the ``basf2`` command tries, in order: this one, then the worker image's.
@@ -48,3 +49,21 @@ def make_tools(directory: Union[str, os.PathLike]) -> Path:
 def environment(tools: Union[str, os.PathLike]) -> dict:
     """The variables a basf2 setup leaves in the steering process, which CAF turns into ``setup_cmds``."""
     return {"BELLE2_TOOLS": str(Path(tools).absolute()), "BELLE2_RELEASE": RELEASE}
+
+
+@contextmanager
+def set_up(tools: Union[str, os.PathLike]) -> Iterator[Path]:
+    """The release of ``tools`` set up in this process as a basf2 setup leaves it (CAF reads it into a
+    collector job's ``setup_cmds``), for as long as the block runs; the environment as it was afterwards."""
+    variables = environment(tools)
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield Path(tools)
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
