@@ -34,10 +34,10 @@ for algorithm, strategy in zip(calibration.algorithms, my_calibration.STRATEGIES
 calibration.output_patterns = my_calibration.OUTPUT_PATTERNS
 calibration.max_files_per_collector_job = 5
 
-calibration.backend = backend_for(args.site, **settings)             # the collector jobs, on the cluster
-calibration.algorithms_runner = runner_for(args.site, **settings)    # the algorithms, on the same cluster
+calibration.algorithms_runner = runner_for(args.site, **settings)    # the algorithms, on the cluster
 
 caf = CAF()
+caf.backend = backend_for(args.site, **settings)     # every calibration's collector jobs, on the same cluster
 caf.add_calibration(calibration)
 caf.output_dir = str(output / "calibration_results")
 caf.run()
