@@ -20,7 +20,15 @@ import logging
 import sys
 from typing import Any
 
-HAVE_BASF2 = importlib.util.find_spec("basf2") is not None
+
+def _basf2_importable() -> bool:
+    """Whether a basf2 release is set up: a ``basf2`` module or package, not a directory that happens to be called
+    basf2 on the import path (Python would import that as an empty namespace package)."""
+    spec = importlib.util.find_spec("basf2")
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
+HAVE_BASF2 = _basf2_importable()
 
 if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     import basf2

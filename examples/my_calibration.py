@@ -60,7 +60,7 @@ else:
 
     def prepare(directory: Path) -> list:
         """Raw hit files, one per run; and a stand-in basf2 release set up, as ``b2setup`` would have."""
-        tools = release.make_tools(directory / "basf2")
+        tools = release.make_tools(directory / "basf2-tools")
         os.environ.update(release.environment(tools))  # CAF's collector jobs set themselves up from these
         return simulate(directory / "raw", experiments=(EXPERIMENT,), runs_per_experiment=len(RUNS),
                         output_format="raw")

@@ -119,6 +119,8 @@ class DaskBackend(Backend):
                 unit._status = "failed"  # quietly, as in Tracker._fail_unfinished
             if not isinstance(err, Exception):
                 raise
+            for unit in units:
+                _note_in_stderr(unit, f"this job did not run: {err}")
             log_error(f"collector {job.name}: its {len(units)} job(s) cannot run: {err}")
             return  # CAF's collector step fails, and CAF goes on with what does not depend on it
         environment = {} if args.get("environment", "empty") == "empty" else None
@@ -149,6 +151,15 @@ class DaskBackend(Backend):
             tracker, self._tracker = self._tracker, None
         if tracker is not None:
             tracker.close()
+
+
+def _note_in_stderr(job: Any, text: str) -> None:
+    """Says in the (sub)job's ``stderr``, where a user of CAF looks first, why it failed without its script's word."""
+    try:
+        with open(Path(job.working_dir, "stderr"), "a") as stderr:
+            stderr.write(f"[caf-hpc] {text}\n")
+    except OSError:
+        pass  # the steering log says it too
 
 
 def _check_backend_args(args: dict, where: str) -> None:
@@ -404,6 +415,8 @@ class Tracker:
             job.status = "completed"
             return
         job.status = "failed"
+        if ended is None or ended.unstartable or ended.error:  # its script said nothing of this
+            _note_in_stderr(job, f"this job {reason}")
         log_error(f"collector job {job.name} {reason}.\n  {describe(Path(job.working_dir, 'stderr'))}\n"
                   f"  stdout: {Path(job.working_dir, 'stdout')}")
 

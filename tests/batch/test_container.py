@@ -54,7 +54,8 @@ def test_image_runs_caf_hpc_and_its_demo(image, tmp_path):
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "final state: COMPLETED" in demo.stdout
     assert (tmp_path / "demo" / "demo" / "0" / "algorithm_output" / "outputdb" / "database.txt").exists()
-    assert (tmp_path / "demo" / "demo" / "0" / "collector_output" / "default" / "0" / "CollectorOutput.root").exists()
+    # no ROOT in the image: the Python algorithms, and their collector output in JSON
+    assert (tmp_path / "demo" / "demo" / "0" / "collector_output" / "default" / "0" / "CollectorOutput.json").exists()
 
 
 def test_a_second_build_reuses_the_cache(image):
@@ -94,7 +95,8 @@ def test_demo_on_slurm_runs_every_worker_inside_the_container(slurm_in_container
     probe = scripted("WhereAmI", ("print_file", "/run/.containerenv"), ("report_identity",),
                      ("results", 1), ("final", "COMPLETED"))
     caplog.set_level(logging.INFO, logger="caf_hpc")
-    outcome = calibrate([probe], runner=runner, root=tmp_path / "probe")
+    # under the demo's directory: CAF worked in it when the cluster started, and the container binds that directory
+    outcome = calibrate([probe], runner=runner, root=tmp_path / "demo" / "probe")
     assert outcome.final_state == "COMPLETED", outcome.error
     log = (outcome.output_dir / "WhereAmI_stdout").read_text()
     assert "/run/.containerenv: present" in log and "python=/opt/caf-hpc" in log, log

@@ -47,7 +47,7 @@ class RunDisplay:
                  collector: Optional[Callable[[], Optional[tuple]]] = None) -> None:
         self.names = names
         self.stream = stream or sys.stdout
-        self.collector = collector   # () -> (finished, running, total) or None
+        self.collector = collector   # () -> (completed, failed, running, total) or None
         self.live: Any = None
         self.handlers: list = []  # (log handler, the stream it wrote to before the live display)
         self.said: dict = {}
@@ -76,7 +76,8 @@ class RunDisplay:
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join(timeout=2)
-            self._say_collector()
+            if exc[0] is None:  # after Ctrl-C, the one line about it is the last
+                self._say_collector()
         if self.live is not None:
             self.live.refresh()
             for handler, stream in self.handlers:
@@ -99,14 +100,19 @@ class RunDisplay:
             return None
         if progress is None:
             return None
-        finished, running, total = progress
-        return f"{finished}/{total} jobs done" + (f", {running} running" if running else "")
+        completed, failed, running, total = progress
+        return f"{completed}/{total} jobs done" + (f", {failed} failed" if failed else "") \
+            + (f", {running} running" if running else "")
 
     def _tick(self) -> None:
         while not self._stop.wait(self.TICK):
             self._say_collector()
 
     def _say_collector(self) -> None:
+        from ...steering import interrupt
+
+        if interrupt.interrupted():
+            return  # after Ctrl-C, the one line about it is the last
         text = self._collector_text()
         with self._lock:
             if text is not None and text != self._collector_said:

@@ -97,7 +97,8 @@ class DemoReport:
 
 
 def collector_progress(calibration: Calibration) -> Optional[tuple]:
-    """(finished, running, total) collector (sub)jobs of the calibration's current iteration, or None before any."""
+    """(completed, failed, running, total) collector (sub)jobs of the calibration's current iteration, or None
+    before any."""
     machine = calibration.machine
     jobs = list(machine.collector_jobs.values()) if machine is not None else []
     if not jobs or any(job._status == "init" and not job.subjobs for job in jobs):
@@ -125,7 +126,7 @@ def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed:
     raw_dir = output_dir / "raw"
     # CAF's output_dir is the demo's: a batch site's containers bind the directory CAF works in, and the
     # collector jobs need the raw files and the release beside it (calibration/, collector/: earlier layouts)
-    for name in ("raw", CALIBRATION_NAME, "basf2", "calibration", "collector"):
+    for name in ("raw", CALIBRATION_NAME, "basf2-tools", "calibration", "collector"):
         if (output_dir / name).exists():
             shutil.rmtree(output_dir / name)
     files = simulate(raw_dir, seed=seed, experiments=experiments, runs_per_experiment=runs, output_format="raw")
@@ -134,7 +135,7 @@ def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed:
         from ...steering.backend import DaskBackend
 
         backend = DaskBackend(settings=getattr(runner_class, "overrides", {}))
-    with release.set_up(release.make_tools(output_dir / "basf2")):
+    with release.set_up(release.make_tools(output_dir / "basf2-tools")):
         calibration = Calibration(CALIBRATION_NAME, collector=register_module(COLLECTOR, output_format=output_format),
                                   algorithms=[a.algorithm for a in wrapped], input_files=[str(f) for f in files],
                                   output_patterns=OUTPUT_PATTERNS[output_format],

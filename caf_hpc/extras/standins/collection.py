@@ -207,9 +207,11 @@ def follow(jobs: Sequence[Job], *, heartbeat: float = HEARTBEAT, full_update_int
     return result
 
 
-def progress(jobs: Sequence[Job]) -> tuple[int, int, int]:
-    """(finished, running, total) (sub)jobs, read without changing any status: for a display in another thread."""
+def progress(jobs: Sequence[Job]) -> tuple[int, int, int, int]:
+    """(completed, failed, running, total) (sub)jobs, read without changing any status: for a display in another
+    thread."""
     units = [unit for job in jobs for unit in _units(job)]
-    finished = sum(1 for unit in units if unit._status in exit_statuses)
+    completed = sum(1 for unit in units if unit._status == "completed")
+    failed = sum(1 for unit in units if unit._status == "failed")
     running = sum(1 for unit in units if unit._status == "running")
-    return finished, running, len(units)
+    return completed, failed, running, len(units)
