@@ -195,6 +195,8 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
               cancelled: Callable[[], bool] = lambda: False) -> protocol.Ended:
     """Runs the child for ``task``, publishing its records; returns the last one."""
     attempt, here = uuid.uuid4().hex, where()
+    if _ended_before(task):
+        return protocol.Ended(task.key, attempt, here, unstartable=_ENDED_ALREADY)
     ended: dict[str, Any] = {"returncode": None, "timed_out": False, "cancelled": False, "error": None,
                              "unstartable": None, "leftovers": (), "started_at": None}
     read_fd, write_fd = os.pipe()
@@ -281,7 +283,36 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
             process.stdin.close()  # the child's signal that its supervisor is gone, if it still runs
     record = protocol.Ended(task.key, attempt, here, **ended, ended_at=time.time())
     publish(record)
+    if not ended["unstartable"]:
+        _mark_ended(task)
     return record
+
+
+#: Where a strategy that ended leaves its mark, in its output directory (which every worker shares).
+_ENDED_DIRECTORY = ".caf-hpc-ended"
+_ENDED_ALREADY = ("it had ended already: Dask ran its task again after losing the worker that held its result, "
+                  "which it does while a client still holds the task's future (the run lets it go as it ends)")
+
+
+def _ended_before(task: protocol.StrategyTask) -> bool:
+    """Whether this task's strategy ran to its end before, on a worker since lost.
+
+    Dask computes a finished task again when the worker holding its result is lost while
+    a client still wants it: between a run's end and the scheduler's handling of the run's
+    release, that is the run itself. A strategy must not run twice (it would write its log
+    and payloads again), so the first end leaves a mark, and a second computation finds it.
+    """
+    return os.path.exists(os.path.join(task.output_dir, _ENDED_DIRECTORY, task.key))
+
+
+def _mark_ended(task: protocol.StrategyTask) -> None:
+    try:
+        directory = os.path.join(task.output_dir, _ENDED_DIRECTORY)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, task.key), "w"):
+            pass
+    except OSError:
+        pass  # the output directory went away: no strategy can run there again anyway
 
 
 def run_strategy_task(task: protocol.StrategyTask) -> protocol.Ended:

@@ -125,3 +125,50 @@ def test_a_strategy_that_ended_is_never_run_again_when_its_worker_goes_later(cal
         assert outcome.error is not None  # still held, as CAF holds it
     finally:
         cluster.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_strategy_that_ended_is_not_run_again_while_the_runs_release_is_on_its_way(calibrate, tmp_path):
+    """The run lets its futures go as it ends; until the scheduler has that message, Dask still computes a
+    finished task again when the worker holding its result is lost. Here the futures are held on, as that
+    message still on its way would: Dask computes the strategy's task again, but the strategy does not run."""
+    from caf_hpc import DaskAlgorithmsRunner
+    from tests.helpers.scripted import scripted
+
+    kept: list = []
+
+    class Holding(DaskAlgorithmsRunner):
+        def _run_strategy(self, *args, **kwargs):
+            try:
+                return super()._run_strategy(*args, **kwargs)
+            finally:
+                kept.append(self._tasks[-1])
+
+    cluster = OwnCluster(tmp_path)
+    try:
+        first = cluster.add_worker()
+        Holding.overrides = {"address": cluster.address}
+        runs = tmp_path / "runs"
+        outcome = calibrate([scripted("Once", ("record", str(runs), "ran"), ("results", 1), ("final", "COMPLETED"))],
+                            runner=Holding, root=tmp_path / "a")
+        assert outcome.final_state == "COMPLETED", outcome.error
+        (held_by,) = _holders(kept[0])
+        cluster.add_worker()
+        first.kill()
+        first.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while _holders(kept[0]) in (set(), {held_by}) and runs.read_text() == "ran\n":  # until computed again
+            assert time.monotonic() < deadline, "Dask did not compute the task again"
+            time.sleep(0.1)
+        assert runs.read_text() == "ran\n", "the strategy ran again after its run had ended"
+    finally:
+        kept.clear()
+        cluster.close()
+
+
+def _holders(future) -> set:
+    """The workers holding the task's result."""
+    key = future.key
+    return set(future.client.run_on_scheduler(
+        lambda dask_scheduler: [ws.address for ws in dask_scheduler.tasks[key].who_has or ()]
+        if key in dask_scheduler.tasks else []))

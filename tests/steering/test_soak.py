@@ -87,12 +87,20 @@ def _footprint(client) -> dict:
             "workers": len(workers)}
 
 
+def _parent(process: psutil.Process):
+    """Its parent's pid, None for a process that ended meanwhile (a strategy's, whose worker was just killed)."""
+    try:
+        return process.ppid()
+    except psutil.NoSuchProcess:
+        return None
+
+
 def _processes(client) -> dict:
     """Below the cluster's nannies: its workers, their fork servers, and strategy processes."""
     nannies = {psutil.Process(pid).ppid() for pid in client.run(os.getpid).values()}
     below = [p for nanny in nannies for p in psutil.Process(nanny).children(recursive=True)]
     servers = {p.pid for p in below if "caf_hpc.worker.forkserver" in " ".join(_command(p))}
-    workers = {p.pid for p in below if p.ppid() in nannies}
+    workers = {p.pid for p in below if _parent(p) in nannies}
     strategies = [p for p in below if p.pid not in servers and p.pid not in workers]
     orphans = [p for p in psutil.process_iter(["ppid"]) if p.info["ppid"] == 1
                and "caf_hpc.worker.forkserver" in " ".join(_command(p))]  # info: None for one gone meanwhile
