@@ -67,6 +67,11 @@ def supervise(task: protocol.CollectorTask, publish: Callable[[protocol.Record],
               cancelled: Callable[[], bool] = lambda: False) -> protocol.CollectorEnded:
     """Runs the (sub)job's script to its end (or cancellation); returns how it ended."""
     attempt, here = uuid.uuid4().hex, where()
+    mark = os.path.join(task.working_dir, f".caf-hpc-ended-{task.key}")
+    if os.path.exists(mark):  # computed again by Dask after its end (see caf_hpc.worker.task._ended_before)
+        with open(mark) as handle:
+            code = int(handle.read() or 0)
+        return protocol.CollectorEnded(task.key, attempt, here, returncode=code, outputs=tuple(_outputs(task)))
     ended: dict[str, Any] = {"returncode": None, "cancelled": False, "error": None, "unstartable": None,
                              "started_at": time.time()}
     process: Any = None
@@ -104,6 +109,12 @@ def supervise(task: protocol.CollectorTask, publish: Callable[[protocol.Record],
                 _stop(process)
             except Exception:
                 pass
+    if ended["returncode"] is not None and not ended["cancelled"]:
+        try:  # a second computation of this task (its result's worker lost) must not run the job again
+            with open(mark, "w") as handle:
+                handle.write(str(ended["returncode"]))
+        except OSError:
+            pass
     return protocol.CollectorEnded(task.key, attempt, here, **ended, outputs=tuple(_outputs(task)),
                                    ended_at=time.time())
 
