@@ -226,7 +226,6 @@ class Tracker:
         self.running: Counter = Counter()
         self.closed = False
         self._lock = threading.RLock()
-        self._stopped = threading.Event()
         self._progress: dict[int, float] = {}
         self._idle_since: Optional[float] = None  # since when jobs wait with no worker in the cluster
         self._next_wait_check = self._next_wait_note = 0.0
@@ -481,7 +480,6 @@ class Tracker:
             pass
         self._fail_unfinished()
         self.inbox.close()
-        self._stopped.set()
         self._watch.__exit__(None, None, None)
 
     def _fail_unfinished(self) -> None:
