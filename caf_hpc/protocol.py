@@ -30,6 +30,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from .sites.schedulers import JOB_ID_VARIABLES  # batch-system job ids a worker may run under: one per scheduler
+
 # --------------------------------------------------------------------------- CAF's message rules
 RESULT = "result"
 FINAL_STATE = "final_state"
@@ -185,10 +187,6 @@ ChildMessage = Union[Result, FinalState, Raised, Violation]
 
 
 # --------------------------------------------------------------------------- Dask worker -> steering process
-#: Batch-system job ids a worker may run under, for error messages.
-JOB_ID_VARIABLES = ("SLURM_JOB_ID", "PBS_JOBID", "JOB_ID", "LSB_JOBID", "CONDOR_JOBID")
-
-
 @dataclass(frozen=True)
 class Where:
     """Where an attempt runs: for the runner's messages and for matching a removed worker."""

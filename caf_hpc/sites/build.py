@@ -1,7 +1,9 @@
-"""Turning a site config into a running dask-jobqueue cluster (or the local default one).
+"""Turning a site config into a running dask-jobqueue cluster.
 
-``caf_hpc.steering.clusters`` calls ``build_cluster`` for a batch site; a local site's
-values are already in the runner's settings (``runner_section.apply_site``).
+``caf_hpc.steering.clusters`` calls ``build_cluster`` for a batch site, with the site the run
+has read; a local site's values are already in the runner's settings
+(``steering.settings.resolve_site``). What differs between schedulers is asked of the
+site's scheduler (``schedulers``).
 """
 from __future__ import annotations
 
@@ -10,15 +12,11 @@ import os
 import shlex
 from typing import Any, Callable, Optional, Sequence
 
-from dask.utils import parse_bytes
-
 from .. import dask_adapter
 from ..steering import interrupt
-from ..steering.settings import ALLOWED_FAILURES, RunnerSettings
-from . import schema
-from .config import SiteConfig, load_site
+from ..steering.setting_rules import ALLOWED_FAILURES
+from .config import SiteConfig
 from .container import container_command
-from .dry_run import dry_submit, submit_problem
 from .errors import SiteConfigError
 from .security import security_for, tls_directory
 
@@ -28,7 +26,7 @@ def _expand(path: str) -> str:
     return os.path.abspath(os.path.expandvars(os.path.expanduser(path)))
 
 
-def job_class(base: type, submit_extra: Sequence[str] = (), cancel_extra: Sequence[str] = ()) -> type:
+def job_class(base: Any, submit_extra: Sequence[str] = (), cancel_extra: Sequence[str] = ()) -> type:
     """``base`` with extra arguments on its submit/cancel commands (dask-jobqueue 0.9 has them for HTCondor only).
 
     The PBS commands of ``slurm-wlm-torque``, for one, ignore ``#PBS -o/-e`` and need
@@ -46,7 +44,7 @@ def job_class(base: type, submit_extra: Sequence[str] = (), cancel_extra: Sequen
 
 def container_directories(site: SiteConfig, cluster: dict, directories: Sequence[str] = ()) -> list:
     """What a containerised worker must see: TLS files, logs, local directory, the starting directory, ``directories``."""
-    found = []
+    found: list[Optional[str]] = []
     if site.tls:
         found.append(str(tls_directory(site.security["directory"])))
     found += [cluster.get("log_directory"), cluster.get("local_directory"), os.getcwd(), *directories]
@@ -56,17 +54,16 @@ def container_directories(site: SiteConfig, cluster: dict, directories: Sequence
 def cluster_arguments(site: SiteConfig, security: Any = None, directories: Sequence[str] = (),
                       dashboard_address: Optional[str] = None) -> tuple:
     """``(cluster class, keyword arguments)`` for dask-jobqueue, exactly as caf-hpc passes them."""
-    cls = schema.cluster_class(site.scheduler)
-    kwargs = copy.deepcopy(site.cluster)
+    scheduler = site.scheduler_type
+    cls = scheduler.cluster_class()
+    kwargs = scheduler.job_arguments(copy.deepcopy(site.cluster))
     if kwargs.get("log_directory"):
         kwargs["log_directory"] = _expand(kwargs["log_directory"])
-    if site.scheduler == "lsf" and isinstance(kwargs.get("mem"), str):
-        kwargs["mem"] = parse_bytes(kwargs["mem"])  # LSFJob wants bytes as a number
     options = dict(kwargs.get("scheduler_options") or {}, allowed_failures=ALLOWED_FAILURES)  # retries decide
     if dashboard_address:
         options["dashboard_address"] = dashboard_address
     kwargs["scheduler_options"] = options
-    if site.scheduler != "htcondor":
+    if not scheduler.native_command_extras:
         submit_extra = [_expand_word(word) for word in kwargs.pop("submit_command_extra", None) or []]
         cancel_extra = [_expand_word(word) for word in kwargs.pop("cancel_command_extra", None) or []]
         job_cls = job_class(cls.job_cls, submit_extra, cancel_extra)
@@ -93,24 +90,24 @@ def apply_scale(cluster: Any, scale: dict) -> None:
         cluster.scale(jobs=scale["jobs"])
 
 
-def build_cluster(settings: RunnerSettings, keep: Callable[[Any], None] = lambda cluster: None) -> Any:
-    """The cluster for a batch site (``settings.site_config``): dask-jobqueue's class, scaled as the site says.
+def build_cluster(site: SiteConfig, dashboard_address: Optional[str] = None,
+                  keep: Callable[[Any], None] = lambda cluster: None) -> Any:
+    """The cluster for a batch site: dask-jobqueue's class, scaled as the site says.
 
-    ``keep(cluster)`` is called before the first job is submitted, with Ctrl-C held back until
-    the submission is under way, so that whoever closes clusters at exit has this one, and
-    cancels its jobs.
+    ``dashboard_address`` is the user's own choice, which wins over the site's. ``keep(cluster)``
+    is called before the first job is submitted, with Ctrl-C held back until the submission is
+    under way, so that whoever closes clusters at exit has this one, and cancels its jobs.
     """
-    site = settings.site_config or load_site(settings.site)
     security = security_for(site.security["directory"]) if site.tls else None
-    dashboard = settings.dashboard_address if "dashboard_address" in settings.explicit else None
-    cls, kwargs = cluster_arguments(site, security, dashboard_address=dashboard)
+    cls, kwargs = cluster_arguments(site, security, dashboard_address=dashboard_address)
     job_cls = kwargs.get("job_cls", cls.job_cls)
-    problem = submit_problem(site, getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
+    submit_command = getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command
+    problem = site.scheduler_type.submit_problem(submit_command)
     if problem:  # dask-jobqueue would only log it, and the runner would wait for workers in vain
         raise SiteConfigError(f"{site.source}: {problem}")
     kwargs["job_cls"] = dask_adapter.commands_in_own_session(kwargs.get("job_cls", cls.job_cls))
     cluster = cls(**kwargs)
-    trial = dry_submit(site, cluster.job_script(), getattr(job_cls, "submit_command", "") or cls.job_cls.submit_command)
+    trial = site.scheduler_type.dry_submit(cluster.job_script(), submit_command, site.name)
     if trial.ok is False:  # refused now, every job would be: say why instead of waiting for workers in vain
         cluster.close()
         output = "\n".join(f"  {line}" for line in trial.output.splitlines()[-5:])

@@ -11,7 +11,6 @@ import yaml
 
 from . import lookup
 from .config import load_site, read_yaml
-from .dry_run import dry_submit
 from .errors import SiteConfigError
 from .jobscript import job_script, submit_command
 from .security import tls_directory
@@ -154,7 +153,7 @@ def check_site(args: argparse.Namespace) -> int:
         print("TLS: off (tls: false): anyone who can reach the scheduler's port can join or submit")
     if args.no_submit:
         return 0
-    run = dry_submit(site, job_script(site), submit_command(site))
+    run = site.scheduler_type.dry_submit(job_script(site), submit_command(site), site.name)
     print(f"dry submission: {run.summary}")
     if run.output:
         print("  " + run.output.replace("\n", "\n  "))

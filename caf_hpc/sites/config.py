@@ -19,15 +19,16 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from ..steering.settings import RunnerSettings
-from . import lookup, schema
+from ..steering.setting_rules import LOCAL_DASHBOARD
+from . import lookup, schedulers, schema
 from .errors import SiteConfigError
+from .schedulers import Scheduler
 from .validate import validate
 
 #: Sections ``runner_for`` may override.
 OVERRIDABLE = ("cluster", "scale", "container", "security")
 #: The dashboard stays on this machine unless the site says otherwise.
-DEFAULT_DASHBOARD = RunnerSettings.dashboard_address  # the local default's, also for a site's scheduler
+DEFAULT_DASHBOARD = LOCAL_DASHBOARD  # the local default's, also for a site's scheduler
 
 _bound_lock = threading.Lock()
 _bound: dict[str, tuple[str, dict]] = {}
@@ -49,12 +50,36 @@ class SiteConfig:
     description: Optional[str] = None
 
     @property
+    def scheduler_type(self) -> Scheduler:
+        """What caf-hpc knows of its scheduler (``schedulers/<scheduler>.py``)."""
+        return schedulers.get(self.scheduler)
+
+    @property
     def is_batch(self) -> bool:
-        return self.scheduler in schema.BATCH_SCHEDULERS
+        return self.scheduler_type.is_batch
 
     @property
     def tls(self) -> bool:
         return bool(self.security.get("tls"))
+
+    def suggested_settings(self) -> dict:
+        """The runner settings this site suggests: its ``runner`` section, and for the local cluster its
+        ``cluster`` keys of the same names (``n_workers``, ``dashboard_address``). The user's own win."""
+        suggested = dict(self.runner)
+        suggested.update({key: self.cluster[key] for key in self.scheduler_type.settings_keys
+                          if self.cluster.get(key) is not None})
+        return suggested
+
+    def summary(self) -> str:
+        """The site, its scheduler, queue and job log directory, for messages about missing workers."""
+        parts = [self.scheduler]
+        if self.cluster.get("queue"):
+            parts.append(f"queue {self.cluster['queue']}")
+        if self.cluster.get("log_directory"):
+            parts.append(f"job logs in {os.path.expanduser(self.cluster['log_directory'])}")
+        elif self.is_batch:
+            parts.append("no log_directory set, so job logs are wherever the batch system puts them")
+        return f"site {self.name!r} ({', '.join(parts)}; {self.source})"
 
     def as_dict(self) -> dict:
         """The merged config in the file's own layout (for ``caf-hpc sites show``)."""
@@ -107,9 +132,9 @@ def merge_overrides(raw: Any, overrides: Mapping[str, Any]) -> Any:
 def with_defaults(config: dict, name: str) -> dict:
     """caf-hpc's defaults for what the file leaves out: one job, TLS on, the dashboard on 127.0.0.1."""
     config = copy.deepcopy(config)
-    if config["scheduler"] in schema.BATCH_SCHEDULERS:
+    if schedulers.get(config["scheduler"]).is_batch:
         config.setdefault("scale", {"jobs": 1})
-        security = {"tls": True, "directory": schema.DEFAULT_TLS_DIRECTORY}
+        security: dict[str, Any] = {"tls": True, "directory": schema.DEFAULT_TLS_DIRECTORY}
         security.update(config.get("security") or {})
         if isinstance(security.get("directory"), str):
             security["directory"] = security["directory"].replace("{site}", name)
@@ -126,7 +151,11 @@ def _digest(overrides: Mapping[str, Any]) -> str:
 
 
 def load_site(site: str, overrides: Optional[Mapping[str, Any]] = None) -> SiteConfig:
-    """The validated config of ``site`` (a name, a file, or a name registered by ``bind``)."""
+    """The validated config of ``site`` (a name, a file, or a name registered by ``bind``).
+
+    Reads the file (``read_yaml``) each time: a run calls it once (``steering.settings.resolve_site``) and
+    passes the result on, so that its messages and waiting notes read nothing.
+    """
     with _bound_lock:
         bound = _bound.get(site)
     if bound is not None:
@@ -160,16 +189,3 @@ def bind(site: str, overrides: Optional[Mapping[str, Any]] = None) -> str:
     with _bound_lock:
         _bound[key] = (site, copy.deepcopy(overrides))
     return key
-
-
-def describe(site: str) -> str:
-    """The site, its scheduler, queue and job log directory, for messages about missing workers."""
-    config = load_site(site)
-    parts = [config.scheduler]
-    if config.cluster.get("queue"):
-        parts.append(f"queue {config.cluster['queue']}")
-    if config.cluster.get("log_directory"):
-        parts.append(f"job logs in {os.path.expanduser(config.cluster['log_directory'])}")
-    elif config.is_batch:
-        parts.append("no log_directory set, so job logs are wherever the batch system puts them")
-    return f"site {config.name!r} ({', '.join(parts)}; {config.source})"

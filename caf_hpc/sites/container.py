@@ -19,7 +19,7 @@ import re
 import shlex
 from typing import Iterable, Optional, Sequence
 
-from ..protocol import JOB_ID_VARIABLES
+from .schedulers import JOB_ID_VARIABLES
 
 #: Tokens the job shell may see unquoted: shlex's safe characters plus ``$``, ``{`` and ``}``.
 _SHELL_SAFE = re.compile(r"[\w@%+=:,./${}-]+")

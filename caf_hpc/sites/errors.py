@@ -1,7 +1,7 @@
 """The one exception every site-config mistake raises."""
 from __future__ import annotations
 
-from ..steering.settings import SettingsError
+from ..steering.setting_rules import SettingsError
 
 
 class SiteConfigError(SettingsError):

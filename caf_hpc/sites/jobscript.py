@@ -39,7 +39,7 @@ def submit_command(site: SiteConfig) -> str:
         raise SiteConfigError(f"{site.source}: scheduler {site.scheduler} submits no batch jobs")
     cls, kwargs = cluster_arguments(site)
     job_cls = kwargs.get("job_cls", cls.job_cls)
-    if site.scheduler == "htcondor":
+    if site.scheduler_type.native_command_extras:  # dask-jobqueue adds them only when the cluster starts
         extra = kwargs.get("submit_command_extra") or []
         return " ".join([job_cls.submit_command, *extra])
     return job_cls.submit_command

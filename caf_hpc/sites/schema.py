@@ -1,10 +1,12 @@
-"""What a site config may contain: its sections, and the keys and value kinds of each.
+"""What a site config may contain, whatever its scheduler: its sections, and the keys and value kinds of each.
 
 The ``cluster`` section is handed to a dask-jobqueue class, so its keys are that
 class's own argument names, read from the class signatures and dask-jobqueue's
 ``jobqueue.yaml`` rather than listed here: a new dask-jobqueue argument is allowed as
 soon as dask-jobqueue has it, and a section of an existing ``jobqueue.yaml`` (whose
 keys use ``-`` instead of ``_``) pastes in unchanged. The other sections are caf-hpc's.
+What only one scheduler has (its required keys, walltime format, ...) is in its own module
+of ``schedulers``.
 """
 from __future__ import annotations
 
@@ -13,22 +15,8 @@ import os
 from functools import lru_cache
 from typing import Any
 
-SCHEDULERS = ("local", "slurm", "pbs", "sge", "lsf", "htcondor")
-BATCH_SCHEDULERS = SCHEDULERS[1:]
 SECTIONS = ("scheduler", "description", "cluster", "scale", "container", "security", "runner")
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman")
-
-#: dask-jobqueue's cluster class for each batch scheduler.
-CLUSTER_CLASSES = {
-    "slurm": "SLURMCluster",
-    "pbs": "PBSCluster",
-    "sge": "SGECluster",
-    "lsf": "LSFCluster",
-    "htcondor": "HTCondorCluster",
-}
-
-#: The local default cluster (``clusters.local_cluster``) takes only these.
-LOCAL_CLUSTER_KEYS = ("n_workers", "dashboard_address")
 
 #: dask-jobqueue arguments caf-hpc sets itself, and what to write instead.
 MANAGED = {
@@ -50,9 +38,6 @@ RENAMED = {
     "env_extra": "job_script_prologue",
     "header_skip": "job_directives_skip",
 }
-#: ``project`` was renamed ``account`` for these schedulers only (SGE and LSF keep ``project``).
-PROJECT_RENAMED = ("slurm", "pbs")
-
 #: ``jobqueue.yaml`` calls the job name ``name``; the class argument is ``job_name``.
 ALIASES = {"name": "job_name"}
 
@@ -69,7 +54,6 @@ CLUSTER_KINDS = {
     "memory": "memory",
     "disk": "memory",
     "mem": "memory",
-    "job_mem": "slurm_memory",
     "walltime": "walltime",
     "death_timeout": "seconds",
     "nanny": "bool",
@@ -83,8 +67,6 @@ CLUSTER_KINDS = {
     "scheduler_options": "mapping",
     "silence_logs": "string",
 }
-#: HTCondor's extra directives are submit-file attributes (key = value), not lines.
-HTCONDOR_KINDS = {"job_extra_directives": "mapping"}
 
 #: Keys whose values dask-jobqueue writes, as they are, into a batch directive or the worker's command
 #: line: neither is quoted, so these take no white space and nothing a shell would read.
@@ -92,15 +74,6 @@ UNQUOTED_KEYS = ("queue", "account", "project", "job_name", "log_directory", "lo
                  "interface", "worker_extra_args")
 #: What such a value may hold: letters, digits and these (a path, a host, an account, ~ for home).
 UNQUOTED_SAFE = r"[A-Za-z0-9_./~@%+=:,#-]+"
-
-#: Keys that every batch site must set: dask-jobqueue cannot size a job without them.
-REQUIRED_CLUSTER_KEYS = {
-    "slurm": ("cores", "memory"),
-    "pbs": ("cores", "memory"),
-    "sge": ("cores", "memory"),
-    "lsf": ("cores", "memory"),
-    "htcondor": ("cores", "memory", "disk"),
-}
 
 #: caf-hpc's own sections: key -> value kind.
 SCALE_KEYS = {"jobs": "count0", "minimum_jobs": "count0", "maximum_jobs": "count0"}
@@ -125,11 +98,6 @@ def jobqueue() -> Any:
     return import_jobqueue()
 
 
-def cluster_class(scheduler: str) -> type:
-    """dask-jobqueue's cluster class for a batch scheduler (imports dask-jobqueue)."""
-    return getattr(jobqueue(), CLUSTER_CLASSES[scheduler])
-
-
 def _parameters(function) -> set:
     return {name for name, p in inspect.signature(function).parameters.items()
             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name != "self"}
@@ -151,21 +119,14 @@ def jobqueue_defaults(scheduler: str) -> dict:
     return dict(_jobqueue_defaults().get(scheduler, {}))
 
 
-@lru_cache(maxsize=None)
-def cluster_keys(scheduler: str) -> tuple:
-    """The ``cluster`` keys a site of this scheduler may set, sorted."""
-    if scheduler == "local":
-        return LOCAL_CLUSTER_KEYS
-    cls = cluster_class(scheduler)
-    from dask_jobqueue.core import Job, JobQueueCluster
-
-    names = _parameters(cls.job_cls.__init__) | _parameters(Job.__init__) | _parameters(JobQueueCluster.__init__)
-    names |= set(_jobqueue_defaults().get(scheduler, {}))
+def job_class_keys(job_cls: Any, config_name: str) -> set:
+    """The ``cluster`` keys of a dask-jobqueue job class: its arguments, ``Job``'s and ``JobQueueCluster``'s,
+    and its section of ``jobqueue.yaml``, without those caf-hpc sets itself or only Python can give."""
+    core = jobqueue().core
+    names = _parameters(job_cls.__init__) | _parameters(core.Job.__init__) | _parameters(core.JobQueueCluster.__init__)
+    names |= set(_jobqueue_defaults().get(config_name, {}))
     names |= set(COMMAND_EXTRAS)
-    names -= set(MANAGED) | _INTERNAL | set(ALIASES)
-    if scheduler in PROJECT_RENAMED:
-        names.discard("project")
-    return tuple(sorted(names))
+    return names - set(MANAGED) - _INTERNAL - set(ALIASES)
 
 
 @lru_cache(maxsize=None)
@@ -176,13 +137,11 @@ def cluster_only_keys() -> frozenset:
     return frozenset(_parameters(JobQueueCluster.__init__) - {"interface", "protocol", "config_name"})
 
 
-def cluster_kind(scheduler: str, key: str) -> str:
-    """The value kind of ``cluster.<key>``: from caf-hpc's table, else jobqueue.yaml's default."""
-    if scheduler == "htcondor" and key in HTCONDOR_KINDS:
-        return HTCONDOR_KINDS[key]
+def default_kind(config_name: str, key: str) -> str:
+    """The value kind of a cluster key: from caf-hpc's table, else from its ``jobqueue.yaml`` default."""
     if key in CLUSTER_KINDS:
         return CLUSTER_KINDS[key]
-    default = _jobqueue_defaults().get(scheduler, {}).get(key)
+    default = _jobqueue_defaults().get(config_name, {}).get(key)
     if isinstance(default, bool):
         return "bool"
     if isinstance(default, int):
@@ -192,10 +151,3 @@ def cluster_kind(scheduler: str, key: str) -> str:
     if isinstance(default, dict):
         return "mapping"
     return "string"
-
-
-def schedulers_with_key(key: str) -> list:
-    """Batch schedulers whose cluster section allows ``key`` (for "does not apply" messages)."""
-    return [s for s in SCHEDULERS if key in cluster_keys(s)]
-
-

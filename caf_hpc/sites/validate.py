@@ -15,20 +15,13 @@ from typing import Any, Optional
 from dask.utils import parse_bytes
 
 from ..steering import checks
-from . import schema
+from ..steering.setting_rules import preload_problems
+from . import schedulers, schema
 from .errors import SiteConfigError
+from .schedulers import Scheduler
 
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 
-#: Time-limit formats per scheduler: (pattern, how to write it, an example).
-WALLTIME_FORMATS = {
-    "slurm": (re.compile(r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$", re.I),
-              "MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS", "01:00:00"),
-    "pbs": (re.compile(r"^\d+(:\d{1,2}){0,2}$"), "HH:MM:SS, MM:SS or seconds", "01:00:00"),
-    "sge": (re.compile(r"^\d+(:\d{1,2}){0,2}$"), "HH:MM:SS, MM:SS or seconds", "01:00:00"),
-    "lsf": (re.compile(r"^\d+(:\d{1,2})?$"), "HH:MM or minutes", "01:00"),
-}
-SLURM_MEMORY = re.compile(r"^\d+[KMGT]?$", re.I)
 #: Image references Apptainer/Singularity fetch themselves; anything else must be a file here.
 IMAGE_URI = re.compile(r"^(docker|docker-archive|oci|oci-archive|library|oras|shub|https?)://")
 #: Directories that are never shared between nodes.
@@ -65,7 +58,7 @@ def find_placeholder(value: Any) -> Optional[str]:
 class _Checker:
     """Collects the problems of one config; each ``kind`` method returns the normalised value."""
 
-    def __init__(self, source: str, scheduler: Optional[str] = None, unfilled: Optional[list] = None) -> None:
+    def __init__(self, source: str, scheduler: Optional[Scheduler] = None, unfilled: Optional[list] = None) -> None:
         self.source = source
         self.scheduler = scheduler
         self.errors: list[str] = []
@@ -75,13 +68,18 @@ class _Checker:
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{self.source}: {where}: {message}" if where else f"{self.source}: {message}")
 
-    def value(self, where: str, kind: str, value: Any) -> Any:
+    def value(self, where: str, kind: schedulers.core.Kind, value: Any) -> Any:
         placeholder = find_placeholder(value)
         if placeholder and self.unfilled is not None:
             self.unfilled.append((where, placeholder))
             return value
         if placeholder:
             self.error(where, f"placeholder {placeholder!r} not filled in; replace it with the value for your site")
+            return value
+        if callable(kind):  # a scheduler's own check
+            value, problem = kind(value)
+            if problem:
+                self.error(where, problem)
             return value
         return getattr(self, f"_{kind}")(where, value)
 
@@ -133,8 +131,6 @@ class _Checker:
         return [str(item) for item in value]
 
     def _preload(self, where: str, value: Any) -> Any:
-        from ..steering.settings import preload_problems
-
         for problem in preload_problems(value):
             self.error(where, problem)
         return value
@@ -165,20 +161,14 @@ class _Checker:
             self.error(where, f"{value!r} is not an amount of memory; write e.g. '4GB' or '3.5GiB'")
         return value
 
-    def _slurm_memory(self, where: str, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return str(value)
-        if not isinstance(value, str) or not SLURM_MEMORY.match(value):
-            self.error(where, f"{value!r} is not a Slurm memory size; write e.g. '4000M' or '4G'")
-        return value
-
     def _walltime(self, where: str, value: Any) -> Any:
-        pattern, formats, example = WALLTIME_FORMATS[self.scheduler]
+        assert self.scheduler is not None and self.scheduler.walltime is not None  # only its keys get here
+        walltime = self.scheduler.walltime
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            self.error(where, f"expected a quoted time such as {example!r}, got the number {value!r} "
+            self.error(where, f"expected a quoted time such as {walltime.example!r}, got the number {value!r} "
                               "(YAML reads an unquoted time like 12:00:00 as a number of seconds)")
-        elif not isinstance(value, str) or not pattern.match(value.strip()):
-            self.error(where, f"{value!r} is not a valid walltime for {self.scheduler}; write {formats}")
+        elif not isinstance(value, str) or not walltime.pattern.match(value.strip()):
+            self.error(where, f"{value!r} is not a valid walltime for {self.scheduler.name}; write {walltime.formats}")
         return value
 
 
@@ -197,8 +187,9 @@ def _check_keys(check: _Checker, section: str, given: dict, allowed: dict) -> di
 
 def _check_cluster(check: _Checker, given: dict) -> dict:
     scheduler = check.scheduler
-    allowed = schema.cluster_keys(scheduler)
-    listing = f"Allowed keys for {scheduler}: {', '.join(allowed)}"
+    assert scheduler is not None
+    allowed = scheduler.cluster_keys()
+    listing = f"Allowed keys for {scheduler.name}: {', '.join(allowed)}"
     result: dict = {}
     spelled: dict = {}
     for raw_key, value in given.items():
@@ -210,24 +201,24 @@ def _check_cluster(check: _Checker, given: dict) -> dict:
             continue
         spelled[key] = raw_key
         if key in allowed:
-            result[key] = check.value(where, schema.cluster_kind(scheduler, key), value)
-            if key in schema.UNQUOTED_KEYS and scheduler != "local":
+            result[key] = check.value(where, scheduler.cluster_kind(key), value)
+            if key in schema.UNQUOTED_KEYS and scheduler.is_batch:
                 _check_unquoted(check, where, value)
-        elif key in schema.MANAGED and scheduler != "local":
+        elif key in schema.MANAGED and scheduler.is_batch:
             check.error(where, schema.MANAGED[key])
         elif key in schema.RENAMED:
             check.error(where, f"renamed by dask-jobqueue; use {schema.RENAMED[key]!r}")
-        elif key == "project" and scheduler in schema.PROJECT_RENAMED:
-            check.error(where, f"renamed by dask-jobqueue for {scheduler}; use 'account'")
-        elif schema.schedulers_with_key(key):
-            owners = ", ".join(schema.schedulers_with_key(key))
-            check.error(where, f"does not apply to {scheduler} (it is a key for {owners}). {listing}")
+        elif key == "project" and scheduler.project_is_account:
+            check.error(where, f"renamed by dask-jobqueue for {scheduler.name}; use 'account'")
+        elif schedulers.with_key(key):
+            owners = ", ".join(schedulers.with_key(key))
+            check.error(where, f"does not apply to {scheduler.name} (it is a key for {owners}). {listing}")
         else:
             check.error(where, f"unknown key{_did_you_mean(key, allowed)} {listing}")
-    if scheduler != "local":
-        for key in schema.REQUIRED_CLUSTER_KEYS[scheduler]:
+    if scheduler.is_batch:
+        for key in scheduler.required_keys:
             if key not in result:
-                needed = " and ".join(schema.REQUIRED_CLUSTER_KEYS[scheduler])
+                needed = " and ".join(scheduler.required_keys)
                 check.error(f"cluster.{key}", f"missing; dask-jobqueue needs {needed} per job")
         cores, processes = result.get("cores"), result.get("processes")
         if isinstance(cores, int) and isinstance(processes, int) and processes > cores:
@@ -314,14 +305,6 @@ def _check_security(check: _Checker, security: dict) -> None:
                                           f"{schema.DEFAULT_TLS_DIRECTORY}")
 
 
-#: Sections that mean nothing for the local default cluster, and why.
-_NOT_LOCAL = {
-    "scale": "does not apply to local; set cluster.n_workers instead",
-    "container": "does not apply to local (its workers are processes on this machine)",
-    "security": "does not apply to local (its scheduler and workers listen on 127.0.0.1 only)",
-}
-
-
 def validate(raw: Any, source: str, unfilled: Optional[list] = None) -> dict:
     """The normalised config, or a ``SiteConfigError`` listing every problem of ``raw``.
 
@@ -345,34 +328,33 @@ def validate(raw: Any, source: str, unfilled: Optional[list] = None) -> dict:
             malformed = True
         else:
             sections[key] = value
-    scheduler = sections.get("scheduler")
-    if scheduler is None:
-        check.error("scheduler", f"missing; allowed: {', '.join(schema.SCHEDULERS)}")
-    elif scheduler not in schema.SCHEDULERS:
-        check.error("scheduler", f"unknown scheduler {scheduler!r}{_did_you_mean(str(scheduler), schema.SCHEDULERS)} "
-                                 f"Allowed: {', '.join(schema.SCHEDULERS)}")
-    if malformed or scheduler not in schema.SCHEDULERS:  # the keys allowed depend on it: nothing more to check
+    name, known = sections.get("scheduler"), schedulers.names()
+    if name is None:
+        check.error("scheduler", f"missing; allowed: {', '.join(known)}")
+    elif name not in known:
+        check.error("scheduler", f"unknown scheduler {name!r}{_did_you_mean(str(name), known)} "
+                                 f"Allowed: {', '.join(known)}")
+    if malformed or name not in known:  # the keys allowed depend on it: nothing more to check
         raise SiteConfigError("\n".join(check.errors))
 
-    check.scheduler = scheduler
-    result: dict = {"scheduler": scheduler}
+    scheduler = check.scheduler = schedulers.get(str(name))
+    result: dict = {"scheduler": name}
     if sections.get("description") is not None:
         result["description"] = check.value("description", "string", sections["description"])
-    if scheduler == "local":
-        for section, why in _NOT_LOCAL.items():
-            if sections.get(section):
-                check.error(section, why)
+    for section, why in scheduler.unused_sections.items():
+        if sections.get(section):
+            check.error(section, why)
     result["cluster"] = _check_cluster(check, sections.get("cluster") or {})
     for section in ("scale", "container", "security", "runner"):
         given = sections.get(section)
-        if given is None or (scheduler == "local" and section in _NOT_LOCAL):
+        if given is None or section in scheduler.unused_sections:
             continue
         result[section] = _check_keys(check, section, given, schema.SECTION_KEYS[section])
     if "scale" in result:
         _check_scale(check, result["scale"])
     if "container" in result:
         _check_container(check, result["container"])
-    if scheduler != "local":
+    if scheduler.is_batch:
         _check_security(check, result.get("security", {}))
     if check.errors:
         raise SiteConfigError("\n".join(check.errors))

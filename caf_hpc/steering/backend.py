@@ -237,7 +237,7 @@ class Tracker:
 
     # ----------------------------------------------------------------- submitting (CAF's main thread)
     def add(self, parent: Any, jobs: list, environment: Optional[dict], max_running: Optional[int]) -> None:
-        record, label = _record_for(parent, clusters.describe(self.settings), clusters.dashboard(self.client))
+        record, label = _record_for(parent, clusters.worker_source(self.settings), clusters.dashboard(self.client))
         with self._lock:
             self.limits[id(parent)] = max_running
             self.records[id(parent)] = record
@@ -320,7 +320,7 @@ class Tracker:
         if now - self._idle_since >= self.settings.worker_wait:
             for unit in waiting:
                 unit.verdict = (f"found no worker to run it within {self.settings.worker_wait:g} s (worker_wait) on "
-                                f"{clusters.describe(self.settings)}")
+                                f"{clusters.worker_source(self.settings)}")
                 if unit.future is not None:
                     unit.future.cancel()
         elif now >= self._next_wait_note:
@@ -388,7 +388,7 @@ class Tracker:
         if len(unit.lost) > self.settings.retries:
             unit.verdict = (f"lost its worker {len(unit.lost)} time(s) ({'; '.join(unit.lost)}), more than "
                             f"retries={self.settings.retries} allows. This is a failure of the cluster, not of the "
-                            f"job: {clusters.describe(self.settings)}")
+                            f"job: {clusters.worker_source(self.settings)}")
             if unit.future is not None:
                 unit.future.cancel()
         else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ..sites.config import OVERRIDABLE, bind
 from .runner import DaskAlgorithmsRunner
 from .settings import SettingsError, resolve
 
@@ -16,17 +17,13 @@ def bound_settings(site: Optional[str] = None, **settings: Any) -> dict:
     script, not hours later. The runner and the collector backend bind alike, so that
     the same arguments reach the same cluster.
     """
-    from ..sites.config import OVERRIDABLE  # keywords that override sections of the site config
-
     site_overrides = {key: settings.pop(key) for key in OVERRIDABLE if key in settings}
     overrides = dict(settings, site=site) if site is not None else dict(settings)
     resolved = resolve(**overrides)  # validates names and values now
     if site_overrides and not resolved.site:
         raise SettingsError(f"{'=, '.join(site_overrides)}= override parts of a site config; name a site too")
     if resolved.site:
-        from .. import sites
-
-        bound = sites.bind(resolved.site, site_overrides)  # reads and validates the site config now
+        bound = bind(resolved.site, site_overrides)  # reads and validates the site config now
         if bound != resolved.site:
             overrides["site"] = bound
     return overrides

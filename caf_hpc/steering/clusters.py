@@ -21,8 +21,10 @@ from distributed import Client
 
 from .. import dask_adapter
 from ..basf2_compat import log_info, log_warning
+from ..sites.build import build_cluster
 from . import interrupt
-from .settings import ALLOWED_FAILURES, RunnerSettings, SettingsError, resolve_site, scheduler_host_port
+from .setting_rules import ALLOWED_FAILURES
+from .settings import RunnerSettings, SettingsError, resolve_site, scheduler_host_port
 
 _lock = threading.Lock()
 _clients: dict[tuple, Client] = {}
@@ -211,9 +213,8 @@ def _make_cluster(settings: RunnerSettings, key: Optional[tuple] = None) -> Any:
         settings = resolve_site(settings)
     site = settings.site_config
     if site is not None and site.is_batch:
-        from ..sites.build import build_cluster
-
-        return build_cluster(settings, keep=keep)
+        dashboard = settings.dashboard_address if "dashboard_address" in settings.explicit else None
+        return build_cluster(site, dashboard, keep=keep)
     # the local default, or a local site whose values are in the settings. Ctrl-C waits until it started
     # (a second or two): a start it cut left processes that no one closes
     with interrupt.deferred():
@@ -275,12 +276,13 @@ def _check_retries(client: Client, settings: RunnerSettings) -> None:
             f"{settings.retries} in its environment")
 
 
-def describe(settings: RunnerSettings) -> str:
-    """Where the workers come from, for error messages: the site, its queue and job logs."""
+def worker_source(settings: RunnerSettings) -> str:
+    """Where the workers come from, for messages: the site, its queue and job logs; the scheduler's address;
+    or the local cluster. A site's is the one the run read (``settings.site_config``): a message reads no file."""
     if settings.site:
-        from ..sites import describe as describe_site
-
-        return describe_site(settings.site)
+        site = settings.site_config if settings.site_config is not None else resolve_site(settings).site_config
+        assert site is not None
+        return site.summary()
     if settings.address:
         return f"the Dask scheduler at {settings.address}"
     return "the local Dask cluster"
@@ -299,17 +301,14 @@ def state(client: Client, settings: RunnerSettings) -> str:
     try:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
     except Exception as err:  # only for a progress line
-        return f"{describe(settings)} (not answering: {err!r})"
+        return f"{worker_source(settings)} (not answering: {err!r})"
     busy = sum(1 for w in workers.values() if w.get("metrics", {}).get("task_counts", {}).get("executing"))
     text = f"{len(workers)} worker(s) connected, {busy} busy"
     cluster = getattr(client, "cluster", None)
-    if hasattr(cluster, "job_cls") and settings.site:
-        from ..sites import job_states
-
-        site = (settings if settings.site_config is not None else resolve_site(settings)).site_config
+    if cluster is not None and hasattr(cluster, "job_cls") and settings.site_config is not None:
         ids = [str(job.job_id) for job in list(cluster.workers.values()) if getattr(job, "job_id", None)]
-        text += f"; {job_states.describe(site.scheduler, ids)}"
-    return f"{text}; {describe(settings)}"
+        text += f"; {settings.site_config.scheduler_type.jobs_summary(ids)}"
+    return f"{text}; {worker_source(settings)}"
 
 
 def close(settings: RunnerSettings) -> None:

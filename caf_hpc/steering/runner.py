@@ -236,7 +236,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             self.final_state = self.FAILED
             raise
         watch.on_interrupt(lambda: inbox.put(events.Interrupted()))
-        progress = RunProgress(self.name, iteration, self.output_dir, clusters.describe(settings), iov,
+        progress = RunProgress(self.name, iteration, self.output_dir, clusters.worker_source(settings), iov,
                                clusters.dashboard(client))
         stopped = False
         try:
@@ -380,7 +380,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         if now - stream.waiting_since >= settings.worker_wait:
             if not client.scheduler_info(n_workers=-1).get("workers"):
                 self._fail(name, log_path, f"found no worker to run it within {settings.worker_wait:g} s "
-                           f"(worker_wait) on {clusters.describe(settings)}")
+                           f"(worker_wait) on {clusters.worker_source(settings)}")
             stream.waiting_since = now  # workers exist, busy with other strategies: wait another round
 
     @staticmethod
@@ -391,7 +391,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             limit = (f"and its Dask scheduler gave up on it there (distributed.scheduler.allowed-failures is below "
                      f"retries={settings.retries})")
         return (f"lost its worker {len(stream.lost)} time(s) ({'; '.join(stream.lost)}), {limit}. This is a failure "
-                f"of the cluster, not of the algorithm: {clusters.describe(settings)}")
+                f"of the cluster, not of the algorithm: {clusters.worker_source(settings)}")
 
     def _judge(self, name: str, log_path: Any, stream: StrategyStream, settings: RunnerSettings) -> str:
         """Turns how the child ended into CAF's outcome, as the reference runner does."""
@@ -399,7 +399,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         if stream.unreadable:
             return self._fail(name, log_path, f"could not be followed: its Dask scheduler stopped answering "
                               f"(reading the run's queue failed: {stream.unreadable}). This is a failure of the "
-                              f"cluster, not of the algorithm: {clusters.describe(settings)}")
+                              f"cluster, not of the algorithm: {clusters.worker_source(settings)}")
         if end is None and stream.task_done.lost_worker is not None:
             return self._fail(name, log_path, self._lost_message(stream, settings))
         if end is None:

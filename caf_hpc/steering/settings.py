@@ -22,15 +22,24 @@ setting                     environment variable   meaning
 
 ``factories`` ({algorithm name: "package.module:function"}) and ``ship_modules``
 (names of modules to send by value) are arguments only.
+
+A site config's ``runner`` section fills in what neither gives (``resolve_site``): the site
+is read there, once per run, and travels with the settings (``site_config``) to whatever
+needs it later in the run. What settings and site configs share (``SettingsError``, the
+preload rule, ...) is in ``setting_rules``, which imports neither.
 """
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping, Optional
 
+from ..sites.config import SiteConfig, load_site
 from . import checks
+from .setting_rules import LOCAL_DASHBOARD, SettingsError, preload_problems
+
+__all__ = ["ENVIRONMENT", "RunnerSettings", "SettingsError", "resolve", "resolve_for_run", "resolve_site",
+           "scheduler_host_port", "value_problem"]
 
 ENVIRONMENT = {
     "address": "CAF_HPC_ADDRESS",
@@ -46,18 +55,6 @@ ENVIRONMENT = {
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 _INTEGERS = {"n_workers": 1, "retries": 0}      # setting -> smallest allowed value
 _SECONDS = ("timeout", "worker_wait")
-_PRELOAD_ENTRY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(:[A-Za-z_][A-Za-z0-9_.]*)?$")
-PRELOAD_FORM = "'package.module' to import it, or 'package.module:function' to import it and call function()"
-
-
-def preload_problems(entries: Any) -> list[str]:
-    """What is wrong with a ``preload`` list (empty when nothing is), one message per entry."""
-    if isinstance(entries, str) or not isinstance(entries, (list, tuple)):
-        return [f"expected a list of module names, got {entries!r}; each entry is {PRELOAD_FORM}"]
-    return [f"entry {entry!r} is not {PRELOAD_FORM}" for entry in entries
-            if not isinstance(entry, str) or not _PRELOAD_ENTRY.match(entry)]
-
-
 def scheduler_host_port(address: str) -> tuple:
     """``(host, port)`` of a Dask scheduler address; ValueError unless Dask can connect to it (a known
     protocol, its plugins included, or none; a host; a port)."""
@@ -91,25 +88,13 @@ def value_problem(name: str, value: Any) -> Optional[str]:
     return f"must be {wanted}, got {value!r}" if wanted else None
 
 
-#: The schedulers of the clusters caf-hpc starts let a task lose this many workers. Dask's own limit
-#: (``distributed.scheduler.allowed-failures``, 3 by default) ended a strategy with a ``KilledWorker`` at
-#: its fourth lost worker whatever the runner's ``retries``. Here ``retries`` is the only limit: each runner
-#: counts its strategy's lost workers and cancels it past its own ``retries``, and one cluster serves runners
-#: with different ``retries``, so the scheduler's limit is one that no runner reaches.
-ALLOWED_FAILURES = 1_000_000
-
-
-class SettingsError(ValueError):
-    """A runner setting has a value that cannot work; the message names it and what is allowed."""
-
-
 @dataclass(frozen=True)
 class RunnerSettings:
     address: Optional[str] = None
     site: Optional[str] = None
     n_workers: Optional[int] = None
     timeout: Optional[float] = None
-    dashboard_address: str = "127.0.0.1:0"
+    dashboard_address: str = LOCAL_DASHBOARD
     retries: int = 1
     worker_wait: float = 300.0
     fork_server: bool = True
@@ -119,8 +104,9 @@ class RunnerSettings:
     ship_modules: tuple = ()
     #: The settings the user gave (argument or environment), which a site's defaults must not replace.
     explicit: frozenset = field(default=frozenset(), compare=False)
-    #: The site's validated config (``caf_hpc.sites.SiteConfig``), read once per run by ``resolve_site``.
-    site_config: Any = field(default=None, compare=False, repr=False)
+    #: The site's validated config, read once per run by ``resolve_site``; what the run does later (its
+    #: cluster, its messages) takes the site from here and never reads the file again.
+    site_config: Optional[SiteConfig] = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.address and not _is_scheduler_address(self.address):
@@ -204,12 +190,18 @@ def resolve(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Ru
 
 
 def resolve_site(settings: RunnerSettings) -> RunnerSettings:
-    """``settings`` with the site's config read (once) and its suggestions filled in (see ``sites.apply_site``)."""
+    """``settings`` with the site's config read and attached, and its suggestions filled in where the user set none.
+
+    The one place a run reads its site file. The ``runner`` section suggests timeout, retries,
+    worker_wait and preload (validation allows no other keys there); a local site's
+    ``cluster`` section suggests n_workers and dashboard_address. What the user chose, by
+    argument or environment variable (``settings.explicit``), stays.
+    """
     if not settings.site:
         return settings
-    from ..sites.runner_section import apply_site
-
-    return apply_site(settings)
+    site = load_site(settings.site)
+    updates = {key: value for key, value in site.suggested_settings().items() if key not in settings.explicit}
+    return replace(settings, site_config=site, **updates)
 
 
 def resolve_for_run(overrides: Mapping[str, Any]) -> RunnerSettings:

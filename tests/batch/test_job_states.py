@@ -7,7 +7,7 @@ import time
 import pytest
 from tests.helpers.requirements import require_testbed
 
-from caf_hpc.sites.job_states import describe, job_states
+from caf_hpc.sites import schedulers
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(120)]
 
@@ -42,17 +42,17 @@ def test_running_and_held_jobs_are_told_apart(system, monkeypatch, tmp_path):
     running, held = _submit(run, environment, tmp_path / "job.sh"), _submit(hold, environment, tmp_path / "job.sh")
     try:
         deadline = time.monotonic() + 60
-        states = job_states(system, [running, held])
+        states = schedulers.get(system).job_states([running, held])
         while states.get(running) != "running" and time.monotonic() < deadline:
             time.sleep(0.5)
-            states = job_states(system, [running, held])
+            states = schedulers.get(system).job_states([running, held])
         assert states == {running: "running", held: "pending"}
-        assert describe(system, [running, held, "999999"]) == \
+        assert schedulers.get(system).jobs_summary([running, held, "999999"]) == \
             f"3 batch job(s) submitted ({running}, {held}, 999999): 1 pending, 1 running, 1 no longer queued"
     finally:
         subprocess.run([*cancel, running, held], capture_output=True, timeout=30, env=environment)
 
 
 def test_a_scheduler_that_cannot_be_asked_claims_nothing():
-    assert job_states("htcondor", ["1"]) is None
-    assert describe("htcondor", ["1", "2"]) == "2 batch job(s) submitted (1, 2)"
+    assert schedulers.get("htcondor").job_states(["1"]) is None
+    assert schedulers.get("htcondor").jobs_summary(["1", "2"]) == "2 batch job(s) submitted (1, 2)"

@@ -8,8 +8,8 @@ from tests.helpers.requirements import require_testbed
 from distributed import Client
 
 from caf_hpc.cli import main
-from caf_hpc.sites import build_cluster
-from caf_hpc.steering.settings import ALLOWED_FAILURES, resolve
+from caf_hpc.sites import build_cluster, load_site
+from caf_hpc.steering.setting_rules import ALLOWED_FAILURES
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(90)]
 
@@ -40,7 +40,7 @@ def test_site_check_dry_submission_is_accepted(batch_system, capsys):
 @pytest.mark.parametrize("batch_system", list(SITES), indirect=True)
 def test_site_cluster_runs_a_task_in_a_batch_job_over_tls(batch_system, tmp_path):
     site, job_variable = batch_system
-    cluster = build_cluster(resolve(site=site))
+    cluster = build_cluster(load_site(site))
     try:
         assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
         assert cluster.scheduler.allowed_failures == ALLOWED_FAILURES  # the runner's retries decide, not Dask

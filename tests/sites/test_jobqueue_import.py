@@ -6,9 +6,9 @@ import sys
 
 CHECK = """
 import signal, threading
-from caf_hpc.sites import schema
+from caf_hpc.sites import schedulers
 seen = []
-thread = threading.Thread(target=lambda: seen.append(schema.cluster_class("slurm").__name__))
+thread = threading.Thread(target=lambda: seen.append(schedulers.get("slurm").cluster_class().__name__))
 thread.start(); thread.join(timeout=60)
 print(seen, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 """

@@ -1,6 +1,7 @@
 """A site config reaching the runner: runner_for validates it, its runner section fills settings, build makes the cluster."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -8,13 +9,15 @@ import subprocess
 import sys
 
 import pytest
-from tests.helpers.batch_queues import jobs_named
+from tests.helpers.batch_queues import jobs_named, wait_until_no_jobs
 from tests.helpers.requirements import require_testbed
+from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.steering import clusters
-from caf_hpc.steering.settings import SettingsError, resolve, resolve_for_run
-from caf_hpc.sites import SiteConfigError, apply_site, build_cluster, load_site
+from caf_hpc.steering.settings import SettingsError, resolve, resolve_for_run, resolve_site
+from caf_hpc.basf2_compat import RunnerError
+from caf_hpc.sites import SiteConfigError, build_cluster, config, load_site
 from caf_hpc.sites.jobscript import SCHEDULER_ADDRESS, WORKER_NAME, job_script
 
 pytestmark = pytest.mark.timeout(30)
@@ -46,20 +49,20 @@ def site(tmp_path, text: str = SLURM, name: str = "mysite") -> str:
 
 
 def test_runner_section_fills_settings_the_user_did_not_set(tmp_path):
-    settings = apply_site(resolve(site=site(tmp_path)))
+    settings = resolve_site(resolve(site=site(tmp_path)))
     assert (settings.timeout, settings.retries, settings.worker_wait, settings.preload) == (1200, 3, 45, ("ROOT",))
 
 
 def test_arguments_and_environment_win_over_the_runner_section(tmp_path, monkeypatch):
     monkeypatch.setenv("CAF_HPC_RETRIES", "1")  # the built-in default, but chosen explicitly
     monkeypatch.setenv("CAF_HPC_PRELOAD", "basf2")
-    settings = apply_site(resolve(site=site(tmp_path), timeout=60))
+    settings = resolve_site(resolve(site=site(tmp_path), timeout=60))
     assert (settings.timeout, settings.retries, settings.worker_wait, settings.preload) == (60, 1, 45, ("basf2",))
 
 
 def test_an_argument_equal_to_the_default_still_wins_over_the_site(tmp_path):
     runner = runner_for(site(tmp_path), retries=1)  # the site says 3
-    assert apply_site(runner.settings()).retries == 1
+    assert resolve_site(runner.settings()).retries == 1
 
 
 def test_runner_for_validates_the_site_when_the_class_is_made(tmp_path):
@@ -112,7 +115,7 @@ def test_batch_cluster_submits_exactly_the_printed_job_script(tmp_path, slurm):
     """A real SLURMCluster (scheduler only, no jobs) with TLS: its job script is what `job-script` prints."""
     name = site(tmp_path, SLURM.replace("log_directory:", f"job_name: {slurm}, log_directory:")
                 + "scale: {minimum_jobs: 0, maximum_jobs: 1}\n")  # adaptive, and no work: no job
-    cluster = build_cluster(resolve(site=name))
+    cluster = build_cluster(load_site(name))
     try:
         address = cluster.scheduler.address
         assert address.startswith("tls://127.0.0.1:")
@@ -133,7 +136,7 @@ def test_adaptive_scale_and_submit_extras_reach_the_cluster(tmp_path, slurm):
     text = SLURM.replace("log_directory: ~/logs}",
                          f"log_directory: ~/logs, job_name: {slurm}, submit_command_extra: ['--hold']}}")
     name = site(tmp_path, text + "scale: {minimum_jobs: 0, maximum_jobs: 2}\nsecurity: {tls: false}\n")
-    cluster = build_cluster(resolve(site=name))
+    cluster = build_cluster(load_site(name))
     try:
         assert cluster.scheduler.address.startswith("tcp://")
         assert cluster.job_cls.submit_command == "sbatch --hold"
@@ -149,7 +152,7 @@ def test_a_missing_submit_command_is_reported_before_the_cluster_starts(tmp_path
     monkeypatch.setenv("PATH", str(empty))
     with pytest.raises(SiteConfigError, match="mysite.yaml: sbatch not found on PATH: this machine cannot submit "
                                               "slurm jobs"):
-        build_cluster(resolve(site=site(tmp_path)))
+        build_cluster(load_site(site(tmp_path)))
 
 
 @pytest.mark.batch
@@ -162,4 +165,77 @@ def test_a_grid_engine_qsub_is_not_used_for_pbs(monkeypatch):
     assert version.startswith("SGE ")  # e.g. "SGE 8.1.9", Grid Engine's own first line of `qsub -help`
     with pytest.raises(SiteConfigError, match=re.escape(f"the qsub on PATH ({qsub}) is Grid Engine's ({version}), "
                                                         "not PBS's; put the PBS commands first on PATH")):
-        build_cluster(resolve(site="localhost-pbs"))
+        build_cluster(load_site("localhost-pbs"))
+
+
+@pytest.fixture
+def site_reads(monkeypatch):
+    """Every read of a site file from now on: the file's one loader (``config.read_yaml``), counted and called."""
+    reads = []
+    loader = config.read_yaml
+
+    def counted(path, source):
+        reads.append(str(path))
+        return loader(path, source)
+
+    monkeypatch.setattr(config, "read_yaml", counted)
+    return reads
+
+
+class _Lines(logging.Handler):
+    """The runner's log lines, on its own logger (pytest's capture of the root may stop at ERROR once a batch
+    cluster has started)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def runner_lines(monkeypatch, request):
+    lines = _Lines()
+    logger = logging.getLogger("caf_hpc")
+    monkeypatch.setattr(logger, "handlers", [*logger.handlers, lines])
+    request.addfinalizer(lambda level=logger.level: logger.setLevel(level))
+    logger.setLevel(logging.INFO)
+    return lines.lines
+
+
+@pytest.mark.timeout(120)
+def test_a_run_on_a_local_site_reads_the_site_file_once(tmp_path, calibrate, site_reads):
+    """Its start, its cluster, its progress lines and its failure all take the site the run read."""
+    runner = runner_for(site(tmp_path, "scheduler: local\ncluster: {n_workers: 1}\nrunner: {retries: 0}\n", "here"))
+    site_reads.clear()  # runner_for read it to check it; a run reads it again, once, for what changed since
+    try:
+        outcome = calibrate([ok("First"), scripted("Broken", ("raise", "no constants"))], runner=runner)
+        in_run = list(site_reads)
+    finally:
+        clusters.close(runner.settings())
+    assert outcome.final_state == "FAILED" and isinstance(outcome.error, RunnerError), outcome
+    assert len(in_run) == 1, in_run
+
+
+@pytest.mark.batch
+@pytest.mark.timeout(120)
+def test_a_run_that_waits_for_a_batch_job_and_fails_reads_the_site_file_once(tmp_path, calibrate, slurm, site_reads,
+                                                                              runner_lines):
+    """On the real Slurm, a job held in the queue: the run's start, its waiting notes (which ask the batch system
+    for its jobs' states) and its error naming the site all take the site the run read."""
+    held = SLURM.replace("log_directory:", f"job_name: {slurm}, job_extra_directives: [--hold], log_directory:")
+    runner = runner_for(site(tmp_path, held.replace("worker_wait: 45", "worker_wait: 5"), "held"))
+    site_reads.clear()
+    try:
+        outcome = calibrate([ok("Patient")], runner=runner)
+        in_run = list(site_reads)
+    finally:
+        clusters.close(runner.settings())
+        assert wait_until_no_jobs("slurm", slurm) == []
+    assert isinstance(outcome.error, RunnerError), outcome
+    message = str(outcome.error)
+    assert "found no worker to run it within 5 s (worker_wait) on site 'held' (slurm, queue debug" in message
+    waiting = [line for line in runner_lines if " waiting " in line]
+    assert any(": 1 pending" in line and "site 'held'" in line for line in waiting), runner_lines
+    assert len(in_run) == 1, in_run

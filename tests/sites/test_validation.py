@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import yaml
 
-from caf_hpc.sites import SiteConfigError, load_site, schema
+from caf_hpc.sites import SiteConfigError, load_site, schedulers
 from caf_hpc.sites.lookup import available
 
 pytestmark = [pytest.mark.usefixtures("isolated_sites"), pytest.mark.timeout(20)]
@@ -25,7 +25,7 @@ SECTIONS = "scheduler, description, cluster, scale, container, security, runner"
 
 
 def keys(scheduler: str) -> str:
-    return ", ".join(schema.cluster_keys(scheduler))
+    return ", ".join(schedulers.get(scheduler).cluster_keys())
 
 
 def with_section(extra: str, base: str = SLURM) -> str:
@@ -270,7 +270,7 @@ def test_site_config_error_is_a_settings_error_and_value_error():
     assert issubclass(SiteConfigError, SettingsError) and issubclass(SiteConfigError, ValueError)
 
 
-@pytest.mark.parametrize("scheduler", schema.BATCH_SCHEDULERS)
+@pytest.mark.parametrize("scheduler", schedulers.batch_names())
 def test_a_jobqueue_yaml_section_pastes_in(tmp_path, scheduler):
     """dask-jobqueue's own jobqueue.yaml section (hyphenated keys, `name`) is a valid cluster section."""
     section = {k: v for k, v in yaml.safe_load(open(_jobqueue_yaml()))["jobqueue"][scheduler].items()
@@ -295,13 +295,14 @@ def test_allowed_keys_come_from_dask_jobqueue_signatures():
 
     from dask_jobqueue import SLURMCluster
 
-    slurm = set(schema.cluster_keys("slurm"))
+    slurm = set(schedulers.get("slurm").cluster_keys())
     assert set(inspect.signature(SLURMCluster.job_cls.__init__).parameters) - {"self", "scheduler", "name",
                                                                                "config_name", "project",
                                                                                "base_class_kwargs"} <= slurm
     assert {"cores", "memory", "walltime", "job_script_prologue", "scheduler_options", "python"} <= slurm
     assert not {"security", "protocol", "n_workers", "env_extra", "project", "loop"} & slurm
-    assert "resource_spec" in schema.cluster_keys("pbs") and "disk" in schema.cluster_keys("htcondor")
+    assert "resource_spec" in schedulers.get("pbs").cluster_keys()
+    assert "disk" in schedulers.get("htcondor").cluster_keys()
 
 
 @pytest.mark.parametrize("name", ["local", "localhost-slurm", "localhost-pbs", "localhost-sge"])
