@@ -3,12 +3,18 @@
 Three processes take part in one strategy, and four things travel between them::
 
     steering process --StrategyTask-------------------> Dask worker       the Dask task's argument
-    Dask worker      --StrategyJob, pickled-----------> strategy child    a frame on the child's stdin
+    Dask worker      --StrategyCall, pickled----------> strategy child    a frame on the child's stdin
     strategy child   --frames: lists of ChildMessage--> Dask worker       a pipe; the worker does not look inside
-    Dask worker      --Record (Started/Frames/Ended)--> steering process  the run's ``distributed.Queue``
+    Dask worker      --Record (Started/Frames)--------> steering process  the run's ``distributed.Queue``, as they come
+    Dask worker      --Ended--------------------------> steering process  the Dask task's return value: the end
+
+The end is the task's return value and nothing else: it says how many records the
+attempt put into the queue, and every put is acknowledged by the scheduler before the
+next one (and before the task returns), so when the runner has the end, the records it
+counts are all in the scheduler's queue and the runner reads on until it has them all.
 
 A user's module that the workers cannot import (beside the steering script) rides along
-as ``ModuleSource``: a factory's inside the ``StrategyJob`` (its ``Factory``), a preload
+as ``ModuleSource``: a factory's inside the ``StrategyCall`` (its ``Factory``), a preload
 list's inside the ``StrategyTask`` (its ``Preload``, which the worker hands to its fork
 server, or as a frame before the job to a fresh child).
 
@@ -96,17 +102,18 @@ class Preload:
 
 
 # --------------------------------------------------------------------------- steering process -> Dask worker
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StrategyTask:
-    """What the Dask worker needs to run one strategy in a child and report on it."""
+    """What the Dask worker needs to run one strategy in a child and report on it (built by keyword only:
+    ten fields, several of one type, are too many to get right by position)."""
 
     key: str                # the Dask task's key; every record names it
     algorithm_name: str
-    payload: bytes          # a pickled StrategyJob, opened only by the child
+    payload: bytes          # a pickled StrategyCall, opened only by the child
     queue_name: str         # the run's distributed.Queue
     log_path: str
     output_dir: str
-    timeout: Optional[float] = None
+    timeout: Optional[float] = None  # the strategy's time limit, kept by the worker (see caf_hpc.worker.task)
     fork_server: bool = True
     preload: Preload = Preload()  # run once per worker process before the strategy's process starts
     input_files: tuple = () # checked for on the worker before the strategy starts
@@ -133,8 +140,8 @@ class CollectorTask:
 
 # --------------------------------------------------------------------------- Dask worker -> strategy child
 @dataclass
-class StrategyJob:
-    """Everything the child needs to run ``algorithm.strategy(algorithm)`` as CAF would."""
+class StrategyCall:
+    """Everything the child needs to make the call ``algorithm.strategy(algorithm)`` as CAF would."""
 
     algorithm: Any
     params: dict
@@ -201,7 +208,8 @@ class Where:
         job_id = next((os.environ[v] for v in JOB_ID_VARIABLES if os.environ.get(v)), None)
         return cls(socket.gethostname(), os.getpid(), worker, job_id)
 
-    def describe(self) -> str:
+    def label(self) -> str:
+        """"host h, worker w, batch job j": for messages."""
         parts = [f"host {self.host}"]
         if self.worker:
             parts.append(f"worker {self.worker}")
@@ -229,40 +237,46 @@ class Frames:
     frames: tuple = ()
 
 
+#: What an attempt puts into the run's queue while it runs. Its end is not among them: see ``TaskEnd``.
+Record = Union[Started, Frames]
+
+
 @dataclass(frozen=True)
-class Ended:
-    """How the attempt's process ended; the last record of an attempt."""
+class TaskEnd:
+    """How an attempt of a Dask task of ours ended: the task's return value, and so its only end.
+
+    A lost worker returns nothing: that is the other end, which the scheduler reports.
+    """
 
     key: str
     attempt: str
     where: Where
     returncode: Optional[int] = None
-    timed_out: bool = False
     cancelled: bool = False
-    error: Optional[str] = None     # the supervision itself failed: its traceback
-    unstartable: Optional[str] = None  # why no strategy process was started (a path this worker cannot see)
-    leftovers: tuple = ()           # pids the strategy's process left running, ended after it
-    started_at: Optional[float] = None  # the worker's clock (time.time()) when the strategy's process started
+    error: Optional[str] = None        # the supervision itself failed: its traceback
+    unstartable: Optional[str] = None  # why no process was started (a path this worker cannot see)
+    started_at: Optional[float] = None  # the worker's clock (time.time()) when the process started
     ended_at: Optional[float] = None    # ... and when the attempt ended
 
 
 @dataclass(frozen=True)
-class CollectorEnded:
-    """How a collector (sub)job's script ended: the Dask task's return value."""
+class Ended(TaskEnd):
+    """How a strategy's attempt ended, and how many records it put into the run's queue before.
 
-    key: str
-    attempt: str
-    where: Where
-    returncode: Optional[int] = None
-    cancelled: bool = False
-    error: Optional[str] = None       # the supervision itself failed: its traceback
-    unstartable: Optional[str] = None  # why the script was not started (a path this worker cannot see)
+    ``records`` lets the runner know that every result arrived: the queue's records come
+    in the order they were put, each put acknowledged before the task returned.
+    """
+
+    records: int = 0
+    timed_out: bool = False
+    leftovers: tuple = ()           # the processes the strategy's process left running, ended after it
+
+
+@dataclass(frozen=True)
+class CollectorEnded(TaskEnd):
+    """How a collector (sub)job's script ended."""
+
     outputs: tuple = ()               # files in output_dir matching the job's output_patterns
-    started_at: Optional[float] = None
-    ended_at: Optional[float] = None
-
-
-Record = Union[Started, Frames, Ended]
 
 
 def to_wire(record: Record) -> bytes:

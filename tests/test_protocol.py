@@ -77,10 +77,17 @@ def test_cafs_message_rules_name_what_is_wrong(message, sent_final, expected):
 
 def test_records_keep_their_type_across_the_queue():
     where = protocol.Where("node1", 42, "tcp://10.0.0.1:4000", "1234")
-    for record in (protocol.Started("k", "a", where), protocol.Frames("k", "a", where, (b"x",)),
-                   protocol.Ended("k", "a", where, returncode=-9)):
+    for record in (protocol.Started("k", "a", where), protocol.Frames("k", "a", where, (b"x",))):
         assert protocol.from_wire(protocol.to_wire(record)) == record
-    assert where.describe() == "host node1, worker tcp://10.0.0.1:4000, batch job 1234"
+    assert where.label() == "host node1, worker tcp://10.0.0.1:4000, batch job 1234"
+
+
+def test_a_strategy_task_is_built_by_keyword_only():
+    with pytest.raises(TypeError):
+        protocol.StrategyTask("k", "A", b"", "q", "log", "out")  # ten fields: too many to get right by position
+    task = protocol.StrategyTask(key="k", algorithm_name="A", payload=b"", queue_name="q", log_path="log",
+                                 output_dir="out")
+    assert task.timeout is None and task.fork_server and task.input_files == ()
 
 
 def _sent(read_fd: int) -> list:

@@ -1,6 +1,6 @@
 """``python -m caf_hpc.child MESSAGE_FD``: a strategy's process started as a fresh interpreter.
 
-Standard input holds two frames: the worker's ``protocol.Preload``, then the ``StrategyJob``.
+Standard input holds two frames: the worker's ``protocol.Preload``, then the ``StrategyCall``.
 """
 import sys
 

@@ -3,7 +3,7 @@
 Forked by the worker's fork server (``caf_hpc.worker.forkserver``), or started as
 ``python -m caf_hpc.child MESSAGE_FD`` (its ``protocol.Preload`` the first frame on
 standard input), with file descriptors 1 and 2
-already on the algorithm's log file, the pickled ``StrategyJob`` on standard input and a
+already on the algorithm's log file, the pickled ``StrategyCall`` on standard input and a
 pipe for the strategy's messages (``caf_hpc.protocol``) on ``MESSAGE_FD``. Whatever the strategy does to the process (chdir, logging, conditions,
 a crash) ends with it. When the worker goes away, standard input closes and the child
 ends itself and everything it started, so no orphan keeps computing.
@@ -200,7 +200,7 @@ def _append_basf2_log() -> None:
 
 
 def _load_job(data: bytes) -> Any:
-    """The pickled ``StrategyJob``; a C++ object whose class this process lacks is named."""
+    """The pickled ``StrategyCall``; a C++ object whose class this process lacks is named."""
     try:
         if "ROOT" in sys.modules:  # preloaded: ROOT warns about interpreted classes it streams fine
             with cpp.quiet_streaming():

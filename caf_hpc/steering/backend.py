@@ -34,11 +34,11 @@ from typing import Any, Optional
 from .. import protocol
 from ..basf2_compat import Backend, Result, log_error, log_info, log_warning
 from ..worker.collector import run_collector_task
-from . import clusters, events, interrupt
+from . import clusters, interrupt, logs
 from .binding import bound_settings
 from .checks import did_you_mean, whole_number
-from .logs import describe
 from .progress import RunProgress, StrategyProgress
+from .runner import Inbox, TaskDone, WorkerLost, on_task_done
 from .settings import RunnerSettings, SettingsError, resolve_for_run
 
 EXIT_STATUSES = ("failed", "completed")
@@ -218,7 +218,7 @@ class Tracker:
     def __init__(self, settings: RunnerSettings) -> None:
         self.settings = settings
         self.client = clusters.client_for(settings)
-        self.inbox = events.Inbox(self.client)
+        self.inbox = Inbox(self.client)
         self.units: dict[str, _Unit] = {}
         self.records: dict[int, RunProgress] = {}
         self.pending: "deque[_Unit]" = deque()
@@ -272,7 +272,7 @@ class Tracker:
             self.running[id(unit.parent)] += 1
             unit.future = self.client.submit(run_collector_task, unit.task, key=unit.task.key, pure=False,
                                              priority=PRIORITY)
-            unit.future.add_done_callback(partial(events.on_task_done, self.inbox, unit.task.key))
+            unit.future.add_done_callback(partial(on_task_done, self.inbox, unit.task.key))
         self.pending = waiting
 
     # ----------------------------------------------------------------- statuses (CAF's calibration threads)
@@ -333,7 +333,7 @@ class Tracker:
         in ``arrived`` that finished and whose (sub)job still waits for it."""
         finished = {}
         for event in arrived:
-            if not isinstance(event, events.TaskDone) or event.status != "finished":
+            if not isinstance(event, TaskDone) or event.status != "finished":
                 continue
             unit = self.units.get(event.key)
             if unit is not None and unit.future is not None and unit.verdict is None \
@@ -368,9 +368,9 @@ class Tracker:
             unit.where, unit.attempt = event.where, event.attempt
             job.status = "running"
             unit.progress.started(event.attempt, event.where)
-        elif isinstance(event, events.WorkerLost):
+        elif isinstance(event, WorkerLost):
             self._lost(unit, event.worker)
-        elif isinstance(event, events.TaskDone):
+        elif isinstance(event, TaskDone):
             self.running[id(unit.parent)] -= 1
             self.inbox.forget(unit.task.key)
             self._ended(unit, event, reports.get(unit.task.key))
@@ -378,7 +378,7 @@ class Tracker:
             self._note_progress(unit.parent)
 
     def _lost(self, unit: _Unit, worker: str) -> None:
-        where = unit.where.describe() if unit.where is not None else f"worker {worker}"
+        where = unit.where.label() if unit.where is not None else f"worker {worker}"
         unit.lost.append(where)
         if unit.attempt is not None:
             unit.progress.lost(0)
@@ -395,14 +395,14 @@ class Tracker:
             log_warning(f"collector job {unit.job.name}: lost its worker ({where}); running it again "
                         f"(retry {len(unit.lost)} of {self.settings.retries}), its partial files removed first")
 
-    def _ended(self, unit: _Unit, done: events.TaskDone, report: Any) -> None:
+    def _ended(self, unit: _Unit, done: TaskDone, report: Any) -> None:
         job = unit.job
         ended: Optional[protocol.CollectorEnded] = None
         if done.status == "finished":
             if isinstance(report, protocol.CollectorEnded):
                 ended = report
             else:  # its result is gone with the cluster
-                done = events.TaskDone(done.key, "error", repr(report))
+                done = TaskDone(done.key, "error", repr(report))
         if ended is not None and ended.where is not None:
             unit.where = ended.where
         reason = self._failure(unit, done, ended)
@@ -416,12 +416,12 @@ class Tracker:
         job.status = "failed"
         if ended is None or ended.unstartable or ended.error:  # its script said nothing of this
             _note_in_stderr(job, f"this job {reason}")
-        log_error(f"collector job {job.name} {reason}.\n  {describe(Path(job.working_dir, 'stderr'))}\n"
+        log_error(f"collector job {job.name} {reason}.\n  {logs.describe(Path(job.working_dir, 'stderr'))}\n"
                   f"  stdout: {Path(job.working_dir, 'stdout')}")
 
-    def _failure(self, unit: _Unit, done: events.TaskDone, ended: Optional[protocol.CollectorEnded]) -> Optional[str]:
+    def _failure(self, unit: _Unit, done: TaskDone, ended: Optional[protocol.CollectorEnded]) -> Optional[str]:
         """Why the (sub)job failed, or None if it completed with its output."""
-        where = unit.where.describe() if unit.where is not None else "no worker yet"
+        where = unit.where.label() if unit.where is not None else "no worker yet"
         if unit.verdict:
             return unit.verdict
         if ended is None:

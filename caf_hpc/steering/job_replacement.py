@@ -52,6 +52,6 @@ class JobKeeper:
 
 def keep_jobs(client: Any, cluster: Any) -> None:
     """Replaces ``cluster``'s lost batch jobs from now on."""
-    from .events import WorkerWatch
+    from .runner import WorkerWatch
 
     WorkerWatch.of(client).add_listener(JobKeeper(client, cluster).on_worker_event)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from .. import protocol
 from ..basf2_compat import log_info
@@ -56,7 +56,7 @@ def _codes_text(codes: dict) -> str:
     return ", ".join(f"{count}× code {code}" for code, count in codes.items()) or "no results"
 
 
-def _where(where: Optional[protocol.Where]) -> dict:
+def _where_fields(where: Optional[protocol.Where]) -> dict:
     if where is None:
         return {"host": None, "pid": None, "worker": None, "job_id": None}
     return {"host": where.host, "pid": where.pid, "worker": where.worker, "job_id": where.job_id}
@@ -161,14 +161,14 @@ class StrategyProgress:
 
     def started(self, attempt: str, where: protocol.Where) -> None:
         with self.run._lock:  # changes to the record are made under its lock: see RunProgress.write
-            self.attempt = {"attempt": attempt, **_where(where), "started": time.time(), "finished": None,
+            self.attempt = {"attempt": attempt, **_where_fields(where), "started": time.time(), "finished": None,
                             "outcome": "running", "returncode": None, "signal": None, "timed_out": False,
                             "final_state": None, "results": 0, "result_codes": {}, "error": None}
             self.entry["attempts"].append(self.attempt)
             self.where = where
             self.run.write()
         if not self.run.quiet:
-            log_info(f"{self.run.calibration}: {self.name} started on {where.describe()}; log {self.entry['log']}")
+            log_info(f"{self.run.calibration}: {self.name} started on {where.label()}; log {self.entry['log']}")
 
     def results(self, results: list) -> None:
         """Results arrived; every ``RESULTS_EVERY`` s a strategy that sends many says how many so far."""
@@ -192,12 +192,12 @@ class StrategyProgress:
         """A worker was lost while running an attempt of which nothing had arrived yet."""
         with self.run._lock:
             self.entry["attempts"].append({
-                "attempt": None, **_where(None), "worker": worker, "started": None, "finished": time.time(),
+                "attempt": None, **_where_fields(None), "worker": worker, "started": None, "finished": time.time(),
                 "outcome": "lost", "returncode": None, "signal": None, "timed_out": False, "final_state": None,
                 "results": 0, "result_codes": {}, "error": None})
             self.run.write()
 
-    def ended(self, final_state: str, results: list, end: Optional[Union[protocol.Ended, protocol.CollectorEnded]],
+    def ended(self, final_state: str, results: list, end: Optional[protocol.TaskEnd],
               error: Optional[str]) -> None:
         """The strategy is over: ``final_state`` as the runner judged it, ``error`` if it raised RunnerError."""
         now = time.time()
@@ -207,12 +207,12 @@ class StrategyProgress:
         if self.run.quiet:
             return
         took = now - self.entry["submitted"]
-        where = f" on {self.where.describe()}" if self.where is not None and self.where.host else ""
+        where = f" on {self.where.label()}" if self.where is not None and self.where.host else ""
         log_info(f"{self.run.calibration}: {self.name} ended {final_state}: {len(results)} result(s) "
                  f"({_codes_text(codes)}) in {took:.2f} s{where}")
 
     def _end(self, now: float, final_state: str, results: list, codes: dict,
-             end: Optional[Union[protocol.Ended, protocol.CollectorEnded]], error: Optional[str]) -> None:
+             end: Optional[protocol.TaskEnd], error: Optional[str]) -> None:
         self.entry.update(finished=now, final_state=final_state, results=len(results), result_codes=codes,
                           error=error)
         if self.attempt is not None:

@@ -5,41 +5,301 @@
 
 CAF builds the runner with ``cls(name=...)``, sets its attributes and calls
 ``run(iov, iteration)``. Each algorithm's strategy is submitted as one Dask task, in
-list order; the next one only after the previous one sent its final state and its
-task ended, because it reads the payloads the previous one committed. The records the
-worker sends (``caf_hpc.protocol``) arrive through the run's ``distributed.Queue``; the
-results in them are appended to ``results`` as they arrive. The first ``FAILED`` final
-state ends the run; a strategy that raises, crashes or ends without a final state raises
-``RunnerError``.
+list order; the next one only after the previous one ended, because it reads the
+payloads the previous one committed. The records the worker puts as the strategy runs
+(``caf_hpc.protocol``) arrive through the run's ``distributed.Queue``, and the results
+in them are appended to ``results`` as they arrive.
+
+A strategy ends one way: its task's return value (``protocol.Ended``), which says how
+many records the attempt put; the runner reads the queue on until it has them all, and
+judges. The only other end is a lost worker, one too many (``retries``) or the one Dask
+gave up on (``KilledWorker``). The first ``FAILED`` final state ends the run; a strategy
+that raises, crashes or ends without a final state raises ``RunnerError``.
+
+The inbox (``Inbox``) is here too: the one wait of the runner and of the collector
+backend (``steering.backend``), for the queue's records and for this process's events.
 """
 from __future__ import annotations
 
+import asyncio
+import queue
 import signal
+import threading
 import time
 import uuid
-from functools import partial
-from typing import Any, ClassVar, Optional
+import weakref
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, NoReturn, Optional, Union
 
-from .. import protocol
+from distributed import KilledWorker, Queue
+
+from .. import dask_adapter, protocol
 from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_warning
 from ..worker.task import run_strategy_task, start_preloading
-from . import clusters, events, interrupt, shipping
+from . import clusters, interrupt, logs, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
-from .logs import describe
 from .progress import RunProgress, StrategyProgress
 from .settings import RunnerSettings, resolve_for_run
 
-#: How long the runner waits for a record before it checks its own deadlines again.
+#: How long the runner waits for an event before it looks at the strategy again (waiting notes, worker_wait).
 _QUIET_WAIT = 30.0
-#: How long past the strategy's time limit the runner waits for the worker to report it.
-_TIMEOUT_GRACE = 60.0
-#: How long the last record of a task that ended may still be on its way.
-_END_WAIT = 10.0
+#: How long taking a finished task's end (its return value, from the worker that holds it) may take.
+_RESULT_WAIT = 30.0
+#: How long the records an end counts may take to arrive once the end is here. They are in the
+#: scheduler's queue already (each put was acknowledged before the task returned): this bounds
+#: only the reading of them, one round trip each.
+_DRAIN_WAIT = 30.0
+#: After Ctrl-C: how long the cancelled task's end may take to be told (its callback must run before
+#: the interpreter's thread pools stop taking work).
+_CANCEL_WAIT = 10.0
 #: A strategy without a worker says so after this long, and then every ``_WAITING_EVERY`` s.
 _WAITING_FIRST = 2.0
 _WAITING_EVERY = 30.0
 
 
+# --------------------------------------------------------------------------- the inbox
+#: Put by the runner itself: tells the reader to stop, after every record put before it.
+_CLOSE = b"caf-hpc-close"
+_CLOSE_WAIT = 15.0
+#: How long the queue of a run stopped by Ctrl-C stays, for the last records of its cancelled strategy:
+#: the task sees the cancellation within a second, and gives the strategy's process at most twice 5 s to end.
+LINGER = 15.0
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    """A Dask task of ours ended (``status``: finished, error, cancelled, lost).
+
+    ``end`` is what a strategy's task returned (``take_end``); a collector's is gathered
+    by the backend itself. ``lost_worker`` is the worker named by a ``KilledWorker``: the
+    scheduler gave up on the task when that worker was lost, which is one more lost
+    worker for the runner to count.
+    """
+
+    key: str
+    status: str
+    error: Optional[str] = None
+    lost_worker: Optional[str] = None
+    end: Optional[protocol.Ended] = None
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    """The scheduler removed the worker that was running the task ``key``."""
+
+    key: str
+    worker: str
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """The steering script was interrupted (Ctrl-C) while this run went on in a thread of its own."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """The run's queue could not be read any more (the scheduler went away)."""
+
+    error: str
+
+
+Event = Union[protocol.Started, protocol.Frames, TaskDone, WorkerLost, Unreadable, Interrupted]
+
+
+class Inbox:
+    """The run's queue and the runner's own events, read with one ``get``."""
+
+    def __init__(self, client: Any) -> None:
+        self._local: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
+        self._gone = False
+        self._keys: set = set()
+        self.queue = Queue(f"caf-hpc-{uuid.uuid4().hex[:16]}", client=client)
+        self.name = self.queue.name
+        self._reader = asyncio.run_coroutine_threadsafe(self._read(), client.loop.asyncio_loop)
+        self._watch = WorkerWatch.of(client)
+        self._watch.add(self)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                # No timeout: a read that times out at the scheduler is logged there as an ERROR with its
+                # traceback ("Exception while handling op queue_get"), every time, on the user's terminal.
+                # A read waits until a record comes, the run closes the queue with _CLOSE, or the
+                # connection to the scheduler drops, which fails it at once.
+                data = await self.queue.get(asynchronous=True)
+            except Exception as err:  # the scheduler or the client went away
+                self._gone = True  # before the runner can learn of it: close() must not wait on the queue
+                self._local.put(Unreadable(f"{type(err).__name__}: {err}"))
+                return
+            if data == _CLOSE:
+                return
+            self._local.put(protocol.from_wire(data))
+
+    def put(self, event: Event) -> None:
+        """An event of this process (from any thread, or the client's loop)."""
+        self._local.put(event)
+
+    def get(self, timeout: float) -> Optional[Event]:
+        """The next event, or None after ``timeout`` seconds without one."""
+        try:
+            return self._local.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def wait_for_task_done(self, key: str, timeout: float) -> None:
+        """Waits (at most ``timeout`` s) for the ``TaskDone`` of ``key``, dropping other events."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = self.get(timeout=max(0.0, deadline - time.monotonic()))
+            if isinstance(event, TaskDone) and event.key == key:
+                return
+
+    def watch(self, key: str) -> None:
+        """Reports the removal of the worker running task ``key`` as a ``WorkerLost``."""
+        self._keys.add(key)
+
+    def forget(self, key: str) -> None:
+        self._keys.discard(key)
+
+    def watches(self, key: str) -> bool:
+        return key in self._keys
+
+    def close(self, linger: float = 0.0) -> None:
+        """Stops reading after every record already put, then lets the queue go.
+
+        ``linger``: a strategy was just cancelled (Ctrl-C), and its task on the worker, which
+        learns of it within a second and then stops its process, still puts its last records
+        into the queue. A queue let go before that makes the scheduler log an error for each
+        put. So the queue stays ``linger`` s, and is let go from a thread of its own; a
+        process that is ending takes it along with its cluster.
+        """
+        self._watch.remove(self)
+        if linger > 0:
+            timer = threading.Timer(linger, self._let_go)
+            timer.daemon = True
+            timer.start()
+        else:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        if not self._gone:  # else there is nothing to tidy at a scheduler that is gone
+            try:
+                # through the queue itself, so that the reader has no read pending when the queue is
+                # released (a read of a released queue fails at the scheduler, in its log)
+                if not self._reader.done():
+                    self.queue.put(_CLOSE, timeout=_CLOSE_WAIT, callback_timeout=_CLOSE_WAIT)
+                self._reader.result(timeout=_CLOSE_WAIT)
+            except Exception:
+                self._reader.cancel()  # the scheduler is gone or hung: nothing to be tidy for
+            try:
+                self.queue.close()  # the only holder: the queue goes with it
+            except Exception:
+                pass
+
+
+async def take_end(inbox: Inbox, key: str, future: Any, client: Any) -> None:
+    """On the client's loop: waits for a strategy's task and puts its ``TaskDone`` with what it returned.
+
+    Taken in the loop the moment the client hears that the task finished: one round trip
+    to the worker holding it, with no thread in between (a done-callback runs in a thread
+    of its own, and the runner's taking of the result would be one more hop). Should that
+    worker be lost first, Dask computes the task again, and the second computation
+    returns the first one's end without running anything (``worker.task._ended_before``);
+    the runner bounds that wait (``_RESULT_WAIT``).
+    """
+    try:
+        end = await client.gather(future, asynchronous=True)
+    except asyncio.CancelledError:
+        if future.status != "cancelled":
+            return  # this coroutine was stopped (the client closing), not the task
+        inbox.put(TaskDone(key, "cancelled", "cancelled"))
+    except Exception as err:
+        lost = err.last_worker.address if isinstance(err, KilledWorker) else None
+        status = future.status if future.status != "finished" else "error"
+        inbox.put(TaskDone(key, status, repr(err), lost))
+    else:
+        if isinstance(end, protocol.Ended):
+            inbox.put(TaskDone(key, "finished", end=end))
+        else:
+            inbox.put(TaskDone(key, "error", f"it returned {end!r}, not the end of a strategy"))
+
+
+def on_task_done(inbox: Inbox, key: str, future: Any) -> None:
+    """Future callback: tells the runner that the strategy's task ended, with its error if any."""
+    error = lost_worker = None
+    if future.status == "error":
+        try:
+            exception = future.exception(timeout=5)
+            error = repr(exception)
+            if isinstance(exception, KilledWorker):
+                lost_worker = exception.last_worker.address
+        except Exception as err:  # the reason is only for the message
+            error = repr(err)
+    inbox.put(TaskDone(key, future.status, error, lost_worker))
+
+
+_watches: "weakref.WeakKeyDictionary[Any, WorkerWatch]" = weakref.WeakKeyDictionary()
+_watches_lock = threading.Lock()
+
+
+class WorkerWatch:
+    """Per client: the scheduler's worker events, to the inboxes of the tasks they concern and to listeners.
+
+    A runner learns that the worker running its strategy was removed within
+    milliseconds, even when no worker is left to run it again (then nothing else would
+    ever arrive).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._inboxes: set = set()
+        self._listeners: list = []
+        self._lock = threading.Lock()
+        dask_adapter.on_worker_events(client, self._on_event)
+
+    @classmethod
+    def of(cls, client: Any) -> "WorkerWatch":
+        """The client's watch, subscribing it on first use."""
+        with _watches_lock:
+            watch = _watches.get(client)
+            if watch is None:
+                watch = _watches[client] = cls(client)
+            return watch
+
+    def add(self, inbox: Inbox) -> None:
+        with self._lock:
+            self._inboxes.add(inbox)
+
+    def remove(self, inbox: Inbox) -> None:
+        with self._lock:
+            self._inboxes.discard(inbox)
+
+    def add_listener(self, listener: Callable[[dict], None]) -> None:
+        """Calls ``listener(message)`` in a thread of its own for every worker added or removed."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _on_event(self, action: str, message: dict) -> None:  # on the client's event loop: never block
+        with self._lock:
+            listeners, inboxes = list(self._listeners), list(self._inboxes)
+        for listener in listeners:
+            threading.Thread(target=_call, args=(listener, message), daemon=True, name="caf-hpc-workers").start()
+        if action != "remove-worker":
+            return
+        for key in message.get("processing-tasks", ()):
+            for inbox in inboxes:
+                if inbox.watches(key):
+                    inbox.put(WorkerLost(key, message.get("worker")))
+
+
+def _call(listener: Callable[[dict], None], message: dict) -> None:
+    try:
+        listener(message)
+    except Exception as err:  # a listener's failure must not go unseen, nor stop the others
+        log_warning(f"handling a worker event failed: {err!r}")
+
+
+# --------------------------------------------------------------------------- one strategy
 class StrategyStream:
     """Collects one strategy's records and events; keeps only the current attempt's.
 
@@ -48,6 +308,9 @@ class StrategyStream:
     ``WorkerLost``) or when another attempt shows up; its results are dropped, so that
     after the run ``results`` hold exactly the attempt that finished. A record that a
     lost worker sent before it was lost, arriving after the loss, starts no attempt.
+
+    The stream is finished when its task ended and, if the task returned its end, when
+    every record that end counts has arrived; or when the queue cannot be read.
     """
 
     def __init__(self, key: str, algorithm_name: str, results: list,
@@ -58,69 +321,74 @@ class StrategyStream:
         self.results = results
         self.attempt: Optional[str] = None
         self.where: Optional[protocol.Where] = None
-        self.attempt_started: Optional[float] = None
         self.waiting_since = time.monotonic()  # for a worker, while no attempt runs
         self.next_waiting_note = self.waiting_since + _WAITING_FIRST
         self.lost: list[str] = []              # where each lost attempt ran
         self.lost_workers: set = set()         # their addresses: a late record from one is not a new attempt
         self.given_up: set = set()
+        self.received: Counter = Counter()     # records read, per attempt
         self.final_state: Optional[str] = None
         self.exception: Optional[str] = None
         self.violation: Optional[str] = None
         self.end: Optional[protocol.Ended] = None
-        self.task_done: Optional[events.TaskDone] = None
+        self.task_done: Optional[TaskDone] = None
         self.task_done_at: Optional[float] = None
+        self.future_done_at: Optional[float] = None  # when the runner saw the task ended without its end yet
         self.unreadable: Optional[str] = None
-        self.end_overdue = False
-
-    def deadline(self, timeout: Optional[float]) -> Optional[float]:
-        """When the running attempt is overdue: its time limit plus the grace for the worker to report it."""
-        if self.attempt_started is None or not timeout:
-            return None
-        return self.attempt_started + timeout + _TIMEOUT_GRACE
 
     @property
     def finished(self) -> bool:
-        """The last record arrived and the task ended; or the task ended and no record can come."""
+        """Nothing more can come: the task ended and every record its end counts is here."""
         if self.unreadable:
             return True
         if self.task_done is None:
             return False
-        return self.end is not None or self.task_done.status != "finished" or self.end_overdue
+        return self.end is None or self.missing == 0
 
-    def consume(self, event: events.Event) -> None:
-        if isinstance(event, events.Unreadable):
+    @property
+    def missing(self) -> int:
+        """Records the end counts that have not arrived yet."""
+        return max(0, self.end.records - self.received[self.end.attempt]) if self.end is not None else 0
+
+    def ended(self, done: TaskDone, end: Optional[protocol.Ended]) -> None:
+        """The task ended: ``end`` is what it returned (None when it returned nothing: an error, a
+        cancellation, Dask giving up after a lost worker)."""
+        self.task_done, self.task_done_at, self.end = done, time.monotonic(), end
+        if done.lost_worker is not None:  # Dask gave up on the task: its loss may come before the scheduler's
+            self._lose_worker(done.lost_worker)
+        if end is not None and end.records == 0 and end.attempt != self.attempt and end.attempt not in self.given_up:
+            self._start(end.attempt, end.where)  # an attempt that put nothing (it could not start)
+
+    def consume(self, event: Event) -> None:
+        if isinstance(event, Unreadable):
             self.unreadable = event.error
             return
         if event.key != self.key:
             return  # an earlier strategy's late record or event
-        if isinstance(event, events.TaskDone):
-            self.task_done, self.task_done_at = event, time.monotonic()
-            if event.lost_worker is not None:  # Dask gave up on the task: its loss may come before the event's
-                self._lose_worker(event.lost_worker)
-            return
-        if isinstance(event, events.WorkerLost):
+        if isinstance(event, WorkerLost):
             self._lose_worker(event.worker)
             return
+        self.received[event.attempt] += 1
         if event.attempt in self.given_up:
             return  # a late record of an attempt given up
-        if event.attempt != self.attempt:  # a new attempt (its start, or the end of one that could not start)
+        if event.attempt != self.attempt:  # a new attempt
             if event.where.worker is not None and event.where.worker in self.lost_workers:
                 self.given_up.add(event.attempt)  # sent before its worker was lost, arriving after the loss
                 return
-            if self.attempt is not None:
-                self._lose_current()  # the scheduler ran the task again elsewhere
-            self.attempt, self.attempt_started, self.where = event.attempt, time.monotonic(), event.where
-            if self.progress is not None:
-                self.progress.started(event.attempt, event.where)
+            self._start(event.attempt, event.where)
         if isinstance(event, protocol.Frames):
             for frame in event.frames:
                 for message in protocol.loads(frame):
                     self._message(message)
             if self.progress is not None:
                 self.progress.results(self.results)
-        elif isinstance(event, protocol.Ended):
-            self.end = event
+
+    def _start(self, attempt: str, where: protocol.Where) -> None:
+        if self.attempt is not None:
+            self._lose_current()  # the scheduler ran the task again elsewhere
+        self.attempt, self.where = attempt, where
+        if self.progress is not None:
+            self.progress.started(attempt, where)
 
     def _message(self, message: protocol.ChildMessage) -> None:
         if isinstance(message, protocol.Result):
@@ -145,7 +413,7 @@ class StrategyStream:
         # else: the removed worker ran an attempt given up already
 
     def _lose_current(self) -> None:
-        where = _where(self.where)
+        where = _where_text(self.where)
         self.lost.append(where)
         log_warning(f"lost the worker running {self.algorithm_name} ({where}); "
                     f"dropping {len(self.results)} result(s) of the lost attempt")
@@ -153,14 +421,15 @@ class StrategyStream:
         if self.progress is not None:
             self.progress.lost(len(self.results))
         self.results.clear()
-        self.final_state = self.exception = self.violation = self.end = None
-        self.attempt, self.where, self.attempt_started = None, None, None
+        self.final_state = self.exception = self.violation = None
+        self.attempt, self.where = None, None
         self.waiting_since = time.monotonic()
         self.next_waiting_note = self.waiting_since + _WAITING_FIRST
 
 
-def _where(where: Optional[protocol.Where]) -> str:
-    return where.describe() if where is not None else "no worker yet"
+def _where_text(where: Optional[protocol.Where]) -> str:
+    """Where an attempt runs, for a message."""
+    return where.label() if where is not None else "no worker yet"
 
 
 def _signal_name(number: int) -> str:
@@ -231,11 +500,11 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             client = clusters.client_for(settings)
             if settings.fork_server:
                 start_preloading(client, preload)
-            inbox = events.Inbox(client)
+            inbox = Inbox(client)
         except Exception:
             self.final_state = self.FAILED
             raise
-        watch.on_interrupt(lambda: inbox.put(events.Interrupted()))
+        watch.on_interrupt(lambda: inbox.put(Interrupted()))
         progress = RunProgress(self.name, iteration, self.output_dir, clusters.worker_source(settings), iov,
                                clusters.dashboard(client))
         stopped = False
@@ -255,14 +524,14 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                 if state == self.FAILED:
                     self.final_state = self.FAILED
                     log_error(f"{self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
-                              f"  {describe(shipping.log_file(self.output_dir, algorithm.name))}")
+                              f"  {logs.describe(shipping.log_file(self.output_dir, algorithm.name))}")
                     return
             self.final_state = self.COMPLETED
         finally:
             self._tasks.clear()
             progress.finish(self.final_state or self.FAILED)
             # a strategy stopped by Ctrl-C may still send its last records: its queue stays a while
-            inbox.close(linger=events.LINGER if stopped else 0.0)
+            inbox.close(linger=LINGER if stopped else 0.0)
 
     def _algorithms_to_run(self) -> list:
         """``self.algorithms``, or RunnerError when they cannot run as CAF means them to."""
@@ -280,7 +549,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                               "would mix. Give each algorithm a name of its own")
         return algorithms
 
-    def _run_strategy(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, preload: protocol.Preload,
+    def _run_strategy(self, client: Any, inbox: Inbox, settings: RunnerSettings, preload: protocol.Preload,
                       progress: RunProgress, name: str, payload: bytes) -> str:
         """Submits one strategy, streams its results into ``self.results[name]``; returns its final state."""
         if interrupt.interrupted():  # Ctrl-C came while this run was still getting its cluster
@@ -289,13 +558,14 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         results.clear()
         log_path = shipping.log_file(self.output_dir, name)
         key = f"caf-strategy-{name}-{uuid.uuid4().hex[:16]}"
-        task = protocol.StrategyTask(key, name, payload, inbox.name, str(log_path), str(self.output_dir),
-                                     settings.timeout, settings.fork_server, preload,
-                                     tuple(str(path) for path in self.input_files or ()))
+        task = protocol.StrategyTask(key=key, algorithm_name=name, payload=payload, queue_name=inbox.name,
+                                     log_path=str(log_path), output_dir=str(self.output_dir),
+                                     timeout=settings.timeout, fork_server=settings.fork_server, preload=preload,
+                                     input_files=tuple(str(path) for path in self.input_files or ()))
         stream = StrategyStream(key, name, results, progress.strategy(name, key, log_path))
         inbox.watch(key)
         future = client.submit(run_strategy_task, task, key=key, pure=False)
-        future.add_done_callback(partial(events.on_task_done, inbox, key))
+        asyncio.run_coroutine_threadsafe(take_end(inbox, key, future, client), client.loop.asyncio_loop)
         self._tasks.append(future)  # released at the run's end: see __init__
         log_debug(f"{self.name}: submitted {name} as task {key}")
         try:
@@ -315,7 +585,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         stream.progress.ended(state, results, stream.end, None)
         return state
 
-    def _follow(self, client: Any, inbox: events.Inbox, settings: RunnerSettings, name: str, log_path: Any,
+    def _follow(self, client: Any, inbox: Inbox, settings: RunnerSettings, name: str, log_path: Any,
                 stream: StrategyStream, future: Any) -> str:
         """Streams the strategy's records into its results until it ended; returns how it ended."""
         key = stream.key
@@ -323,18 +593,18 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             while not stream.finished:
                 event = inbox.get(timeout=self._quiet_limit(stream, settings))
                 if event is None:
-                    self._check_quiet(client, settings, name, log_path, stream)
-                    continue
-                if isinstance(event, events.Interrupted):
+                    self._check_quiet(client, settings, name, log_path, stream, future)
+                elif isinstance(event, Interrupted):
                     future.cancel()
-                    inbox.wait_for_task_done(key, _END_WAIT)  # its callback must run before the interpreter's
-                    raise interrupt.Interrupted()             # thread pools stop taking work
-                stream.consume(event)
+                    inbox.wait_for_task_done(key, _CANCEL_WAIT)  # its callback must run before the interpreter's
+                    raise interrupt.Interrupted()                # thread pools stop taking work
+                elif isinstance(event, TaskDone):
+                    if event.key == key:
+                        stream.ended(event, event.end)
+                else:
+                    stream.consume(event)
                 if len(stream.lost) > settings.retries:
-                    return self._fail(name, log_path, self._lost_message(stream, settings))
-                overdue = stream.deadline(settings.timeout)
-                if overdue is not None and time.monotonic() > overdue:  # a strategy that never falls quiet
-                    self._check_quiet(client, settings, name, log_path, stream)
+                    self._fail(name, log_path, self._lost_message(stream, settings))
         finally:
             inbox.forget(key)
             if not future.done():
@@ -347,32 +617,40 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         """How long to wait for the next event before checking on the strategy."""
         now = time.monotonic()
         if stream.task_done_at is not None:
-            until = stream.task_done_at + _END_WAIT
+            until = stream.task_done_at + _DRAIN_WAIT
+        elif stream.future_done_at is not None:
+            until = stream.future_done_at + _RESULT_WAIT
         elif stream.attempt is None:
             until = min(stream.waiting_since + settings.worker_wait, stream.next_waiting_note)
-        elif settings.timeout:
-            until = stream.deadline(settings.timeout)
         else:
-            return _QUIET_WAIT
+            return _QUIET_WAIT  # running: its time limit is the worker's to keep (worker.task)
         return max(0.05, min(_QUIET_WAIT, until - now))
 
     def _check_quiet(self, client: Any, settings: RunnerSettings, name: str, log_path: Any,
-                     stream: StrategyStream) -> None:
-        """After a quiet spell: fails when a running attempt is past its time limit, or no worker came in time.
+                     stream: StrategyStream, future: Any) -> None:
+        """After a quiet spell: fails when an ended strategy's end or records stopped coming, or no worker came in time.
 
-        The time limit counts from the attempt's start, not from the submission: waiting
-        for a worker (busy with other calibrations, or a batch job still queued) is not
-        running, and is bounded by ``worker_wait`` instead.
+        Waiting for a worker (busy with other calibrations, or a batch job still queued)
+        is bounded by ``worker_wait``; a running attempt by its time limit, on the worker.
         """
         now = time.monotonic()
-        if stream.task_done is not None:
-            stream.end_overdue = True  # its task ended, and its last record did not come after it
+        if stream.task_done_at is not None:
+            if now - stream.task_done_at >= _DRAIN_WAIT:
+                self._fail(name, log_path, f"ended on {_where_text(stream.where)}, but {stream.missing} of the "
+                           f"{stream.end.records if stream.end else 0} record(s) it put into the run's queue did not "
+                           f"arrive within {_DRAIN_WAIT:g} s. This is a failure of the cluster, not of the algorithm: "
+                           f"{clusters.worker_source(settings)}")
+            return
+        if future.done():  # the task ended, and its end has not come: its result is being taken
+            if stream.future_done_at is None:
+                stream.future_done_at = now
+            elif now - stream.future_done_at >= _RESULT_WAIT:
+                self._fail(name, log_path, f"ended on {_where_text(stream.where)}, but what its task returned could "
+                           f"not be had within {_RESULT_WAIT:g} s (the worker holding it lost, and none to compute "
+                           f"it again?). This is a failure of the cluster, not of the algorithm: "
+                           f"{clusters.worker_source(settings)}")
             return
         if stream.attempt is not None:
-            overdue = stream.deadline(settings.timeout)
-            if overdue is not None and now > overdue:
-                self._fail(name, log_path, f"gave no sign of ending {settings.timeout:g} s (its time limit) + "
-                           f"{_TIMEOUT_GRACE:g} s after it started on {_where(stream.where)}; the worker may be hung")
             return
         if now >= stream.next_waiting_note and stream.progress is not None:
             stream.progress.waiting(now - stream.waiting_since, clusters.state(client, settings))
@@ -397,43 +675,48 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         """Turns how the child ended into CAF's outcome, as the reference runner does."""
         end = stream.end
         if stream.unreadable:
-            return self._fail(name, log_path, f"could not be followed: its Dask scheduler stopped answering "
-                              f"(reading the run's queue failed: {stream.unreadable}). This is a failure of the "
-                              f"cluster, not of the algorithm: {clusters.worker_source(settings)}")
-        if end is None and stream.task_done.lost_worker is not None:
-            return self._fail(name, log_path, self._lost_message(stream, settings))
+            self._fail(name, log_path, f"could not be followed: its Dask scheduler stopped answering "
+                       f"(reading the run's queue failed: {stream.unreadable}). This is a failure of the "
+                       f"cluster, not of the algorithm: {clusters.worker_source(settings)}")
+        done = stream.task_done
+        if end is None and done.lost_worker is not None:
+            self._fail(name, log_path, self._lost_message(stream, settings))
         if end is None:
-            done = stream.task_done
-            return self._fail(name, log_path, f"ended without a report from its worker ({_where(stream.where)}): "
-                              f"the Dask task ended {done.status} ({done.error}). This is a failure "
-                              "of the cluster, not of the algorithm")
+            self._fail(name, log_path, f"ended without a report from its worker ({_where_text(stream.where)}): "
+                       f"the Dask task ended {done.status} ({done.error}). This is a failure "
+                       "of the cluster, not of the algorithm")
+        if end.attempt in stream.given_up:
+            self._fail(name, log_path, f"ended on {end.where.label()}, but the scheduler lost that worker before it "
+                       f"heard of the end, and its results were dropped as those of a lost attempt; the strategy is "
+                       f"not run twice. This is a failure of the cluster, not of the algorithm: "
+                       f"{clusters.worker_source(settings)}")
         if end.unstartable:
-            return self._fail(name, log_path, f"could not start: {end.unstartable}")
+            self._fail(name, log_path, f"could not start: {end.unstartable}")
         if end.error:
-            return self._fail(name, log_path, f"could not be supervised on {_where(stream.where)}:\n{end.error}")
+            self._fail(name, log_path, f"could not be supervised on {_where_text(stream.where)}:\n{end.error}")
         if end.leftovers:
             log_warning(f"{self.name}: the strategy of {name} left {len(end.leftovers)} process(es) running on "
-                        f"{_where(stream.where)}, ended after it: {'; '.join(end.leftovers)}")
+                        f"{_where_text(stream.where)}, ended after it: {'; '.join(end.leftovers)}")
         if end.timed_out:
-            return self._fail(name, log_path, f"exceeded its time limit of {settings.timeout:g} s and was killed")
+            self._fail(name, log_path, f"exceeded its time limit of {settings.timeout:g} s and was killed")
         if end.cancelled:
-            return self._fail(name, log_path, "was cancelled")
+            self._fail(name, log_path, "was cancelled")
         if stream.violation:
-            return self._fail(name, log_path, f"broke CAF's strategy protocol: {stream.violation}")
+            self._fail(name, log_path, f"broke CAF's strategy protocol: {stream.violation}")
         code = end.returncode
         if stream.exception:
-            return self._fail(name, log_path, f"raised {stream.exception}")
+            self._fail(name, log_path, f"raised {stream.exception}")
         if code is not None and code < 0:
-            return self._fail(name, log_path, f"was killed by {_signal_name(-code)} (exit code {code})")
+            self._fail(name, log_path, f"was killed by {_signal_name(-code)} (exit code {code})")
         if code:
-            return self._fail(name, log_path, f"exited with code {code}"
-                              + (f" after its final state {stream.final_state}" if stream.final_state else ""))
+            self._fail(name, log_path, f"exited with code {code}"
+                       + (f" after its final state {stream.final_state}" if stream.final_state else ""))
         if stream.final_state is None:
-            return self._fail(name, log_path, "exited without sending a final state")
+            self._fail(name, log_path, "exited without sending a final state")
         return stream.final_state
 
-    def _fail(self, name: str, log_path: Any, what: str) -> str:
+    def _fail(self, name: str, log_path: Any, what: str) -> NoReturn:
         """Marks the run FAILED and raises RunnerError naming the algorithm, the cause and its log."""
         self.final_state = self.FAILED
         raise RunnerError(f"The strategy of algorithm {name} (calibration {self.name}) {what}.\n"
-                          f"  {describe(log_path)}")
+                          f"  {logs.describe(log_path)}")

@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 import cloudpickle
 
 from .. import protocol
-from ..protocol import StrategyJob
+from ..protocol import StrategyCall
 from ..extras.standins import cpp
 
 Factory = Union[str, Callable[[], Any]]
@@ -336,7 +336,7 @@ def _refuse_undeclared_cpp(name: str, obj: Any) -> None:
 
 def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
          factory: Optional[Factory] = None, preload: Iterable[str] = ()) -> bytes:
-    """The pickled StrategyJob for one algorithm, or a ShippingError that says how to fix it.
+    """The pickled StrategyCall for one algorithm, or a ShippingError that says how to fix it.
 
     ``preload`` is what the workers run before strategies: with it, a C++ object of a class
     declared only here may travel by value (the preload is trusted to declare its class).
@@ -353,8 +353,8 @@ def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
     try:
         if holds_cpp:
             with cpp.quiet_streaming():
-                return _dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
-        return _dumps(StrategyJob(shipped, dict(params), iov, iteration, built_factory))
+                return _dumps(StrategyCall(shipped, dict(params), iov, iteration, built_factory))
+        return _dumps(StrategyCall(shipped, dict(params), iov, iteration, built_factory))
     except Exception as err:
         settings = {**params, "iov": iov}
         for key, part_error in _pickling_failures(settings).items():

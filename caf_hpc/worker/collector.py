@@ -54,7 +54,7 @@ def _outputs(task: protocol.CollectorTask) -> list:
 def _check_paths(task: protocol.CollectorTask, here: protocol.Where) -> None:
     script = os.path.join(task.working_dir, task.script)
     if not os.access(script, os.R_OK):
-        raise Unstartable(f"its script {script} cannot be read on {here.describe()}: the steering host and the "
+        raise Unstartable(f"its script {script} cannot be read on {here.label()}: the steering host and the "
                           "workers must see the calibration's output directory at the same path (a shared file "
                           "system; with a container, a bind in the site's container.binds)")
 

@@ -3,13 +3,21 @@
     steering process -> (this task) -> strategy child -> (this task) -> steering process
 
 It starts the strategy's process (forked by the worker's fork server, ``forkserver``)
-with its output on the algorithm's log file and the pickled ``StrategyJob`` on its
+with its output on the algorithm's log file and the pickled ``StrategyCall`` on its
 stdin, forwards the frames the child writes to the run's ``distributed.Queue`` as they
-arrive, enforces the time limit and reports how the child ended. Every record it puts
-(``caf_hpc.protocol``: ``Frames``, ``Started``, ``Ended``) names the task and this
+arrive, keeps the time limit and returns how the child ended (``protocol.Ended``, with
+the number of records it put): the task's return value is the strategy's end. Every
+record it puts (``caf_hpc.protocol``: ``Frames``, ``Started``) names the task and this
 attempt, so that when the scheduler re-runs the task after a lost worker, the runner
 can tell the attempts apart. The first record says where the attempt runs; a separate
 ``Started`` is put only for a strategy that sends nothing soon after it starts.
+
+The time limit has one clock, this one. The worker is where the strategy's process
+is: it starts counting when the process starts (not while the task waits for a worker
+or its records travel), it can end the whole process group at once, and its end says
+``timed_out``. The runner keeps no second clock: a worker too hung to keep this one is
+removed by the scheduler (``worker_ttl``), which is the strategy's other end, a lost
+worker.
 """
 from __future__ import annotations
 
@@ -86,14 +94,14 @@ def _check_inputs(task: protocol.StrategyTask, here: protocol.Where) -> None:
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise Unstartable(f"{len(missing)} of its {len(task.input_files)} input file(s) cannot be read on "
-                          f"{here.describe()}: {shown}; {_SHARED}")
+                          f"{here.label()}: {shown}; {_SHARED}")
 
 
 def _open_log(task: protocol.StrategyTask, here: protocol.Where) -> int:
     try:
         return os.open(task.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as err:
-        raise Unstartable(f"cannot write its log {task.log_path} on {here.describe()} ({err.strerror}). "
+        raise Unstartable(f"cannot write its log {task.log_path} on {here.label()} ({err.strerror}). "
                           f"The output directory {task.output_dir} must exist and be writable there; "
                           f"{_SHARED}") from None
 
@@ -193,10 +201,22 @@ def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Wh
 
 def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], None],
               cancelled: Callable[[], bool] = lambda: False) -> protocol.Ended:
-    """Runs the child for ``task``, publishing its records; returns the last one."""
+    """Runs the child for ``task``, publishing its records as they come; returns its end.
+
+    ``publish`` must have delivered a record when it returns (the run's queue: the
+    scheduler acknowledged the put), so that the end's count of records is a promise.
+    """
     attempt, here = uuid.uuid4().hex, where()
-    if _ended_before(task):
-        return protocol.Ended(task.key, attempt, here, unstartable=_ENDED_ALREADY)
+    earlier = _ended_before(task, attempt, here)
+    if earlier is not None:
+        return earlier
+    put = 0
+
+    def publish_counted(record: protocol.Record) -> None:
+        nonlocal put
+        publish(record)
+        put += 1
+
     ended: dict[str, Any] = {"returncode": None, "timed_out": False, "cancelled": False, "error": None,
                              "unstartable": None, "leftovers": (), "started_at": None}
     read_fd, write_fd = os.pipe()
@@ -226,7 +246,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
                 return False
             complete = frames.feed(data)
             if complete:
-                publish(protocol.Frames(task.key, attempt, here, tuple(complete)))
+                publish_counted(protocol.Frames(task.key, attempt, here, tuple(complete)))
                 announce = None
             return True
 
@@ -238,7 +258,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
                 break
             now = time.monotonic()
             if announce is not None and now >= announce:
-                publish(protocol.Started(task.key, attempt, here))
+                publish_counted(protocol.Started(task.key, attempt, here))
                 announce = None
             if deadline is not None and now >= deadline:
                 ended["timed_out"] = True
@@ -281,11 +301,10 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
             os.close(write_fd)
         if process is not None:
             process.stdin.close()  # the child's signal that its supervisor is gone, if it still runs
-    record = protocol.Ended(task.key, attempt, here, **ended, ended_at=time.time())
-    publish(record)
+    end = protocol.Ended(task.key, attempt, here, **ended, records=put, ended_at=time.time())
     if not ended["unstartable"]:
-        _mark_ended(task)
-    return record
+        _mark_ended(task, end)
+    return end
 
 
 #: Where a strategy that ended leaves its mark, in its output directory (which every worker shares).
@@ -294,29 +313,43 @@ _ENDED_ALREADY = ("it had ended already: Dask ran its task again after losing th
                   "which it does while a client still holds the task's future (the run lets it go as it ends)")
 
 
-def _ended_before(task: protocol.StrategyTask) -> bool:
-    """Whether this task's strategy ran to its end before, on a worker since lost.
+def _ended_before(task: protocol.StrategyTask, attempt: str, here: protocol.Where) -> Optional[protocol.Ended]:
+    """The end of this task's strategy if it ran to its end before, on a worker since lost; else None.
 
     Dask computes a finished task again when the worker holding its result is lost while
-    a client still wants it: between a run's end and the scheduler's handling of the run's
-    release, that is the run itself. A strategy must not run twice (it would write its log
-    and payloads again), so the first end leaves a mark, and a second computation finds it.
+    a client still wants it: between the task's end and the runner's taking of its result,
+    or between a run's end and the scheduler's handling of the run's release. A strategy
+    must not run twice (it would write its log and payloads again), so the first end
+    leaves itself in a mark, and a second computation returns it: the runner takes it for
+    the end of the attempt whose records it has read.
     """
-    return os.path.exists(os.path.join(task.output_dir, _ENDED_DIRECTORY, task.key))
+    try:
+        with open(os.path.join(task.output_dir, _ENDED_DIRECTORY, task.key), "rb") as mark:
+            data = mark.read()
+    except OSError:
+        return None  # the usual case: never ran
+    try:
+        end = protocol.loads(data)
+        if isinstance(end, protocol.Ended):
+            return end
+    except Exception:
+        pass
+    return protocol.Ended(task.key, attempt, here, unstartable=_ENDED_ALREADY)  # a mark it cannot read
 
 
-def _mark_ended(task: protocol.StrategyTask) -> None:
+def _mark_ended(task: protocol.StrategyTask, end: protocol.Ended) -> None:
     try:
         directory = os.path.join(task.output_dir, _ENDED_DIRECTORY)
         os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, task.key), "w"):
-            pass
+        with open(os.path.join(directory, task.key), "wb") as mark:
+            mark.write(protocol.dumps(end))
     except OSError:
         pass  # the output directory went away: no strategy can run there again anyway
 
 
 def run_strategy_task(task: protocol.StrategyTask) -> protocol.Ended:
-    """The function submitted to Dask: ``supervise`` with the run's queue as the destination."""
+    """The function submitted to Dask: ``supervise`` with the run's queue as the destination; its return value
+    is the strategy's end (``QueueProducer.put`` returns when the scheduler has the record)."""
     queue = dask_adapter.QueueProducer(task.queue_name)
     return supervise(task, lambda record: queue.put(protocol.to_wire(record)), dask_adapter.task_cancelled)
 

@@ -172,3 +172,39 @@ def _holders(future) -> set:
     return set(future.client.run_on_scheduler(
         lambda dask_scheduler: [ws.address for ws in dask_scheduler.tasks[key].who_has or ()]
         if key in dask_scheduler.tasks else []))
+
+
+@pytest.mark.timeout(120)
+def test_the_end_is_taken_even_when_the_worker_holding_it_is_lost_first(calibrate, tmp_path, monkeypatch):
+    """The end is the task's return value, held by its worker. That worker lost after the task ended and before
+    the runner took the end: Dask computes the task again elsewhere, which returns the first end without
+    running the strategy, and the run completes with the results it streamed."""
+    import asyncio
+
+    from caf_hpc.steering import runner as runner_module
+
+    cluster = OwnCluster(tmp_path)
+    killed: list = []
+    take_end = runner_module.take_end
+
+    async def losing_the_holder_first(inbox, key, future, client):
+        while not future.done():
+            await asyncio.sleep(0.01)
+        cluster.add_worker()
+        first.kill()
+        first.wait(timeout=10)
+        killed.append(first.pid)
+        await take_end(inbox, key, future, client)
+
+    monkeypatch.setattr(runner_module, "take_end", losing_the_holder_first)
+    try:
+        first = cluster.add_worker()
+        runs = tmp_path / "runs"
+        outcome = calibrate([scripted("Once", ("record", str(runs), "ran"), ("results", 3), ("final", "COMPLETED"))],
+                            runner=runner_for(address=cluster.address), root=tmp_path / "a")
+        assert killed, "the runner took no end"
+        assert outcome.final_state == "COMPLETED", outcome.error
+        assert outcome.results["Once"] == [IoV_Result(IoV(1, i, 1, i), 0) for i in range(3)]
+        assert runs.read_text() == "ran\n", "the strategy ran again"
+    finally:
+        cluster.close()

@@ -24,8 +24,9 @@ def _task(tmp_path, algorithm, fork_server=True, timeout=None, input_files=()):
     params = {"database_chain": [], "dependent_databases": [], "output_dir": tmp_path,
               "output_database_dir": tmp_path / "db", "input_files": [], "ignored_runs": []}
     payload = shipping.pack(algorithm, params, None, 0)
-    return StrategyTask(f"key-{algorithm.name}", algorithm.name, payload, "unused",
-                        str(tmp_path / f"{algorithm.name}_stdout"), str(tmp_path), timeout, fork_server,
+    return StrategyTask(key=f"key-{algorithm.name}", algorithm_name=algorithm.name, payload=payload,
+                        queue_name="unused", log_path=str(tmp_path / f"{algorithm.name}_stdout"),
+                        output_dir=str(tmp_path), timeout=timeout, fork_server=fork_server,
                         input_files=tuple(input_files))
 
 
@@ -43,21 +44,22 @@ def _wait_gone(pid, seconds=10):
 
 
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
-def test_supervise_publishes_frames_then_the_end_naming_task_and_attempt(tmp_path, fork_server):
+def test_supervise_publishes_frames_and_returns_the_end_counting_them(tmp_path, fork_server):
     records = []
     end = worker_task.supervise(_task(tmp_path, ok("Plain", 3), fork_server), records.append)
-    assert isinstance(records[-1], protocol.Ended) and end is records[-1] and end.returncode == 0
-    assert all(isinstance(r, protocol.Frames) for r in records[:-1]) and records[:-1]  # no separate start: it was quick
-    sent = [m for r in records[:-1] for f in r.frames for m in protocol.loads(f)]
+    assert isinstance(end, protocol.Ended) and end.returncode == 0 and end.records == len(records)
+    assert all(isinstance(r, protocol.Frames) for r in records) and records  # no separate start: it was quick
+    sent = [m for r in records for f in r.frames for m in protocol.loads(f)]
     assert [type(m).__name__ for m in sent] == ["Result"] * 3 + ["FinalState"]
-    assert {(r.key, r.attempt) for r in records} == {("key-Plain", end.attempt)}
+    assert {(r.key, r.attempt) for r in [*records, end]} == {("key-Plain", end.attempt)}
     assert end.where.pid == os.getpid()
 
 
 def test_a_strategy_quiet_at_first_is_announced_as_started(tmp_path):
     records = []
-    worker_task.supervise(_task(tmp_path, scripted("Slow", ("sleep", 1), ("final", "COMPLETED"))), records.append)
-    assert [type(r).__name__ for r in records] == ["Started", "Frames", "Ended"]
+    end = worker_task.supervise(_task(tmp_path, scripted("Slow", ("sleep", 1), ("final", "COMPLETED"))),
+                                records.append)
+    assert [type(r).__name__ for r in records] == ["Started", "Frames"] and end.records == 2
 
 
 def test_time_limit_kills_the_whole_process_group(tmp_path):
@@ -242,3 +244,16 @@ def test_preload_and_factory_from_a_module_the_worker_cannot_import_arrive_as_so
     assert end.returncode == 0, log
     assert "built by the factory" in log and "CAF_HPC_TEST_IMPORTS=x\n" in log, log
     assert "CAF_HPC_TEST_DECLARED=yes" in log and "failed on this worker" not in log, log
+
+
+def test_a_second_computation_of_an_ended_task_returns_the_first_end_and_runs_nothing(tmp_path):
+    """Dask computes a finished task again when the worker holding its result is lost while a client wants it
+    (the runner, before it took the end): the strategy does not run again, and the end is the first one, whose
+    records the runner has read."""
+    runs = tmp_path / "runs"
+    task = _task(tmp_path, scripted("Once", ("record", str(runs), "ran"), ("results", 2), ("final", "COMPLETED")))
+    first = worker_task.supervise(task, lambda r: None)
+    again = []
+    second = worker_task.supervise(task, again.append)
+    assert second == first and first.records >= 1 and first.returncode == 0
+    assert again == [] and runs.read_text() == "ran\n"
