@@ -30,6 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: The memory second: before the streaming measures raise the process's high-water mark, which would
 #: hide a growth behind memory freed earlier.
 LOCAL_MEASURES = {"cold_start": measures.cold_start, "memory": measures.memory, "overhead_local": measures.overhead,
+                  "realistic": measures.realistic,
                   "latency": measures.latency, "throughput": measures.throughput,
                   "wall_over_sum": measures.wall_over_sum, "parallel": measures.parallel,
                   "root": measures.root_preload, "fork_server": measures.fork_server,

@@ -63,11 +63,12 @@ class Ran:
     output_dir: Path
 
 
-def calibrate(runner_class: type, algorithms: Sequence, root: Path, name: str = "bench") -> Ran:
+def calibrate(runner_class: type, algorithms: Sequence, root: Path, name: str = "bench",
+              input_files: Sequence = ()) -> Ran:
     """Runs ``algorithms`` as one iteration of calibration ``name`` under ``root``; it must complete."""
     runner = stamped(runner_class)
     called, started = time.time(), time.perf_counter()
-    outcome = run_algorithms(runner, name, algorithms, [], root)
+    outcome = run_algorithms(runner, name, algorithms, list(input_files), root)
     wall = time.perf_counter() - started
     if outcome.error is not None or outcome.final_state != "COMPLETED":
         raise BenchmarkError(f"calibration {name} under {root} ended {outcome.final_state}: {outcome.error}")

@@ -7,12 +7,14 @@ process, on one machine, so that their ratios compare like with like.
 from __future__ import annotations
 
 import statistics
-import time
+import sys
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
+import cloudpickle
 import psutil
 
 from caf_hpc import DaskAlgorithmsRunner, DaskBackend, backend_for, runner_for
@@ -24,7 +26,8 @@ from .collectors import TRIVIAL, caf_job, phases, sleeping
 from .driving import BenchmarkError, calibrate
 from .record import CAF_HPC, CAF_LOCAL, REFERENCE, REFERENCE_FAST, Figure, Measure
 from .reference import local_backend, reference
-from .strategies import Many, Paced, Sleeps, Trivial, UsesRoot, algorithms, sent_times, spans, started_times
+from .strategies import (Many, Paced, Realistic, Sleeps, Trivial, UsesRoot, algorithms, input_files, sent_times,
+                         spans, started_times)
 
 #: The runner as a steering script uses it by default: the local Dask cluster, one worker per core.
 LOCAL = DaskAlgorithmsRunner
@@ -96,6 +99,74 @@ def overhead(plan: Plan, tmp: Path) -> Measure:
     measure.figures[REFERENCE_FAST] = _per_strategy_ms(reference(0.001), plan.strategies, plan.repeats, tmp / "fast")
     measure.figures[REFERENCE] = _per_strategy_ms(reference(5.0), plan.reference_strategies, plan.reference_repeats,
                                                   tmp / "reference")
+    return measure
+
+
+#: The realistic strategy with its class importable on the workers, as CAF's own strategies are.
+BY_REFERENCE = f"{CAF_HPC}, strategy class imported by the worker"
+BY_VALUE = f"{CAF_HPC}, strategy class sent by value"
+TRIVIAL_LABEL = f"{CAF_HPC}, trivial strategy"
+
+
+def _importable(directory: Path):
+    """Makes the modules under ``directory`` count as installed for the run's shipping, as a basf2
+    user's local release does (``BELLE2_LOCAL_DIR``): classes from them travel by reference."""
+    import contextlib
+    import os
+
+    @contextlib.contextmanager
+    def scope():
+        before = os.environ.get("BELLE2_LOCAL_DIR")
+        os.environ["BELLE2_LOCAL_DIR"] = str(directory)
+        for name, module in list(sys.modules.items()):  # registered by an earlier run; a run registers anew
+            if name.split(".")[0] == __package__:
+                try:
+                    cloudpickle.unregister_pickle_by_value(module)
+                except ValueError:
+                    pass
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("BELLE2_LOCAL_DIR")
+            else:
+                os.environ["BELLE2_LOCAL_DIR"] = before
+    return scope()
+
+
+def realistic(plan: Plan, tmp: Path) -> Measure:
+    """A strategy that does a little real work, as CAF's do, end to end on a warm local cluster.
+
+    Its classes travel by reference when the workers can import them (as for CAF's own
+    strategies: the benchmarks' directory counts as installed, as a local basf2 release does,
+    and the local cluster's processes have it on their path) and by value otherwise (code in
+    a steering script). The floor is the same work forked bare from the steering process.
+    """
+    measure = Measure("realistic", f"overhead per realistic strategy (reads 4 input files, logs, prints, writes to "
+                      f"fds 1 and 2, commits a payload), {plan.strategies} in a row, warm local cluster", "ms",
+                      target=12, judged=BY_REFERENCE,
+                      ratios=[(BY_REFERENCE, REFERENCE_FAST), (BY_VALUE, BY_REFERENCE)],
+                      how=f"wall time of run() / strategies; median of {plan.repeats} calibrations each, on one warm "
+                      "local cluster, in turns. The 1 ms reference forks the steering process for the same work "
+                      "(the floor of a fork-per-strategy design); the trivial strategy's figure of the same sitting "
+                      "is beside it")
+    files = input_files(tmp / "inputs")
+    checkout = Path(__file__).resolve().parent.parent
+    _warm(LOCAL, tmp)
+    calibrate(LOCAL, algorithms(Realistic, 2), tmp / "warm-realistic", input_files=files)
+    runs = {BY_REFERENCE: [], BY_VALUE: [], REFERENCE_FAST: [], TRIVIAL_LABEL: []}
+    for i in range(plan.repeats):  # in turns, so that the machine's load falls on each alike
+        count = plan.strategies
+        with _importable(checkout):
+            ran = calibrate(LOCAL, algorithms(Realistic, count), tmp / f"ref{i}", input_files=files)
+        runs[BY_REFERENCE].append(ran.wall / count * 1e3)
+        ran = calibrate(LOCAL, algorithms(Realistic, count), tmp / f"value{i}", input_files=files)
+        runs[BY_VALUE].append(ran.wall / count * 1e3)
+        ran = calibrate(reference(0.001), algorithms(Realistic, count), tmp / f"fast{i}", input_files=files)
+        runs[REFERENCE_FAST].append(ran.wall / count * 1e3)
+        runs[TRIVIAL_LABEL].append(calibrate(LOCAL, algorithms(Trivial, count), tmp / f"trivial{i}").wall / count * 1e3)
+    for label, samples in runs.items():
+        measure.figures[label] = Figure(samples)
     return measure
 
 

@@ -7,11 +7,14 @@ nothing extra travels with the results.
 """
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections import namedtuple
 from pathlib import Path
 from typing import Optional
 
+from caf_hpc.extras.standins import database
 from caf_hpc.extras.standins.framework import Algorithm
 from caf_hpc.extras.standins.strategies import AlgorithmStrategy
 from caf_hpc.extras.standins.utils import IoV, IoV_Result
@@ -67,6 +70,43 @@ class Trivial(_Noted):
 
     def work(self, queue) -> None:
         queue.put({"type": "result", "value": IoV_Result(IoV(1, 1, 1, 1), 0)})
+
+
+class Realistic(_Noted):
+    """A little real work, as a CAF strategy does around its algorithm: 2-3 ms of it.
+
+    Reads its input files, logs through ``logging``, prints, writes to fds 1 and 2 (as C++
+    code does), commits a payload to the output database and sends its result. What a
+    strategy costs beyond this work is the runner's: the measure compares it with the same
+    strategy forked bare.
+    """
+
+    def work(self, queue) -> None:
+        log = logging.getLogger(f"caf.{self.algorithm.name}")
+        total = 0
+        for path in self.input_files:
+            with open(path, "rb") as handle:
+                total += sum(handle.read())
+        log.info("read %d input file(s), checksum %d", len(self.input_files), total)
+        print(f"{self.algorithm.name}: {len(self.input_files)} input file(s) read")
+        os.write(1, b"C++: constants computed\n")
+        os.write(2, b"C++: no warnings\n")
+        iov = IoV(0, 1, 0, 1)
+        database.write_payload(self.output_database_dir, self.algorithm.name,
+                               {"checksum": total, "constants": list(range(64))}, iov)
+        log.info("committed payload %s", self.algorithm.name)
+        queue.put({"type": "result", "value": IoV_Result(iov, 0)})
+
+
+def input_files(directory: Path, count: int = 4, size: int = 2048) -> list:
+    """``count`` small files of ``size`` bytes, for ``Realistic`` to read."""
+    directory.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        path = directory / f"input{i}.bin"
+        path.write_bytes(bytes(range(256)) * (size // 256))
+        made.append(str(path))
+    return made
 
 
 class Sleeps(_Noted):

@@ -23,7 +23,7 @@ import sys
 import threading
 import traceback
 import warnings
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, NamedTuple, Optional, Union
 
 from .. import protocol
 from ..extras.standins import cpp
@@ -40,8 +40,8 @@ class PipeQueue:
     put before the process ends can be lost.
     """
 
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
+    def __init__(self, fd: Optional[int] = None) -> None:
+        self._fd = fd  # None until ``attach``: nothing is sent before
         self._changed = threading.Condition()
         self._pending: list = []
         self._writing = False
@@ -63,6 +63,10 @@ class PipeQueue:
             self.final_state_sent = True
             self._add(protocol.FinalState(message["value"]))
             self._flush_locked()
+
+    def attach(self, fd: int) -> None:
+        """Sends to ``fd`` from now on (a queue made before its process had the pipe, by ``prepare``)."""
+        self._fd = fd
 
     def report_exception(self, text: str) -> None:
         with self._changed:
@@ -89,6 +93,8 @@ class PipeQueue:
                 self._changed.wait_for(lambda: bool(self._pending))
                 batch, self._pending, self._writing = self._pending, [], True
             try:
+                if self._fd is None:
+                    raise BrokenPipeError("the strategy's process has no message pipe (PipeQueue.attach)")
                 protocol.write_all(self._fd, protocol.frame(_pickled(batch)))
             except BaseException as err:  # noqa: B902 - a dead worker: the strategy must not hang on it
                 with self._changed:
@@ -118,9 +124,14 @@ def _pickled(batch: list) -> bytes:
         return protocol.dumps(sendable)
 
 
-def _end_with_parent(stdin_fd: int) -> None:
-    """Kills this process group once the supervising worker is gone (stdin reaches EOF)."""
-    while os.read(stdin_fd, 65536):
+def _end_with_parent(job_read: threading.Event) -> None:
+    """Kills this process group once the supervising worker is gone (stdin reaches EOF).
+
+    Waits until the job's frame is read: before, standard input is not the worker's pipe yet
+    (in the fork server's spare child), or the frame is still on it.
+    """
+    job_read.wait()
+    while os.read(0, 65536):
         pass
     if os.getpgrp() == os.getpid():  # started as a session of its own: take its children along
         os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -215,15 +226,37 @@ def _load_job(data: bytes) -> Any:
                            "runner: {preload: [...]}, or name a factory with runner_for(factories=...)") from None
 
 
-def run(message_fd: int, preload_setup: Union[protocol.Preload, Iterable[str]] = ()) -> int:
+class Prepared(NamedTuple):
+    """What ``prepare`` set up: the strategy's queue (not attached yet) and the signal that the job is read."""
+
+    queue: PipeQueue
+    job_read: threading.Event
+
+
+def prepare() -> Prepared:
+    """Sets up what a strategy's process needs before it knows its job, and before its
+    descriptors are the strategy's: the queue's sender thread, the thread that ends the
+    process with its worker, C ``stdout``'s line buffering.
+
+    The fork server's spare child does this while it waits for its request, off the
+    strategy's path (each thread's start is a context switch, a millisecond on a busy machine).
+    """
+    queue = PipeQueue()
+    job_read = threading.Event()
+    threading.Thread(target=_end_with_parent, args=(job_read,), daemon=True, name="end-with-parent").start()
+    warnings.filterwarnings("ignore", message=cpp.ALPHA_NOTICE)  # unpickling may import ROOT
+    _line_buffer_c_stdout()  # before anything is written to it
+    return Prepared(queue, job_read)
+
+
+def run(message_fd: int, preload_setup: Union[protocol.Preload, Iterable[str]] = (),
+        prepared: Optional[Prepared] = None) -> int:
     """Runs the strategy of the job on standard input; returns the process's exit code."""
     os.set_inheritable(message_fd, False)  # programs the strategy starts must not hold the pipe open
-    queue = PipeQueue(message_fd)
-    stdin_fd = sys.stdin.fileno()
-    data = protocol.read_frame(stdin_fd)
-    threading.Thread(target=_end_with_parent, args=(stdin_fd,), daemon=True, name="end-with-parent").start()
-    warnings.filterwarnings("ignore", message=cpp.ALPHA_NOTICE)  # unpickling may import ROOT
-    _line_buffer_c_stdout()
+    queue, job_read = prepared or prepare()
+    queue.attach(message_fd)
+    data = protocol.read_frame(sys.stdin.fileno())
+    job_read.set()
     for error in preload(preload_setup):
         sys.stderr.write(error)
     _configure_logging()

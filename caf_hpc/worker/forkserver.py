@@ -58,8 +58,8 @@ def _send(control: socket.socket, message: dict) -> None:
 _preload_errors: list = []
 
 
-def _become_command(request: dict, fds: list, control: socket.socket, wakeup: tuple, ready_fd: int) -> None:
-    """In the forked child: take the sent descriptors and execute the requested command; never returns.
+def _become_command(request: dict, fds: list) -> None:
+    """In a forked child: take the sent descriptors and execute the requested command; never returns.
 
     A collector job's ``bash submit.sh`` starts this way rather than from the worker
     itself, for the one guarantee the server gives its children: when the worker goes
@@ -73,14 +73,8 @@ def _become_command(request: dict, fds: list, control: socket.socket, wakeup: tu
         os.dup2(stdin_fd, 0)
         for fd in {stdin_fd, out_fd, err_fd} - {0, 1, 2}:
             os.close(fd)
-        signal.set_wakeup_fd(-1)
-        for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+        for number in (signal.SIGINT, signal.SIGTERM):
             signal.signal(number, signal.SIG_DFL)
-        control.close()
-        for fd in wakeup:
-            os.close(fd)
-        os.setsid()
-        os.close(ready_fd)
         os.chdir(request["cwd"])
         os.execve(request["argv"][0], request["argv"], request["env"])
     except BaseException as err:  # noqa: B902 - the fork must not return into the server loop
@@ -88,10 +82,10 @@ def _become_command(request: dict, fds: list, control: socket.socket, wakeup: tu
     os._exit(127)
 
 
-def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tuple, ready_fd: int) -> None:
-    """In the forked child: take the sent descriptors and run the strategy; never returns."""
+def _become_child(request: dict, fds: list, prepared: child.Prepared) -> None:
+    """In a forked child: take the sent descriptors and run the strategy; never returns."""
     if "argv" in request:
-        _become_command(request, fds, control, wakeup, ready_fd)
+        _become_command(request, fds)
     code = 70
     try:
         stdin_fd, log_fd, message_fd = fds
@@ -102,17 +96,10 @@ def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tupl
         os.dup2(stdin_fd, 0)
         os.close(stdin_fd)
         os.close(log_fd)
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        control.close()
-        for fd in wakeup:
-            os.close(fd)
-        os.setsid()
-        os.close(ready_fd)  # from now on the child's process group can be signalled
         os.chdir(request["cwd"])
         sys.stdout.reconfigure(line_buffering=True, write_through=True)
         sys.stderr.reconfigure(line_buffering=True, write_through=True)
-        code = child.run(message_fd)
+        code = child.run(message_fd, prepared=prepared)
     except BaseException:  # noqa: B902 - whatever happens, the fork must not return into the server loop
         import traceback
 
@@ -121,7 +108,69 @@ def _become_child(request: dict, fds: list, control: socket.socket, wakeup: tupl
         child.exit_forked(code)
 
 
-def _reap(children: set, control: socket.socket) -> None:
+def _wait_as_spare(requests: socket.socket, control: socket.socket, wakeup: tuple, ready_fd: int,
+                   not_ours: list) -> None:
+    """In a child forked ahead of its request: leave the server's state, then wait for the request; never returns.
+
+    The fork (a millisecond or more for a server holding ROOT) and the child's own
+    session are done before a strategy asks, off its path. A spare whose server ends
+    (its request socket closes) exits.
+    """
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        control.close()
+        for fd in (*wakeup, *not_ours):
+            os.close(fd)
+        os.setsid()
+        os.close(ready_fd)  # from now on the child's process group can be signalled
+        prepared = child.prepare()
+        data, fds, _, _ = socket.recv_fds(requests, _MAX_MESSAGE, 3)
+        requests.close()
+    except BaseException:  # noqa: B902 - the fork must not return into the server loop
+        os._exit(0)
+    if not data:
+        os._exit(0)
+    _become_child(json.loads(data), fds, prepared)
+
+
+class _Spare:
+    """The server's side of a child forked ahead: its pid, its request socket and its readiness."""
+
+    def __init__(self, control: socket.socket, wakeup: tuple, not_ours: tuple = ()) -> None:
+        """Forks the spare; ``not_ours`` are descriptors the server holds for another child, which the
+        spare closes (a message pipe held open would keep its strategy's end from being seen)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ready_read, ready_write = os.pipe()
+        child.libc().fflush(None)  # nothing the preload left in C buffers may reach a child's log
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            os.close(ready_read)
+            _wait_as_spare(theirs, control, wakeup, ready_write, list(not_ours))
+        theirs.close()
+        os.close(ready_write)
+        self.pid, self._requests, self._ready = pid, ours, ready_read
+
+    def hand(self, data: bytes, fds: list) -> bool:
+        """Gives the spare its request once it has its own session; False if it is gone."""
+        try:
+            select.select([self._ready], [], [], _READY_WAIT)  # EOF once the child has its own session
+            socket.send_fds(self._requests, [data], fds)
+            return True
+        except OSError:
+            return False
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._ready >= 0:
+            os.close(self._ready)
+            self._ready = -1
+        self._requests.close()
+
+
+def _reap(children: set, control: socket.socket, spare: Optional[_Spare]) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -130,22 +179,34 @@ def _reap(children: set, control: socket.socket) -> None:
         if pid == 0:
             return
         children.discard(pid)
-        _send(control, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+        if spare is None or pid != spare.pid:  # a spare that died unused was never anyone's
+            _send(control, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
 
 
 def serve(control: socket.socket) -> None:
-    """Forks a child per request until the control socket closes, then kills the children."""
+    """Forks a child per request until the control socket closes, then kills the children.
+
+    A child is always forked ahead (the spare): a request goes to it, and the next spare
+    is forked after the answer, while the strategy runs.
+    """
     children: set = set()
     wakeup = os.pipe()
     os.set_blocking(wakeup[1], False)
     signal.set_wakeup_fd(wakeup[1])
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    spare: Optional[_Spare] = None
     try:
         while True:
+            if spare is None:
+                spare = _Spare(control, wakeup)
+                children.add(spare.pid)
             ready, _, _ = select.select([control, wakeup[0]], [], [])
             if wakeup[0] in ready:
                 os.read(wakeup[0], 4096)
-                _reap(children, control)
+                _reap(children, control, spare)
+                if spare.pid not in children:  # died unused (killed by someone): fork another
+                    spare.close()
+                    spare = None
             if control in ready:
                 try:
                     data, fds, _, _ = socket.recv_fds(control, _MAX_MESSAGE, 3)
@@ -154,20 +215,14 @@ def serve(control: socket.socket) -> None:
                 if not data:
                     return
                 request = json.loads(data)
-                ready_read, ready_write = os.pipe()
-                child.libc().fflush(None)  # nothing the preload left in C buffers may reach a child's log
-                pid = os.fork()
-                if pid == 0:
-                    os.close(ready_read)
-                    _become_child(request, fds, control, wakeup, ready_write)
-                os.close(ready_write)
-                select.select([ready_read], [], [], _READY_WAIT)  # EOF once the child has its own session
-                os.close(ready_read)
+                while spare is None or not spare.hand(data, fds):
+                    spare = _Spare(control, wakeup, tuple(fds))
+                    children.add(spare.pid)
                 for fd in fds:
                     os.close(fd)
-                children.add(pid)
+                pid, spare = spare.pid, None
                 _send(control, {"id": request["id"], "pid": pid})
-                _reap(children, control)
+                _reap(children, control, None)
     finally:
         for pid in children:
             try:

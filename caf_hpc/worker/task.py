@@ -32,6 +32,7 @@ import uuid
 import weakref
 from typing import Any, Callable, Optional
 
+import psutil
 from distributed import WorkerPlugin
 
 from .. import dask_adapter, protocol
@@ -107,22 +108,23 @@ def _open_log(task: protocol.StrategyTask, here: protocol.Where) -> int:
 
 
 def _group_members(pgid: int) -> list:
-    """(pid, command) of the live processes in process group ``pgid`` (Linux ``/proc``)."""
+    """The live processes (``psutil.Process``) in process group ``pgid``, zombies left out."""
     members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    for process in psutil.process_iter():
         try:
-            with open(f"/proc/{entry.name}/stat") as handle:
-                state, _, group = handle.read().rsplit(")", 1)[1].split()[:3]
-            if int(group) != pgid or state == "Z":
-                continue
-            with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (OSError, ValueError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (OSError, psutil.Error):
             continue  # ended meanwhile
-        members.append((int(entry.name), command))
     return members
+
+
+def _described(process: psutil.Process) -> str:
+    try:
+        command = " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        command = "?"
+    return f"{process.pid} ({command})"
 
 
 def end_leftovers(pgid: int) -> tuple:
@@ -131,7 +133,9 @@ def end_leftovers(pgid: int) -> tuple:
     A batch system ends a job step's leftover processes the same way: on a worker that
     runs strategy after strategy, a forgotten background process would otherwise hold
     cores, memory and the algorithm's log until the job ends. (A process that made a
-    session of its own has left on purpose and is not touched.)
+    session of its own has left on purpose and is not touched.) The group is looked for
+    among all processes only when a signal says it still exists: the usual strategy
+    leaves nothing, and pays one system call.
     """
     if pgid <= 1 or pgid == os.getpgid(0):
         return ()  # never this worker's own group
@@ -139,21 +143,29 @@ def end_leftovers(pgid: int) -> tuple:
         os.killpg(pgid, 0)
     except OSError:
         return ()  # the usual case: nothing is left
-    has_proc = os.path.isdir("/proc")
-    left = tuple(f"{pid} ({command})" for pid, command in _group_members(pgid)) if has_proc else ("?",)
-    if not left:
+    members = _group_members(pgid)
+    if not members:
         return ()  # only zombies waiting for their new parent
+    left = tuple(_described(process) for process in members)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pgid, sig)
         except OSError:
             break
         deadline = time.monotonic() + _LEFTOVER_GRACE
-        while time.monotonic() < deadline and (_group_members(pgid) if has_proc else False):
-            time.sleep(0.02)
-        if has_proc and not _group_members(pgid):
+        while members and time.monotonic() < deadline:  # not wait_procs: it waits for zombies, not ours to reap
+            time.sleep(0.01)
+            members = [process for process in members if _alive(process)]
+        if not members:
             break
     return left
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _note_leftovers(task: protocol.StrategyTask, left: tuple) -> None:
@@ -166,8 +178,8 @@ def _note_leftovers(task: protocol.StrategyTask, left: tuple) -> None:
 
 
 def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Where) -> Any:
-    """Starts the strategy's process with stdout and stderr on the log file; its ``stdin`` is open for writing,
-    for the job's frame.
+    """Starts the strategy's process with stdout and stderr on the log file and the job's frame on its stdin
+    (``process.stdin``, kept open: its closing tells the child that its supervisor is gone).
 
     Forked by this worker's fork server for the task's preload list (milliseconds), or,
     with ``fork_server`` off, a fresh ``python -m caf_hpc.child`` (about 100 ms, plus the
@@ -176,6 +188,11 @@ def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Wh
     _check_inputs(task, here)
     log_fd = _open_log(task, here)
     stdin_read, stdin_write = os.pipe()
+    # What the child reads first is in its pipe before it starts, as far as the pipe holds it:
+    # the child does not wait for this thread after its start (the rest is written below).
+    first = protocol.frame(task.payload) if task.fork_server else \
+        protocol.frame(protocol.dumps(task.preload)) + protocol.frame(task.payload)
+    rest = _write_ahead(stdin_write, first)
     try:
         if task.fork_server:
             process = forkserver.shared(task.preload).spawn(stdin_read, log_fd, message_fd, task.output_dir)
@@ -191,12 +208,23 @@ def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Wh
         os.close(stdin_read)
         os.close(log_fd)
     process.stdin = os.fdopen(stdin_write, "wb")
-    if not task.fork_server:  # a fresh interpreter reads its preload first (a forked one has it already)
-        try:
-            process.stdin.write(protocol.frame(protocol.dumps(task.preload)))
-        except BrokenPipeError:
-            pass  # it died at start-up; its exit code tells why
+    try:
+        process.stdin.write(rest)
+        process.stdin.flush()
+    except BrokenPipeError:
+        pass  # the child died at start-up; its exit code tells why
     return process
+
+
+def _write_ahead(fd: int, data: bytes) -> bytes:
+    """Writes as much of ``data`` as the pipe ``fd`` takes without blocking; returns the rest."""
+    os.set_blocking(fd, False)
+    try:
+        return data[os.write(fd, data):]
+    except BlockingIOError:
+        return data
+    finally:
+        os.set_blocking(fd, True)
 
 
 def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], None],
@@ -226,11 +254,6 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
         process = _start_child(task, write_fd, here)
         os.close(write_fd)
         write_fd = -1
-        try:
-            process.stdin.write(protocol.frame(task.payload))
-            process.stdin.flush()
-        except BrokenPipeError:
-            pass  # the child died at start-up; its exit code tells why
         started = time.monotonic()
         deadline = started + task.timeout if task.timeout else None
         announce: Optional[float] = started + _ANNOUNCE_AFTER

@@ -126,10 +126,8 @@ def test_strategy_that_leaves_nothing_running_reports_no_leftovers(tmp_path):
 def test_strategy_process_ends_when_its_supervisor_goes_away(tmp_path, fork_server):
     read_fd, write_fd = os.pipe()
     task = _task(tmp_path, scripted("Orphan", ("sleep", 60)), fork_server)
-    process = worker_task._start_child(task, write_fd, worker_task.where())
+    process = worker_task._start_child(task, write_fd, worker_task.where())  # the job's frame written too
     os.close(write_fd)
-    process.stdin.write(protocol.frame(task.payload))
-    process.stdin.flush()
     time.sleep(0.3)
     assert process.poll() is None
     process.stdin.close()  # what happens when the worker process dies
@@ -150,6 +148,58 @@ def test_fork_server_takes_its_children_along_when_the_worker_goes(tmp_path):
     assert _wait_gone(child.pid)
     for fd in (stdin_write, message_read):
         os.close(fd)
+
+
+def _spare(server, but=()):
+    """The pid of the server's child forked ahead (the spare), once there is one."""
+    import psutil
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spares = [c.pid for c in psutil.Process(server._process.pid).children() if c.pid not in but]
+        if spares:
+            return spares[0]
+        time.sleep(0.02)
+    raise AssertionError("the fork server has no spare child")
+
+
+def _pipes_held(pid):
+    """The pipe inodes process ``pid`` holds open."""
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("pipe:["):
+            held.add(int(target[6:-1]))
+    return held
+
+
+def test_a_spare_that_died_unused_is_replaced_without_holding_the_strategys_pipes(tmp_path):
+    """The server forks a child ahead of each request; one killed before its request must not
+    fail the request, and the next one must not hold the request's message pipe (the
+    strategy's end would not be seen while it lives)."""
+    server = forkserver.ForkServer()
+    try:
+        dead = _spare(server)
+        os.kill(dead, signal.SIGKILL)
+        assert _wait_gone(dead)
+        stdin_read, stdin_write = os.pipe()
+        message_read, message_write = os.pipe()
+        log_fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
+        child = server.spawn(stdin_read, log_fd, message_write, str(tmp_path))
+        for fd in (stdin_read, message_write, log_fd):
+            os.close(fd)
+        assert child.pid != dead and child.poll() is None
+        spare = _spare(server, but=(child.pid, dead))
+        assert os.fstat(message_read).st_ino not in _pipes_held(spare)
+        os.close(stdin_write)  # no job: the child ends
+        assert child.wait(timeout=10) != 0
+        assert os.read(message_read, 100) == b""  # its end is seen on the message pipe
+        os.close(message_read)
+    finally:
+        server.close()
 
 
 def test_cancelling_the_dask_task_stops_its_strategy_process(tmp_path):
