@@ -84,7 +84,8 @@ def test_records_keep_their_type_across_the_queue():
 
 
 def _sent(read_fd: int) -> list:
-    buffer, messages = protocol.FrameBuffer(), []
+    buffer = protocol.FrameBuffer()
+    messages: list = []
     while True:
         data = os.read(read_fd, 1 << 20)
         if not data:
