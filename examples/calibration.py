@@ -29,7 +29,7 @@ settings = {"address": args.address} if args.address else {}
 calibration = Calibration("ExampleCalibration", collector=my_calibration.collector(),
                           algorithms=my_calibration.algorithms(),
                           input_files=[str(f) for f in my_calibration.prepare(output / "input")])
-for algorithm, strategy in zip(calibration.algorithms, my_calibration.STRATEGIES):
+for algorithm, strategy in zip(calibration.algorithms, my_calibration.STRATEGIES, strict=True):
     algorithm.strategy = strategy  # CAF's cal.strategies takes one strategy for all algorithms, not a list
 calibration.output_patterns = my_calibration.OUTPUT_PATTERNS
 calibration.max_files_per_collector_job = 5

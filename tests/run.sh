@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: creates the environment, installs the package
-# with its test and root extras (real ROOT, for the C++ algorithms), starts what the batch
-# tests submit to (single-node Slurm, PBS over Slurm, SGE, and Podman with a base image:
-# Debian packages, so as root), installs Debian's Chromium for the report's browser test and
-# g++ for building a C++ algorithm library with a ROOT dictionary, runs pytest, and stops
-# again whatever it started. Extra arguments go to pytest.
+# with its test and root extras (real ROOT, for the C++ algorithms), runs `ruff check` and
+# `mypy` as configured in pyproject.toml and fails if either complains, before anything is
+# started; then starts what the batch tests submit to (single-node Slurm, PBS over Slurm,
+# SGE, and Podman with a base image: Debian packages, so as root), installs Debian's
+# Chromium for the report's browser test and g++ for building a C++ algorithm library with
+# a ROOT dictionary, runs pytest, and stops again whatever it started. Extra arguments go
+# to pytest.
 #
 # CAF_HPC_TESTBED=0 skips the batch systems (their tests then skip, saying how to start
 # them); with the batch systems started here, a skipped batch test is a failure.
@@ -15,6 +17,10 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test,root]'
 export CAF_HPC_REQUIRE_ROOT=1   # installed: a skipped C++ test is a failure
+
+# Lint and type checks first: they take seconds, the suite takes many minutes.
+.venv/bin/ruff check
+.venv/bin/mypy
 
 started=()
 stop_started() {

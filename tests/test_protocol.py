@@ -91,7 +91,8 @@ def test_a_strategy_task_is_built_by_keyword_only():
 
 
 def _sent(read_fd: int) -> list:
-    buffer, messages = protocol.FrameBuffer(), []
+    buffer = protocol.FrameBuffer()
+    messages: list = []
     while True:
         data = os.read(read_fd, 1 << 20)
         if not data:

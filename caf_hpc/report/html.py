@@ -10,25 +10,29 @@ import html
 import math
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, cast
 
 from . import Attempt, attempts, latest_database, payload_series, runs_of, seconds, truth_values
+
+if TYPE_CHECKING:
+    from bokeh.plotting import figure  # for the annotations; bokeh is imported where a page is drawn
 
 #: Colour of each outcome on the timeline.
 COLOURS = {"COMPLETED": "#2e7d32", "FAILED": "#c62828", "lost": "#9e9e9e", "running": "#1565c0", "waiting": "#fbc02d"}
 
 
-def _timeline(rows: list[Attempt]):
+def _timeline(rows: list[Attempt]) -> figure:
     from bokeh.models import ColumnDataSource, FactorRange, HoverTool
     from bokeh.plotting import figure
 
     shown = [a for a in rows if a.worker != "-" and (a.started is not None or a.finished is not None)]
     lanes = sorted({a.worker for a in shown})
     now = max([a.finished or a.started or 0 for a in shown] + [0])
-    data = {key: [] for key in ("lane", "left", "right", "colour", "outcome", "label", "waited", "ran", "results",
-                                "log")}
+    data: dict[str, list] = {key: [] for key in ("lane", "left", "right", "colour", "outcome", "label", "waited",
+                                                 "ran", "results", "log")}
     for a in shown:
-        start = a.started if a.started is not None else a.finished - 0.05  # lost before anything arrived
+        # lost before anything arrived: finished, not started (see shown)
+        start = a.started if a.started is not None else cast(float, a.finished) - 0.05
         end = a.finished if a.finished is not None else now
         data["lane"].append(a.worker)
         data["left"].append(start * 1000)
@@ -42,7 +46,7 @@ def _timeline(rows: list[Attempt]):
         data["log"].append(a.log)
     source = ColumnDataSource(data, name="attempts")
     plot = figure(title="Strategy attempts, one lane per worker", x_axis_type="datetime",
-                  y_range=FactorRange(*lanes) if lanes else FactorRange("-"), height=140 + 40 * max(1, len(lanes)),
+                  y_range=FactorRange(factors=lanes or ["-"]), height=140 + 40 * max(1, len(lanes)),
                   sizing_mode="stretch_width", tools="xpan,xwheel_zoom,reset,save", name="timeline")
     plot.hbar(y="lane", left="left", right="right", height=0.7, color="colour", source=source, legend_field="outcome")
     plot.add_tools(HoverTool(tooltips=[("", "@label"), ("outcome", "@outcome"), ("waited", "@waited"),
@@ -53,7 +57,7 @@ def _timeline(rows: list[Attempt]):
     return plot
 
 
-def constant_plots(records: list[dict], truth: Optional[dict]) -> list:
+def constant_plots(records: list[dict], truth: dict | None) -> list[figure]:
     """One plot per payload column. With the truth known: the residual (calibrated minus truth) per
     channel against run, around a zero line, which is what a calibrator judges (the calibrated and the
     true values drawn together lie on top of each other); without it, the constants themselves. The
@@ -74,8 +78,10 @@ def constant_plots(records: list[dict], truth: Optional[dict]) -> list:
     return plots
 
 
-def _constant_plot(calibration: str, payload: str, column: str, runs: list, by_run: dict, expected: Optional[dict]):
-    from bokeh.models import BasicTickFormatter, ColumnDataSource, FactorRange, HoverTool, Span
+def _constant_plot(calibration: str, payload: str, column: str, runs: list, by_run: dict,
+                   expected: dict | None) -> figure:
+    from bokeh.models import BasicTickFormatter, ColumnDataSource, FactorRange, HoverTool
+    from bokeh.models.annotations import Span
     from bokeh.palettes import Category20_20
     from bokeh.plotting import figure
 
@@ -113,12 +119,13 @@ def _constant_plot(calibration: str, payload: str, column: str, runs: list, by_r
         title = f"{calibration}: {what} minus the simulated truth, {count}, against run (hover for the channel)"
     else:
         title = f"{calibration}: {what}, {count}, against run (no truth given; hover for the channel)"
-    plot = figure(title=title, x_range=FactorRange(*factors, group_padding=1.5), height=300,
+    plot = figure(title=title, x_range=FactorRange(factors=factors, group_padding=1.5), height=300,
                   sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset,save",
                   name=f"constants-{payload}-{column}")
     plot.multi_line("xs", "ys", color="colour", line_width=1.5, line_alpha=0.8,
                     source=ColumnDataSource(lines, name=f"lines-{payload}-{column}"))
-    dots = plot.scatter("x", "y", color="colour", size=4, source=ColumnDataSource(points, name=f"points-{payload}-{column}"))
+    dots = plot.scatter("x", "y", color="colour", size=4,
+                        source=ColumnDataSource(points, name=f"points-{payload}-{column}"))
     tooltips = [("channel", "@channel"), ("exp.run", "@run"), ("calibrated", "@value")]
     if expected is not None:
         tooltips += [("truth", "@truth"), ("calibrated - truth", "@y{0.[0000]}")]
@@ -134,7 +141,7 @@ def _constant_plot(calibration: str, payload: str, column: str, runs: list, by_r
     return plot
 
 
-def _at(values, index: int) -> float:
+def _at(values: Any, index: int) -> float:
     if values is None:
         return math.nan
     values = values if isinstance(values, list) else [values]
@@ -153,11 +160,11 @@ def _log_table(rows: list[Attempt], page: Path) -> str:
     return "\n".join(lines + ["</table>"])
 
 
-def write_page(records: list[dict], page: Path, truth: Optional[dict] = None) -> Path:
+def write_page(records: list[dict], page: Path, truth: dict | None = None) -> Path:
     """Writes the report page to ``page``; returns it."""
     from bokeh.embed import file_html
     from bokeh.layouts import column
-    from bokeh.models import Div
+    from bokeh.models.widgets import Div
     from bokeh.resources import INLINE
 
     rows = [a for record in records for a in attempts(record)]

@@ -29,7 +29,7 @@ def bound_settings(site: Optional[str] = None, **settings: Any) -> dict:
     return overrides
 
 
-def runner_for(site: Optional[str] = None, **settings: Any) -> type:
+def runner_for(site: Optional[str] = None, **settings: Any) -> type[DaskAlgorithmsRunner]:
     """A ``DaskAlgorithmsRunner`` subclass bound to ``site`` (a name or YAML file) or ``address=``.
 
     CAF wants a class, not an instance, so the settings live on the class; they are

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 
-def closest(word: str, choices: Iterable[str]) -> Optional[str]:
+def closest(word: str, choices: Iterable[str]) -> str | None:
     """The choice ``word`` was probably meant to be, for a "did you mean" hint; None if none is close."""
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return close[0] if close else None
@@ -17,14 +18,14 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {guess!r}?)" if guess else ""
 
 
-def whole_number(value: Any, smallest: int) -> Optional[str]:
+def whole_number(value: Any, smallest: int) -> str | None:
     """What ``value`` should have been, if it is not a whole number of at least ``smallest``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
         return f"a whole number of at least {smallest}"
     return None
 
 
-def seconds(value: Any) -> Optional[str]:
+def seconds(value: Any) -> str | None:
     """What ``value`` should have been, if it is not a positive number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         return "a positive number of seconds"

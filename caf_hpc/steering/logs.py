@@ -4,12 +4,11 @@ from __future__ import annotations
 import os
 from collections import deque
 from pathlib import Path
-from typing import Union
 
 TAIL_LINES = 20
 
 
-def tail(path: Union[str, os.PathLike], lines: int = TAIL_LINES) -> str:
+def tail(path: str | os.PathLike, lines: int = TAIL_LINES) -> str:
     """The last ``lines`` lines of ``path``, or a note saying why there are none."""
     try:
         with open(path, "rb") as handle:
@@ -26,7 +25,7 @@ def tail(path: Union[str, os.PathLike], lines: int = TAIL_LINES) -> str:
     return "\n".join(last)
 
 
-def describe(path: Union[str, os.PathLike], lines: int = TAIL_LINES) -> str:
+def describe(path: str | os.PathLike, lines: int = TAIL_LINES) -> str:
     """'Log: <path>' and its last lines, indented, for inclusion in an error message."""
     body = "\n".join(f"    | {line}" for line in tail(path, lines).splitlines())
     return f"Log: {Path(path)}\n  last {lines} lines:\n{body}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -31,5 +31,5 @@ def _watch(parent: int) -> None:
 
 @click.command()
 @click.option("--parent", type=int, default=None, help="the process to end with (default: the parent now)")
-def dask_setup(server: Any, parent: Optional[int]) -> None:
+def dask_setup(server: Any, parent: int | None) -> None:
     threading.Thread(target=_watch, args=(parent or os.getppid(),), daemon=True, name="caf-hpc-parent-guard").start()

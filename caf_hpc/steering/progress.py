@@ -18,8 +18,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .. import protocol
 from ..basf2_compat import log_info
@@ -56,7 +57,7 @@ def _codes_text(codes: dict) -> str:
     return ", ".join(f"{count}× code {code}" for code, count in codes.items()) or "no results"
 
 
-def _where_fields(where: Optional[protocol.Where]) -> dict:
+def _where_fields(where: protocol.Where | None) -> dict:
     if where is None:
         return {"host": None, "pid": None, "worker": None, "job_id": None}
     return {"host": where.host, "pid": where.pid, "worker": where.worker, "job_id": where.job_id}
@@ -66,7 +67,7 @@ class RunProgress:
     """One ``run()``: its record, and the strategies' progress lines."""
 
     def __init__(self, calibration: str, iteration: int, output_dir: Any, target: str, iov: Any = None,
-                 dashboard: Optional[str] = None, kind: str = "algorithms") -> None:
+                 dashboard: str | None = None, kind: str = "algorithms") -> None:
         self.calibration = calibration
         self.path = Path(output_dir) / RECORD_FILE
         #: A collector step's record (``kind`` "collector") says a line per collector job, not per subjob.
@@ -78,11 +79,11 @@ class RunProgress:
             "started": time.time(), "finished": None, "final_state": None, "strategies": [],
         }
         self._lock = threading.RLock()
-        self._pending: Optional[threading.Timer] = None
+        self._pending: threading.Timer | None = None
         self._written = 0.0
         self.write(now=True)
 
-    def strategy(self, name: str, key: str, log_path: Any) -> "StrategyProgress":
+    def strategy(self, name: str, key: str, log_path: Any) -> StrategyProgress:
         """A strategy was submitted."""
         entry = {"algorithm": name, "task": key, "log": str(log_path), "submitted": time.time(), "finished": None,
                  "final_state": None, "results": 0, "result_codes": {}, "error": None, "attempts": []}
@@ -93,7 +94,7 @@ class RunProgress:
             log_info(f"{self.calibration}: {name} submitted")
         return StrategyProgress(self, entry)
 
-    def finish(self, final_state: Optional[str]) -> None:
+    def finish(self, final_state: str | None) -> None:
         with self._lock:
             self.data["finished"], self.data["final_state"] = time.time(), final_state
             self.write(now=True)
@@ -147,8 +148,8 @@ class StrategyProgress:
     def __init__(self, run: RunProgress, entry: dict) -> None:
         self.run = run
         self.entry = entry
-        self.attempt: Optional[dict] = None
-        self.where: Optional[protocol.Where] = None  # of the running attempt, for the lines
+        self.attempt: dict | None = None
+        self.where: protocol.Where | None = None  # of the running attempt, for the lines
         self._results_said = time.monotonic()
 
     @property
@@ -197,8 +198,8 @@ class StrategyProgress:
                 "results": 0, "result_codes": {}, "error": None})
             self.run.write()
 
-    def ended(self, final_state: str, results: list, end: Optional[protocol.TaskEnd],
-              error: Optional[str]) -> None:
+    def ended(self, final_state: str, results: list, end: protocol.TaskEnd | None,
+              error: str | None) -> None:
         """The strategy is over: ``final_state`` as the runner judged it, ``error`` if it raised RunnerError."""
         now = time.time()
         codes = _result_codes(results)
@@ -212,7 +213,7 @@ class StrategyProgress:
                  f"({_codes_text(codes)}) in {took:.2f} s{where}")
 
     def _end(self, now: float, final_state: str, results: list, codes: dict,
-             end: Optional[protocol.TaskEnd], error: Optional[str]) -> None:
+             end: protocol.TaskEnd | None, error: str | None) -> None:
         self.entry.update(finished=now, final_state=final_state, results=len(results), result_codes=codes,
                           error=error)
         if self.attempt is not None:

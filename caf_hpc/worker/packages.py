@@ -71,7 +71,7 @@ def remove(distribution: metadata.Distribution) -> None:
     """Deletes a distribution's files (its RECORD), their bytecode and the directories they leave empty."""
     directories = set()
     for file in distribution.files or []:
-        path = Path(distribution.locate_file(file))
+        path = Path(str(distribution.locate_file(file)))  # a SimplePath to typing, a Path here
         if path.is_file() or path.is_symlink():
             path.unlink()
         directories.add(path.parent)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.helpers.batch_queues import wait_until_no_jobs
-from tests.helpers.collectors import counting_job, input_files, stand_in_release
-from tests.helpers.requirements import require_testbed
 
 from caf_hpc import backend_for, runner_for
 from caf_hpc.extras.standins import collection
 from caf_hpc.steering import clusters
+from tests.helpers.batch_queues import wait_until_no_jobs
+from tests.helpers.collectors import counting_job, input_files, stand_in_release
+from tests.helpers.requirements import require_testbed
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(240)]
 

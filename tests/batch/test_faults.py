@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+
+from caf_hpc import runner_for
+from caf_hpc.basf2_compat import RunnerError
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
+from caf_hpc.steering import clusters
 from tests.helpers.batch_queues import jobs_named, wait_until_no_jobs
 from tests.helpers.requirements import require_testbed
 from tests.helpers.scripted import ok, scripted
-
-from caf_hpc import runner_for
-from caf_hpc.steering import clusters
-from caf_hpc.basf2_compat import RunnerError
-from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(180)]
 

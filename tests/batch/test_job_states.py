@@ -5,9 +5,9 @@ import subprocess
 import time
 
 import pytest
-from tests.helpers.requirements import require_testbed
 
 from caf_hpc.sites import schedulers
+from tests.helpers.requirements import require_testbed
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(120)]
 

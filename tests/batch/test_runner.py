@@ -3,14 +3,14 @@ calibration, ordering, isolation from the worker jobs' logs, fail-fast, and no j
 from __future__ import annotations
 
 import pytest
+
+from caf_hpc import runner_for
+from caf_hpc.extras.demo.run import run_demo
+from caf_hpc.extras.standins.utils import ExpRun
+from caf_hpc.steering import clusters
 from tests.helpers.batch_queues import wait_until_no_jobs
 from tests.helpers.requirements import require_testbed
 from tests.helpers.scripted import ok, scripted
-
-from caf_hpc import runner_for
-from caf_hpc.steering import clusters
-from caf_hpc.extras.demo.run import run_demo
-from caf_hpc.extras.standins.utils import ExpRun
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(180)]
 

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_the_reference_loop_collects_every_result_in_order(calibrate):
-    outcome = calibrate([scripted("First", ("results", 300), ("final", "COMPLETED")), scripted("Second", ("results", 2), ("final", "COMPLETED"))],
+    outcome = calibrate([scripted("First", ("results", 300), ("final", "COMPLETED")),
+                         scripted("Second", ("results", 2), ("final", "COMPLETED"))],
                         runner=reference(0.001))
     assert outcome.error is None and outcome.final_state == "COMPLETED"
     assert len(outcome.results["First"]) == 300 and len(outcome.results["Second"]) == 2

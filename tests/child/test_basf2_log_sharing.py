@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from typing import Any
 
 from caf_hpc.child import process as child
 
@@ -54,7 +55,7 @@ def test_real_basf2_is_told_to_append_only_to_the_strategy_log(tmp_path, monkeyp
     import os
 
     calls = []
-    fake = types.ModuleType("basf2")
+    fake: Any = types.ModuleType("basf2")
     fake.log_to_file = lambda filename, append=False: calls.append((os.path.basename(filename), append))
     monkeypatch.setitem(sys.modules, "basf2", fake)
     from caf_hpc.extras.standins import basf2_logging

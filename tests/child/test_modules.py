@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from caf_hpc import ShippingError
+from caf_hpc import ShippingError, protocol
 from caf_hpc.steering import shipping
 
 FILES = {
@@ -72,6 +72,7 @@ def test_a_package_beside_the_script_is_imported_on_a_worker_that_cannot_see_it(
     import nspace.inner  # noqa: F401
 
     factory = shipping.resolve_factory("calib.algorithms:make", "Calib")
+    assert isinstance(factory, protocol.Factory)
     sent = {source.name: source for source in factory.modules}
     assert set(sent) >= {"calib", "calib.algorithms", "calib.helpers", "nspace", "nspace.inner", "lonely"}
     assert sent["nspace"].source is None and sent["calib"].is_package and not sent["calib.helpers"].is_package
@@ -90,6 +91,7 @@ def test_a_package_beside_the_script_is_imported_on_a_worker_that_cannot_see_it(
 
 def test_an_installed_module_travels_as_its_name_alone(beside):
     factory = shipping.resolve_factory("json:loads", "Json")
+    assert isinstance(factory, protocol.Factory)
     assert factory.spec == "json:loads" and factory.modules == ()
     preload = shipping.preload_for(["json", "no_such_module_anywhere:declare"])
     assert preload.entries == ("json", "no_such_module_anywhere:declare") and preload.modules == ()

@@ -31,13 +31,19 @@ _HOLDER = textwrap.dedent("""
 ENDINGS = ("exit", "raise", "SIGTERM", "SIGKILL", "SIGKILL, a child it forked left running")
 
 
+class Holder(subprocess.Popen):
+    """The holding process; ``child`` is the pid of the process it forked, if it was asked to."""
+
+    child: int | None = None
+
+
 def hold_directory(directory, what: str = "calibration held-by-test", beside: bool = False,
-                   child: bool = False) -> subprocess.Popen:
+                   child: bool = False) -> Holder:
     """A process that holds ``directory``'s lock until ended (the caller ends it: ``end`` or kill).
 
     ``child``: it has forked a process first, which sleeps on; its pid is ``holder.child`` (the caller kills it).
     """
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(directory), what, "beside" if beside else "in",
+    holder = Holder([sys.executable, "-c", _HOLDER, str(directory), what, "beside" if beside else "in",
                                "child" if child else "alone"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     words = holder.stdout.readline().split()
     assert words[:1] == ["held"], words

@@ -12,14 +12,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from caf_hpc.steering import clusters
 from caf_hpc.steering.settings import resolve
 
 
 class OwnCluster:
-    def __init__(self, directory: Path, scheduler_environment: Optional[dict] = None) -> None:
+    def __init__(self, directory: Path, scheduler_environment: dict | None = None) -> None:
         self.directory = directory
         self.scheduler_file = directory / "scheduler.json"
         self.processes: list = []
@@ -29,7 +28,7 @@ class OwnCluster:
                                      environment=scheduler_environment)
         self.address = self._wait_for_address()
 
-    def _start(self, module: str, *args: str, environment: Optional[dict] = None) -> subprocess.Popen:
+    def _start(self, module: str, *args: str, environment: dict | None = None) -> subprocess.Popen:
         log = open(self.directory / f"{module.rsplit('.', 1)[-1]}-{len(self.processes)}.log", "wb")
         process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True, env=dict(os.environ, **(environment or {})))

@@ -78,7 +78,7 @@ class ScriptedStrategy(AlgorithmStrategy):
         """Writes ``megabytes`` MB of numbered lines to the log, as a debug print in a loop would."""
         line = b"x" * 99 + b"\n"
         block = line * 10_000  # 1 MB
-        for i in range(megabytes):
+        for _ in range(megabytes):
             os.write(1, block)
         os.write(1, b"flood ends here\n")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.helpers.requirements import require_browser
-from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.cli import main
 from caf_hpc.report import attempts, load_record, load_records, summary
 from caf_hpc.report.html import write_page
+from tests.helpers.requirements import require_browser
+from tests.helpers.scripted import ok, scripted
 
 
 @pytest.fixture
@@ -52,7 +52,8 @@ def test_summary_prints_a_line_per_attempt_and_each_failure(eventful, tmp_path, 
 def test_directory_without_a_record_is_one_line_naming_it(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"caf-hpc: error: no run record (caf-hpc-run.json) below {tmp_path}") and "Traceback" not in err
+    assert err.startswith(f"caf-hpc: error: no run record (caf-hpc-run.json) below {tmp_path}")
+    assert "Traceback" not in err
 
 
 def test_record_of_a_killed_run_reads_as_unfinished(tmp_path):
@@ -73,7 +74,8 @@ def test_record_of_a_killed_run_reads_as_unfinished(tmp_path):
 FIND = """
 function find(root, selector) {
     let found = [...root.querySelectorAll(selector)];
-    for (const element of root.querySelectorAll('*')) if (element.shadowRoot) found = found.concat(find(element.shadowRoot, selector));
+    for (const element of root.querySelectorAll('*'))
+        if (element.shadowRoot) found = found.concat(find(element.shadowRoot, selector));
     return found;
 }
 """
@@ -152,8 +154,8 @@ def test_constants_with_truth_are_drawn_as_residuals_per_channel_experiments_apa
         assert len({exp for exp, _ in xs}) == 1 and len(xs) == 3  # never joined across experiments
     database_txt = demo_directory / "demo" / "0" / "algorithm_output" / "outputdb" / "database.txt"
     truth = json.loads((demo_directory / "truth.json").read_text())["Pedestals"]["pedestal"]
-    for xs, ys, channel in zip(lines["xs"], lines["ys"], lines["channel"]):
-        for (exp, run), y in zip(xs, ys):
+    for xs, ys, channel in zip(lines["xs"], lines["ys"], lines["channel"], strict=True):
+        for (exp, run), y in zip(xs, ys, strict=True):
             exprun = ExpRun(int(exp.split()[1]), int(run))
             calibrated = database.find_payload(database_txt, "Pedestals", exprun)["pedestal"][channel]
             assert y == pytest.approx(calibrated - truth[f"{exprun.exp},{exprun.run}"][channel])

@@ -17,12 +17,12 @@ import threading
 import time
 
 import pytest
-from tests.helpers.own_cluster import OwnCluster
-from tests.helpers.processes import interrupt_when_ready, left_running, new_mark
-from tests.helpers.scripted import ok
 
 from caf_hpc import dask_adapter, runner_for
 from caf_hpc.steering import clusters
+from tests.helpers.own_cluster import OwnCluster
+from tests.helpers.processes import interrupt_when_ready, left_running, new_mark
+from tests.helpers.scripted import ok
 
 #: What a refusal may take on a busy 2-core machine: the handshake wait (5 s), a second to ask in HTTP
 #: what answered, and room for the load. Measured: 5.0 s (HTTP servers) and 6.0 s (a silent socket).

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -146,7 +147,7 @@ def test_max_running_limits_how_many_run_at_once(tmp_path, release):
     assert _step(DaskBackend(), [job]).state == "completed"
     spans = sorted((float((sj.working_dir / "start").read_text()), float((sj.working_dir / "end").read_text()))
                    for sj in job.subjobs.values())
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+    assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans)), spans
 
 
 def test_bad_backend_args_are_refused_naming_the_key(tmp_path, release):

@@ -27,7 +27,8 @@ FAKE_RELEASE = {
 
 
 def test_importing_caf_hpc_never_needs_basf2():
-    code = "import caf_hpc, caf_hpc.steering.runner, sys; print('basf2' in sys.modules, caf_hpc.basf2_compat.HAVE_BASF2)"
+    code = ("import caf_hpc, caf_hpc.steering.runner, sys; "
+            "print('basf2' in sys.modules, caf_hpc.basf2_compat.HAVE_BASF2)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["False", "False"], done.stderr
 

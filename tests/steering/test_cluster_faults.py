@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers.own_cluster import OwnCluster
-from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.basf2_compat import RunnerError
-
+from tests.helpers.own_cluster import OwnCluster
+from tests.helpers.scripted import ok, scripted
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -84,9 +84,8 @@ LINKDEF = """#ifdef __CLING__
 def algorithm_library(tmp_path_factory):
     """Builds lib<LIBRARY>.so, its dictionary and rootmap; returns (lib dir, include dirs) as a basf2 setup
     would put them on LD_LIBRARY_PATH and ROOT_INCLUDE_PATH."""
-    from tests.helpers.requirements import require_root
-
     from caf_hpc.extras.standins import cpp
+    from tests.helpers.requirements import require_root
 
     ROOT = require_root()
     compiler = require_compiler()

@@ -6,12 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from tests.helpers.scripted import ok
 
 from caf_hpc import RunnerError, ShippingError, runner_for
 from caf_hpc.extras.standins.framework import Algorithm
 from caf_hpc.extras.standins.utils import AlgResult
-
+from tests.helpers.scripted import ok
 
 # A user's module beside the steering script: a C++ algorithm declared with cling, and the
 # factory that declares it and builds it on a worker (the module travels by value).

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.locks import ENDINGS, end, hold_directory
-
 from caf_hpc.steering import directory_lock
 from caf_hpc.steering.directory_lock import LOCK_NAME, DirectoryInUse, DirectoryLock
+from tests.helpers.locks import ENDINGS, end, hold_directory
+
 
 def test_a_second_run_is_refused_at_once_naming_the_holder(tmp_path):
     holder = hold_directory(tmp_path / "out")

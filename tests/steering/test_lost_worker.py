@@ -4,20 +4,19 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.helpers.own_cluster import OwnCluster
-from tests.helpers.scripted import ok, scripted
-from tests.helpers.queues import new_queues_left, scheduler_queues
 
 from caf_hpc import DaskAlgorithmsRunner, SettingsError, runner_for
-
-from caf_hpc.steering import clusters
 from caf_hpc.basf2_compat import RunnerError
 from caf_hpc.extras.standins.utils import IoV, IoV_Result
+from caf_hpc.steering import clusters
+from tests.helpers.own_cluster import OwnCluster
+from tests.helpers.queues import new_queues_left, scheduler_queues
+from tests.helpers.scripted import ok, scripted
 
 
 def _losing(tmp_path):
-    return scripted("Unlucky", ("results", 3), ("signal_worker_once", str(tmp_path / "killed"), "SIGKILL"), ("results", 2),
-                    ("final", "COMPLETED"))
+    return scripted("Unlucky", ("results", 3), ("signal_worker_once", str(tmp_path / "killed"), "SIGKILL"),
+                    ("results", 2), ("final", "COMPLETED"))
 
 
 def _wait_for_workers(count, seconds=60):

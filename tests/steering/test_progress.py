@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.helpers.own_cluster import OwnCluster
-from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.basf2_compat import RunnerError
 from caf_hpc.steering import progress
 from caf_hpc.steering.progress import RECORD_FILE, RECORD_FORMAT, RECORD_VERSION
+from tests.helpers.own_cluster import OwnCluster
+from tests.helpers.scripted import ok, scripted
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def test_record_shows_a_lost_attempt_beside_the_one_that_finished(calibrate, tmp
 
 
 def test_record_is_readable_while_the_run_goes(calibrate, tmp_path):
-    seen = []
+    seen: list = []
 
     def watch():
         path = tmp_path / "0" / "algorithm_output" / RECORD_FILE

@@ -4,14 +4,13 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-from tests.helpers.scripted import EVERYWHERE, ok, scripted
 
 from caf_hpc import DaskAlgorithmsRunner
-
-from caf_hpc.steering import clusters
 from caf_hpc.extras.standins.driver import run_algorithms
 from caf_hpc.extras.standins.runners import AlgorithmsRunner
 from caf_hpc.extras.standins.utils import IoV, IoV_Result
+from caf_hpc.steering import clusters
+from tests.helpers.scripted import EVERYWHERE, ok, scripted
 
 
 def test_runner_is_a_caf_algorithms_runner_built_from_its_name():
@@ -83,9 +82,8 @@ def test_next_iteration_reuses_the_same_cluster(calibrate, tmp_path):
 
 
 def test_a_second_runner_on_the_same_output_directory_is_refused(calibrate, tmp_path):
-    from tests.helpers.locks import hold_directory
-
     from caf_hpc import RunnerError
+    from tests.helpers.locks import hold_directory
 
     output_dir = tmp_path / "0" / "algorithm_output"  # where calibrate's driver puts iteration 0
     holder = hold_directory(output_dir, "calibration other", beside=True)
@@ -116,7 +114,8 @@ def test_two_algorithms_with_one_name_are_refused_before_anything_runs(calibrate
 
     marker = tmp_path / "ran"
     outcome = calibrate([ok("Same", 2, ("record", str(marker), "first")), ok("Same", 3)])
-    assert isinstance(outcome.error, RunnerError) and "algorithm name(s) Same appear more than once" in str(outcome.error)
+    assert isinstance(outcome.error, RunnerError)
+    assert "algorithm name(s) Same appear more than once" in str(outcome.error)
     assert outcome.results == {} and not marker.exists()
 
 

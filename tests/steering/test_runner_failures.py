@@ -6,12 +6,12 @@ import os
 import threading
 
 import pytest
-from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
 from caf_hpc.basf2_compat import RunnerError
 from caf_hpc.extras.standins.framework import Algorithm
 from caf_hpc.extras.standins.strategies import AlgorithmStrategy
+from tests.helpers.scripted import ok, scripted
 
 
 def _only_ran(outcome, names):

@@ -6,9 +6,9 @@ import os
 import threading
 
 import pytest
-from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
+from tests.helpers.scripted import ok, scripted
 
 CHANNELS = ("print", "fd1", "fd2", "c_stdout", "log")
 

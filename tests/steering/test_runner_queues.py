@@ -5,13 +5,11 @@ import logging
 import threading
 import time
 
+from caf_hpc import DaskAlgorithmsRunner
+from caf_hpc.extras.standins.utils import IoV, IoV_Result
+from caf_hpc.steering import clusters
 from tests.helpers.queues import new_queues_left, scheduler_queues
 from tests.helpers.scripted import ok, scripted
-
-from caf_hpc import DaskAlgorithmsRunner
-
-from caf_hpc.steering import clusters
-from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
 
 def test_a_thousand_results_arrive_in_order_exactly_once(calibrate):

@@ -60,9 +60,8 @@ def test_bad_settings_name_the_setting_and_what_is_allowed(kwargs, environ, mess
 
 
 def test_unreachable_scheduler_is_named_with_where_to_fix_it(calibrate, monkeypatch):
-    from tests.helpers.scripted import ok
-
     from caf_hpc.steering import clusters
+    from tests.helpers.scripted import ok
 
     started = time.monotonic()
     outcome = calibrate([ok("Never")], runner=runner_for(address="tcp://127.0.0.1:9"))
@@ -75,9 +74,8 @@ def test_unreachable_scheduler_is_named_with_where_to_fix_it(calibrate, monkeypa
 def test_silent_scheduler_address_fails_after_the_connect_timeout_the_user_set(calibrate, monkeypatch):
     import dask.config
 
-    from tests.helpers.scripted import ok
-
     from caf_hpc.steering import clusters
+    from tests.helpers.scripted import ok
 
     monkeypatch.setattr(clusters.socket, "create_connection", _silent)
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):

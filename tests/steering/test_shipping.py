@@ -4,10 +4,10 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tests.helpers.scripted import ScriptedAlgorithm, ScriptedStrategy, ok
 
 from caf_hpc import ShippingError, runner_for
 from caf_hpc.extras.standins.framework import Algorithm
+from tests.helpers.scripted import ScriptedAlgorithm, ScriptedStrategy, ok
 
 
 class HoldsALock(ScriptedAlgorithm):
@@ -50,7 +50,8 @@ def test_factory_rebuilds_an_unpicklable_algorithm_on_the_worker(calibrate):
 
 
 def test_factory_named_as_import_string_rebuilds_on_the_worker(calibrate):
-    outcome = calibrate([_locked()], runner=runner_for(factories={"Locked": "tests.steering.test_shipping:make_locked_algorithm"}))
+    factories = {"Locked": "tests.steering.test_shipping:make_locked_algorithm"}
+    outcome = calibrate([_locked()], runner=runner_for(factories=factories))
     assert outcome.final_state == "COMPLETED", outcome.error
     assert "rebuilt on the worker" in (outcome.output_dir / "Locked_stdout").read_text()
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import platform
 import random
+import re
 import tempfile
 import threading
 import time
@@ -23,12 +23,12 @@ import time
 import psutil
 import pytest
 from dask.system import CPU_COUNT
-from tests.helpers.queues import new_queues_left, scheduler_queues
-from tests.helpers.scripted import scripted
 
 from caf_hpc import DaskAlgorithmsRunner, runner_for
 from caf_hpc.basf2_compat import RunnerError
 from caf_hpc.steering import clusters
+from tests.helpers.queues import new_queues_left, scheduler_queues
+from tests.helpers.scripted import scripted
 
 ITERATIONS = int(os.environ.get("CAF_HPC_SOAK_ITERATIONS", "12"))
 SEED = int(os.environ.get("CAF_HPC_SOAK_SEED", str(random.SystemRandom().randrange(10**6))))
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.timeout(60 + 20 * ITERATIONS)
 
 
 def _strategy(name: str, fault: str, marker) -> object:
-    steps = [("results", 2)]
+    steps: list[tuple] = [("results", 2)]
     if fault == "raise":
         steps.append(("raise", "injected"))
     elif fault == "crash":
@@ -175,7 +175,8 @@ def test_faults_at_random_end_as_injected_and_leave_nothing_behind(calibrate, tm
             halfway = _footprint(client)
         faults = rng.choices(list(FAULTS), weights=list(FAULTS.values()), k=3)
         names = [f"S{iteration}x{i}" for i in range(3)]
-        algorithms = [_strategy(name, fault, tmp_path / f"{name}.killed") for name, fault in zip(names, faults)]
+        algorithms = [_strategy(name, fault, tmp_path / f"{name}.killed")
+                      for name, fault in zip(names, faults, strict=True)]
         outcome = calibrate(algorithms, runner=runner, root=tmp_path / f"i{iteration}")
         state, error, ran = _expected(faults)
         context = f"seed {SEED}, iteration {iteration}, faults {faults}: {outcome.error}"

@@ -11,7 +11,7 @@ def _task(directory, key="caf-collector-t-1"):
 
 def test_a_job_runs_its_script_with_its_output_beside_it(tmp_path):
     (tmp_path / "submit.sh").write_text("echo $PWD; echo oops >&2; touch CollectorOutput.root; exit 0\n")
-    published = []
+    published: list = []
     ended = supervise(_task(tmp_path), published.append)
     assert ended.returncode == 0 and ended.outputs == (str(tmp_path / "CollectorOutput.root"),)
     assert (tmp_path / "stdout").read_text().strip() == str(tmp_path) and "oops" in (tmp_path / "stderr").read_text()

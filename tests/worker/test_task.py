@@ -9,14 +9,14 @@ import sys
 import time
 
 import pytest
-from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import DaskAlgorithmsRunner, protocol
+from caf_hpc.basf2_compat import RunnerError
+from caf_hpc.protocol import StrategyTask
 from caf_hpc.steering import shipping
 from caf_hpc.worker import forkserver
 from caf_hpc.worker import task as worker_task
-from caf_hpc.basf2_compat import RunnerError
-from caf_hpc.protocol import StrategyTask
+from tests.helpers.scripted import ok, scripted
 
 
 def _task(tmp_path, algorithm, fork_server=True, timeout=None, input_files=()):
@@ -45,7 +45,7 @@ def _wait_gone(pid, seconds=10):
 
 @pytest.mark.parametrize("fork_server", [True, False], ids=["forked", "fresh-interpreter"])
 def test_supervise_publishes_frames_and_returns_the_end_counting_them(tmp_path, fork_server):
-    records = []
+    records: list = []
     end = worker_task.supervise(_task(tmp_path, ok("Plain", 3), fork_server), records.append)
     assert isinstance(end, protocol.Ended) and end.returncode == 0 and end.records == len(records)
     assert all(isinstance(r, protocol.Frames) for r in records) and records  # no separate start: it was quick
@@ -56,7 +56,7 @@ def test_supervise_publishes_frames_and_returns_the_end_counting_them(tmp_path, 
 
 
 def test_a_strategy_quiet_at_first_is_announced_as_started(tmp_path):
-    records = []
+    records: list = []
     end = worker_task.supervise(_task(tmp_path, scripted("Slow", ("sleep", 1), ("final", "COMPLETED"))),
                                 records.append)
     assert [type(r).__name__ for r in records] == ["Started", "Frames"] and end.records == 2
@@ -246,7 +246,7 @@ def test_what_a_child_wrote_just_before_it_ended_is_not_left_in_the_pipe(tmp_pat
             return 0
 
     monkeypatch.setattr(worker_task, "_start_child", lambda task, message_fd, here: EndsDuringTheCheck(message_fd))
-    records = []
+    records: list = []
     worker_task.supervise(_task(tmp_path, ok("Racy")), records.append)
     sent = [m for r in records if isinstance(r, protocol.Frames) for f in r.frames for m in protocol.loads(f)]
     assert sent == [protocol.FinalState("COMPLETED")]

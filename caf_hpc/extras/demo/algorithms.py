@@ -13,17 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+from collections.abc import Callable, Sequence
 from math import fsum
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 from ..standins import database
 from ..standins.calibration_algorithm import CalibrationAlgorithm
 from ..standins.framework import Algorithm
 from ..standins.strategies import SimpleRunByRun, SingleIOV
 from ..standins.utils import AlgResult, ExpRun
-from .detector import (MIN_WALK_ENERGY_KEV, PEDESTAL_EVENTS, SIGNAL_HITS, SOURCE_ENERGY_KEV,
-                       time_walk)
+from .detector import MIN_WALK_ENERGY_KEV, PEDESTAL_EVENTS, SIGNAL_HITS, SOURCE_ENERGY_KEV, time_walk
 
 log = logging.getLogger("caf.demo")
 
@@ -50,7 +49,7 @@ class DemoAlgorithm(CalibrationAlgorithm):
     def run_calibration(self) -> AlgResult:
         raise NotImplementedError
 
-    def payloads_per_run(self, name: str, key: str) -> Optional[dict[ExpRun, list[float]]]:
+    def payloads_per_run(self, name: str, key: str) -> dict[ExpRun, list[float]] | None:
         """``payload[key]`` of payload ``name`` for each executed run, or None (logged) if any is missing."""
         found, missing = {}, []
         for exprun in self.getRunList():
@@ -79,7 +78,7 @@ class PedestalCalibration(DemoAlgorithm):
             log.warning("%s: only %d pedestal events in %s (need %d): not enough data",
                         self.name, len(events), runs, self.min_hits)
             return AlgResult.not_enough_data
-        per_channel = list(zip(*(adcs for _exp, _run, adcs in events)))
+        per_channel = list(zip(*(adcs for _exp, _run, adcs in events), strict=True))
         pedestals = [fsum(adcs) / len(adcs) for adcs in per_channel]
         noise = [statistics.pstdev(adcs) for adcs in per_channel]
         self.saveCalibration({"pedestal": pedestals, "noise": noise, "events": len(events)}, "Pedestals")
@@ -125,7 +124,7 @@ class TimeOffsetCalibration(DemoAlgorithm):
 
         walks: list[float] = []
 
-        def corrected(exp, run, ch, adc, t):
+        def corrected(exp: int, run: int, ch: int, adc: float, t: float) -> float | None:
             er = ExpRun(exp, run)
             energy = (adc - pedestals[er][ch]) / gains[er][ch]
             if energy < MIN_WALK_ENERGY_KEV:
@@ -151,7 +150,7 @@ class TimeOffsetCalibration(DemoAlgorithm):
         return AlgResult.ok
 
 
-def _per_channel(rows: list, n_channels: int, value) -> list[list[float]]:
+def _per_channel(rows: list, n_channels: int, value: Callable[..., float | None]) -> list[list[float]]:
     """Groups ``value(*row)`` of signal-hit rows by channel, dropping None."""
     grouped: list[list[float]] = [[] for _ in range(n_channels)]
     for row in rows:
@@ -177,7 +176,7 @@ def _truncated_mean(values: Sequence[float], start: float, width: float,
     return centre, sigma, n
 
 
-def make_algorithms(fail: Optional[str] = None) -> list[Algorithm]:
+def make_algorithms(fail: str | None = None) -> list[Algorithm]:
     """The three wrapped demo algorithms, in dependency order, with their strategies set.
 
     ``fail`` names one algorithm that returns code 3 (failure) to show fail-fast.
@@ -193,7 +192,7 @@ def make_algorithms(fail: Optional[str] = None) -> list[Algorithm]:
     return wrapped
 
 
-def check_against_truth(database_dir: Union[str, Path], truth_file: Union[str, Path]) -> dict[str, Optional[float]]:
+def check_against_truth(database_dir: str | Path, truth_file: str | Path) -> dict[str, float | None]:
     """Max |calibrated − true| over channels (and runs) per payload; None if it is missing for a run.
 
     Units: Pedestals ADC, Gains ADC/keV (true gains are ~1, so this is ~relative),
@@ -204,14 +203,14 @@ def check_against_truth(database_dir: Union[str, Path], truth_file: Union[str, P
     expected = {"Pedestals": ("pedestal", lambda key: truth["Pedestals"][key]),
                 "Gains": ("gain", lambda key: truth["Gains"]),
                 "TimeOffsets": ("t0", lambda key: truth["TimeOffsets"])}
-    residuals: dict[str, Optional[float]] = {}
+    residuals: dict[str, float | None] = {}
     for name, (field, true_values) in expected.items():
-        worst: Optional[float] = 0.0
+        worst: float | None = 0.0
         for key in truth["Pedestals"]:
             payload = database.find_payload(database_txt, name, ExpRun(*map(int, key.split(","))))
             if payload is None:
                 worst = None
                 break
-            worst = max(worst, max(abs(c - t) for c, t in zip(payload[field], true_values(key))))
+            worst = max(worst, max(abs(c - t) for c, t in zip(payload[field], true_values(key), strict=True)))
         residuals[name] = worst
     return residuals

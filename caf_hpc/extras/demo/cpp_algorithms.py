@@ -9,12 +9,13 @@ factory (``make``) that declares the class and builds the object.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 from ..standins import cpp
 from ..standins.framework import Algorithm
-from ..standins.strategies import SimpleRunByRun, SingleIOV
+from ..standins.strategies import AlgorithmStrategy, SimpleRunByRun, SingleIOV
 from ..standins.utils import ExpRun
 from . import detector
 
@@ -23,8 +24,8 @@ HEADER = Path(__file__).with_name("include") / "DemoAlgorithms.h"
 COLLECTOR = "DemoCollector"
 #: What a worker runs before strategies that use these algorithms (runner setting ``preload``).
 PRELOAD = f"{__name__}:declare"
-STRATEGIES = {"PedestalCalibration": SimpleRunByRun, "GainCalibration": SingleIOV,
-              "TimeOffsetCalibration": SingleIOV}
+STRATEGIES: dict[str, type[AlgorithmStrategy]] = {
+    "PedestalCalibration": SimpleRunByRun, "GainCalibration": SingleIOV, "TimeOffsetCalibration": SingleIOV}
 _declared: dict = {}
 
 
@@ -59,12 +60,12 @@ def make(name: str, fail: bool = False) -> Any:
     return algorithm
 
 
-def factories(fail: Optional[str] = None) -> dict[str, Callable[[], Any]]:
+def factories(fail: str | None = None) -> dict[str, Callable[[], Any]]:
     """``runner_for(factories=...)`` for the three algorithms: each rebuilds its object on the worker."""
     return {name: functools.partial(make, name, name == fail) for name in STRATEGIES}
 
 
-def make_algorithms(fail: Optional[str] = None) -> list[Algorithm]:
+def make_algorithms(fail: str | None = None) -> list[Algorithm]:
     """The three wrapped C++ algorithms, in dependency order, with their strategies set."""
     wrapped = []
     for name, strategy in STRATEGIES.items():
@@ -74,7 +75,7 @@ def make_algorithms(fail: Optional[str] = None) -> list[Algorithm]:
     return wrapped
 
 
-def write_collector_output(path: Union[str, Path], objects: dict[str, dict[ExpRun, list]]) -> Path:
+def write_collector_output(path: str | Path, objects: dict[str, dict[ExpRun, list]]) -> Path:
     """Writes ``{object: {ExpRun: rows}}`` as a CAF collector output file: one TTree per object and run
     under ``DemoCollector/<object>/<object>_<exp>.<run>``."""
     ROOT = cpp.import_root()

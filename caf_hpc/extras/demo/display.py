@@ -11,7 +11,8 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 #: What an attempt's outcome shows as.
 _STATES = {"running": "running", "lost": "lost (retried)", "ended": "ended"}
@@ -20,7 +21,7 @@ _STATES = {"running": "running", "lost": "lost (retried)", "ended": "ended"}
 def _status(strategy: dict) -> tuple:
     """(state, where, results, seconds) of one strategy in the record."""
     attempts = strategy["attempts"]
-    last: Optional[dict] = attempts[-1] if attempts else None
+    last: dict | None = attempts[-1] if attempts else None
     if strategy.get("final_state"):
         state = strategy["final_state"]
     elif last is None:
@@ -44,20 +45,20 @@ class RunDisplay:
     TICK = 0.25
 
     def __init__(self, names: list, stream: Any = None,
-                 collector: Optional[Callable[[], Optional[tuple]]] = None) -> None:
+                 collector: Callable[[], tuple | None] | None = None) -> None:
         self.names = names
         self.stream = stream or sys.stdout
         self.collector = collector   # () -> (completed, failed, running, total) or None
         self.live: Any = None
         self.handlers: list = []  # (log handler, the stream it wrote to before the live display)
         self.said: dict = {}
-        self.record: Optional[dict] = None
-        self._collector_said: Optional[str] = None
+        self.record: dict | None = None
+        self._collector_said: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._ticker: Optional[threading.Thread] = None
+        self._ticker: threading.Thread | None = None
 
-    def __enter__(self) -> "RunDisplay":
+    def __enter__(self) -> RunDisplay:
         if self.stream.isatty():
             from rich.console import Console
             from rich.live import Live
@@ -93,7 +94,7 @@ class RunDisplay:
                 proxy = sys.stdout if handler.stream is terminal[0] else sys.stderr
                 self.handlers.append((handler, handler.setStream(proxy)))
 
-    def _collector_text(self) -> Optional[str]:
+    def _collector_text(self) -> str | None:
         try:
             progress = self.collector() if self.collector is not None else None
         except Exception:  # a Job being changed by the calibration's thread: look again at the next tick

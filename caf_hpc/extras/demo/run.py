@@ -11,9 +11,11 @@ import importlib.util
 import json
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from types import ModuleType
+from typing import Any
 
 from ..standins import collection, cpp, release
 from ..standins.caf import CAF
@@ -21,7 +23,7 @@ from ..standins.collection import CollectorOutcome
 from ..standins.collector import register_module
 from ..standins.driver import IterationOutcome
 from ..standins.framework import Calibration
-from ..standins.utils import AlgResult
+from ..standins.utils import AlgResult, IoV
 from . import algorithms as python_algorithms
 from .algorithms import ALGORITHM_NAMES, check_against_truth
 from .collector import COLLECTOR, OUTPUT_PATTERNS
@@ -74,9 +76,9 @@ class DemoReport:
     wall_time: float                  # the whole calibration, CAF.run() from start to end
     residuals: dict
     flavour: str = "python"
-    page: Optional[Path] = None       # the HTML report (caf-hpc report)
+    page: Path | None = None          # the HTML report (caf-hpc report)
     state: str = "completed"          # the calibration's final state in CAF
-    collector: Optional[CollectorOutcome] = None
+    collector: CollectorOutcome | None = None
     collector_jobs: list = field(default_factory=list)   # the last iteration's collector Jobs
     timings: dict = field(default_factory=dict)           # step -> (start, end), time.time()
 
@@ -91,12 +93,12 @@ class DemoReport:
     def log_file(self, algorithm: str) -> Path:
         return self.outcome.output_dir / f"{algorithm}_stdout"
 
-    def step_time(self, step: str) -> Optional[float]:
+    def step_time(self, step: str) -> float | None:
         start, end = self.timings.get(step, (None, None))
         return None if start is None or end is None else end - start
 
 
-def collector_progress(calibration: Calibration) -> Optional[tuple]:
+def collector_progress(calibration: Calibration) -> tuple | None:
     """(completed, failed, running, total) collector (sub)jobs of the calibration's current iteration, or None
     before any."""
     machine = calibration.machine
@@ -107,9 +109,9 @@ def collector_progress(calibration: Calibration) -> Optional[tuple]:
 
 
 def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed: int = 2024,
-             experiments: Sequence[int] = (1, 2), runs: int = 20, fail: Optional[str] = None,
+             experiments: Sequence[int] = (1, 2), runs: int = 20, fail: str | None = None,
              flavour: str = "python", runs_per_collector_job: int = RUNS_PER_COLLECTOR_JOB,
-             watch: Optional[Callable[[Calibration], None]] = None) -> DemoReport:
+             watch: Callable[[Calibration], None] | None = None) -> DemoReport:
     """Simulates raw hit files, runs the calibration through CAF, checks the payloads against the truth.
 
     The collector jobs run on ``backend``, by default a ``DaskBackend`` on the runner's own
@@ -117,10 +119,9 @@ def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed:
     on its workers (``flavour_settings``): the algorithm objects travel to them by value.
     ``watch(calibration)`` is called before CAF runs it (the live display follows it).
     """
+    chosen: ModuleType = python_algorithms
     if flavour == "cpp":
         from . import cpp_algorithms as chosen
-    else:
-        chosen = python_algorithms  # type: ignore[assignment]
     wrapped = chosen.make_algorithms(fail=fail)
     output_dir = Path(output_dir).resolve()
     raw_dir = output_dir / "raw"
@@ -140,7 +141,7 @@ def run_demo(runner_class: type, output_dir: Path, *, backend: Any = None, seed:
                                   algorithms=[a.algorithm for a in wrapped], input_files=[str(f) for f in files],
                                   output_patterns=OUTPUT_PATTERNS[output_format],
                                   max_files_per_collector_job=runs_per_collector_job)
-        for algorithm, chosen_one in zip(calibration.algorithms, wrapped):
+        for algorithm, chosen_one in zip(calibration.algorithms, wrapped, strict=True):
             algorithm.strategy = chosen_one.strategy
         calibration.algorithms_runner = runner_class
         calibration.backend = backend
@@ -179,7 +180,7 @@ def _report(calibration: Calibration, files: list, truth_file: Path, wall: float
 _TRUTH_COLUMNS = {"Pedestals": "pedestal", "Gains": "gain", "TimeOffsets": "t0"}
 
 
-def write_report_page(output_dir: Path, truth_file: Path) -> Optional[Path]:
+def write_report_page(output_dir: Path, truth_file: Path) -> Path | None:
     """``caf-hpc report``'s page for the demo's directory, the constants drawn as their difference from the
     simulated truth; None where Bokeh is not installed (the worker image leaves it out) or the run left no record."""
     from ...report import TRUTH_FILE, ReportError, load_records
@@ -208,13 +209,13 @@ def _code(code: int) -> str:
         return str(code)
 
 
-def _iov(iov) -> str:
+def _iov(iov: IoV) -> str:
     return f"({iov.exp_low},{iov.run_low}) - ({iov.exp_high},{iov.run_high})"
 
 
 def result_rows(results: list) -> list[tuple[str, str]]:
     """(IoV, result) rows; consecutive single-run IoVs with the same code are folded into one."""
-    rows: list[tuple[str, str, int]] = []
+    rows: list[tuple[IoV, int, int, int, int]] = []  # the first IoV, code, runs folded (0: not one run), exp, last run
     for result in results:
         iov, code = result.iov, result.result
         single_run = iov.exp_low == iov.exp_high and iov.run_low == iov.run_high

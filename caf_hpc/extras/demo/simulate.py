@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence, Union
 
 from ..standins.calibration_algorithm import write_collector_output
 from ..standins.utils import ExpRun
@@ -41,7 +41,7 @@ CONTINUUM_FRACTION = 0.15
 CONTINUUM_RANGE = (0.2, 0.8)         # in units of the line energy
 
 
-def simulate(output_dir: Union[str, Path], *, seed: int = 2024,
+def simulate(output_dir: str | Path, *, seed: int = 2024,
              experiments: Sequence[int] = (1, 2), runs_per_experiment: int = 20,
              channels: int = 16, runs_per_file: int = 5, pedestal_events: int = 100,
              signal_events: int = 640, short_runs: Iterable[Sequence[int]] = (),
@@ -52,14 +52,11 @@ def simulate(output_dir: Union[str, Path], *, seed: int = 2024,
     ``(exp, run)``) get only 5 pedestal events, to show a run without enough data.
     With ``output_format="raw"`` there is one file per run (``runs_per_file`` does not apply).
     """
+    if output_format not in ("raw", "json", "root"):
+        raise ValueError(f"output_format={output_format!r}: allowed are 'raw', 'json' and 'root'")
+    write = write_collector_output  # for "raw", _write_raw writes one file per run instead
     if output_format == "root":
         from .cpp_algorithms import write_collector_output as write
-    elif output_format == "json":
-        write = write_collector_output
-    elif output_format == "raw":
-        write = _write_raw
-    else:
-        raise ValueError(f"output_format={output_format!r}: allowed are 'raw', 'json' and 'root'")
     rng = random.Random(seed)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,10 @@
 
 The names, attributes, statuses and files are CAF's, so that a backend written against
 these runs unchanged against basf2's module (``caf_hpc.basf2_compat`` picks the real one
-when basf2 imports). Behaviour follows what CAF's code does, with two of its defects
+when basf2 imports). Behaviour follows what CAF's code does, with three of its defects
 modelled by their intent instead: a status setter that works (the stored copy looks the
-statuses up with the wrong key and raises), and ``Local`` setting ``submitted``.
+statuses up with the wrong key and raises), ``Local`` setting ``submitted``, and
+``ArgumentsSplitter(max_subjobs=None)`` meaning no maximum (CAF compares ``i >= None``).
 
 What a backend must respect, and why:
 
@@ -24,10 +25,11 @@ import os
 import shutil
 import subprocess
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
 from functools import singledispatchmethod
 from math import ceil
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 B2 = logging.getLogger("caf")
@@ -48,6 +50,18 @@ class _JobBase:
 
     _status: str
     result: Any
+    # Job's and SubJob's (a SubJob reads most of them from its parent)
+    cmd: list
+    args: list
+    input_files: Sequence
+    input_sandbox_files: list
+
+    if TYPE_CHECKING:
+        @property
+        def name(self) -> str: ...
+
+        @property
+        def working_dir(self) -> Path: ...
 
     @property
     def status(self) -> str:
@@ -102,7 +116,9 @@ class _JobBase:
 class Job(_JobBase):
     """A command for a backend to run, possibly split into subjobs."""
 
-    def __init__(self, name: str, job_dict: Optional[dict] = None) -> None:
+    name: str
+
+    def __init__(self, name: str, job_dict: dict | None = None) -> None:
         self.name = name
         self.splitter: Any = None
         self._input_sandbox_files: list[Path] = []
@@ -157,7 +173,7 @@ class Job(_JobBase):
     def output_dir(self, value: Any) -> None:
         self._output_dir = Path(value).absolute()
 
-    def create_subjob(self, i: int, input_files: Optional[list] = None, args: Optional[list] = None) -> "SubJob":
+    def create_subjob(self, i: int, input_files: Sequence | None = None, args: Sequence | None = None) -> SubJob:
         if i in self.subjobs:
             B2.warning("%s already contains SubJob(%s); it is not created again", self, i)
             return self.subjobs[i]
@@ -225,7 +241,7 @@ class Job(_JobBase):
             json.dump(self.job_dict, handle, indent=2)
 
     @classmethod
-    def from_json(cls, file_path: Any) -> "Job":
+    def from_json(cls, file_path: Any) -> Job:
         with open(file_path) as handle:
             job_dict = json.load(handle)
         return cls(job_dict["name"], job_dict=job_dict)
@@ -234,7 +250,7 @@ class Job(_JobBase):
 class SubJob(_JobBase):
     """One part of a Job: its own id, input files and args; everything else is the parent's."""
 
-    def __init__(self, job: Job, subjob_id: int, input_files: Optional[list] = None) -> None:
+    def __init__(self, job: Job, subjob_id: int, input_files: Sequence | None = None) -> None:
         self.id = subjob_id
         self.parent = job
         self.input_files = input_files if input_files is not None else []
@@ -334,7 +350,7 @@ class ArgumentsGenerator:
 class ArgumentsSplitter(SubjobSplitter):
     """One subjob per value the arguments generator yields, each with all of the parent's files."""
 
-    def __init__(self, *, arguments_generator: Any = None, max_subjobs: Optional[int] = None) -> None:
+    def __init__(self, *, arguments_generator: Any = None, max_subjobs: int | None = None) -> None:
         super().__init__(arguments_generator=arguments_generator)
         self.max_subjobs = max_subjobs
 
@@ -342,7 +358,7 @@ class ArgumentsSplitter(SubjobSplitter):
         generator = self.arguments_generator.generator_function(*self.arguments_generator.args,
                                                                 **self.arguments_generator.kwargs)
         for i, args in enumerate(generator):
-            if i >= self.max_subjobs:
+            if self.max_subjobs is not None and i >= self.max_subjobs:
                 raise BackendError(f"{job}: more than max_subjobs={self.max_subjobs} arguments")
             job.create_subjob(i, input_files=list(job.input_files), args=list(args))
 
@@ -357,7 +373,7 @@ class Result:
         self.job = job
         self._is_ready = False
         self.time_to_wait_for_exit_code_file = 5 * 60
-        self.exit_code_file_initial_time: Optional[float] = None
+        self.exit_code_file_initial_time: float | None = None
 
     def ready(self) -> bool:
         """True once the job's status is an exit status; then True for good."""
@@ -385,7 +401,7 @@ class Backend(ABC):
     exit_code_file = "__BACKEND_CMD_EXIT_STATUS__"
     default_backend_args: dict = {}
 
-    def __init__(self, *, backend_args: Optional[dict] = None) -> None:
+    def __init__(self, *, backend_args: dict | None = None) -> None:
         self.backend_args = {**self.default_backend_args, **(backend_args or {})}
 
     @abstractmethod
@@ -433,7 +449,7 @@ class LocalResult(Result):
 class Local(Backend):
     """Runs each (sub)job's ``submit.sh`` in a process pool on this machine, with an empty environment."""
 
-    def __init__(self, *, backend_args: Optional[dict] = None, max_processes: int = 1) -> None:
+    def __init__(self, *, backend_args: dict | None = None, max_processes: int = 1) -> None:
         super().__init__(backend_args=backend_args)
         self.pool: Any = None
         self.max_processes = max_processes

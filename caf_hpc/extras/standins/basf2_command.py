@@ -12,10 +12,9 @@ import json
 import runpy
 import sys
 import traceback
-from typing import Optional
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(prog="basf2", description="basf2 stand-in: run a steering file")
     parser.add_argument("--job-information", metavar="FILE", help="write a JSON summary of the job to FILE")
     parser.add_argument("steering", help="the steering file")
@@ -29,7 +28,7 @@ def main(argv: Optional[list] = None) -> int:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         if exit_.code is not None and not isinstance(exit_.code, int):
             print(exit_.code, file=sys.stderr)
-    except BaseException:  # noqa: B902 - a steering file's failure is its exit code, as under basf2
+    except BaseException:  # a steering file's failure is its exit code, as under basf2
         traceback.print_exc()
         code = 1
     if options.job_information:

@@ -18,7 +18,7 @@ import os
 import time
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 from .backends import Backend, Local
 from .framework import Calibration
@@ -37,7 +37,7 @@ class CAF:
 
     default_calibration_config = {"max_iterations": 5, "ignored_runs": []}
 
-    def __init__(self, calibration_defaults: Optional[dict] = None) -> None:
+    def __init__(self, calibration_defaults: dict | None = None) -> None:
         self.calibrations: dict = {}
         self.future_dependencies: dict = {}
         self.dependencies: dict = {}
@@ -172,5 +172,5 @@ class CAF:
         rows = [("name", "state", "iteration")] + [(c.name, c.state, str(c.iteration))
                                                      for c in self.calibrations.values()]
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+        lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
         return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])

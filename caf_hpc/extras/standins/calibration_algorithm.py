@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from .conditions import conditions
 from .utils import AlgResult, ExpRun, IoV, iov_from_runs
 
 
-def write_collector_output(path, objects: dict[str, dict[ExpRun, list]]) -> Path:
+def write_collector_output(path: str | Path, objects: dict[str, dict[ExpRun, list]]) -> Path:
     """Writes collector output for ``objects``: {name: {ExpRun: rows}}."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,8 +34,8 @@ class CalibrationAlgorithm(ABC):
         self._input_files: list[str] = []
         self._runs: list[ExpRun] = []
         self._iteration = 0
-        self._iov: Optional[IoV] = None
-        self._pending: list[tuple[str, Any, IoV]] = []
+        self._iov: IoV | None = None
+        self._pending: list[tuple[str, Any, IoV | None]] = []
         self._cache: dict[str, dict] = {}
 
     @property
@@ -55,7 +56,7 @@ class CalibrationAlgorithm(ABC):
         return self._cache[path]
 
     def getRunListFromAllData(self) -> list[ExpRun]:
-        runs = set()
+        runs: set[ExpRun] = set()
         for path in self._input_files:
             for per_run in self._objects(path).values():
                 runs.update(ExpRun(*map(int, key.split(","))) for key in per_run)
@@ -81,7 +82,7 @@ class CalibrationAlgorithm(ABC):
     def getIovFromAllData(self) -> IoV:
         return iov_from_runs(self.getRunListFromAllData())
 
-    def execute(self, runs: Iterable, iteration: int = 0, iov: Optional[IoV] = None) -> int:
+    def execute(self, runs: Iterable, iteration: int = 0, iov: IoV | None = None) -> int:
         self._runs = sorted(ExpRun(*r) for r in runs)
         self._iteration = iteration
         self._iov = iov or (iov_from_runs(self._runs) if self._runs else None)
@@ -95,10 +96,10 @@ class CalibrationAlgorithm(ABC):
         ...
 
     # -- payloads ------------------------------------------------------------
-    def saveCalibration(self, data: Any, name: str, iov: Optional[IoV] = None) -> None:
+    def saveCalibration(self, data: Any, name: str, iov: IoV | None = None) -> None:
         self._pending.append((name, data, iov or self._iov))
 
-    def getPayload(self, name: str, exprun: Optional[ExpRun] = None) -> Optional[Any]:
+    def getPayload(self, name: str, exprun: ExpRun | None = None) -> Any | None:
         """Reads a payload through the conditions chain (e.g. one an earlier algorithm committed)."""
         if exprun is None:
             if not self._runs:

@@ -25,9 +25,10 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
 from .backends import Job, MaxFilesSplitter, MaxSubjobsSplitter, exit_statuses
@@ -41,10 +42,10 @@ HEARTBEAT = 3.0
 FULL_UPDATE_INTERVAL = 30.0
 
 
-def collector_job(calibration: str, collection: str, iteration: int, root_dir: Any, input_files: Sequence,
+def collector_job(calibration: str, collection: str, iteration: int, root_dir: Any, input_files: Iterable,
                   path: CollectorPath, *, database_chain: Sequence = (), dependent_databases: Sequence = (),
-                  max_files_per_collector_job: Optional[int] = None, max_collector_jobs: Optional[int] = 1000,
-                  backend_args: Optional[dict] = None, pre_collector_path: Optional[CollectorPath] = None,
+                  max_files_per_collector_job: int | None = None, max_collector_jobs: int | None = 1000,
+                  backend_args: dict | None = None, pre_collector_path: CollectorPath | None = None,
                   output_patterns: Sequence = (OUTPUT_FILE,), path_name: str = "Collector.path") -> Job:
     """The collector Job CAF submits for one collection of one calibration's iteration.
 
@@ -123,7 +124,7 @@ def _units(job: Job) -> list:
 
 def run_collector_step(backend: Any, jobs: Sequence[Job], *, heartbeat: float = HEARTBEAT,
                        full_update_interval: float = FULL_UPDATE_INTERVAL, init_check: float = INIT_CHECK,
-                       timeout: Optional[float] = None) -> CollectorOutcome:
+                       timeout: float | None = None) -> CollectorOutcome:
     """Submits ``jobs`` from this (main) thread and follows them from a calibration thread, as CAF does."""
     for job in jobs:
         backend.submit(job)
@@ -139,15 +140,15 @@ def run_collector_step(backend: Any, jobs: Sequence[Job], *, heartbeat: float = 
 
 
 def _follow(jobs: Sequence[Job], heartbeat: float, full_update_interval: float, init_check: float,
-            timeout: Optional[float], outcome: dict) -> None:
+            timeout: float | None, outcome: dict) -> None:
     try:
         outcome["result"] = _poll(jobs, heartbeat, full_update_interval, init_check, timeout)
-    except BaseException as err:  # noqa: B902 - CAF's thread would end here; the caller re-raises
+    except BaseException as err:  # CAF's thread would end here; the caller re-raises
         outcome["error"] = err
 
 
 def _poll(jobs: Sequence[Job], heartbeat: float, full_update_interval: float, init_check: float,
-          timeout: Optional[float]) -> CollectorOutcome:
+          timeout: float | None) -> CollectorOutcome:
     queued = time.monotonic()
     wait_until_submitted(jobs, init_check)
     return follow(jobs, heartbeat=heartbeat, full_update_interval=full_update_interval, timeout=timeout,
@@ -166,7 +167,7 @@ def wait_until_submitted(jobs: Sequence[Job], init_check: float = INIT_CHECK) ->
 
 
 def follow(jobs: Sequence[Job], *, heartbeat: float = HEARTBEAT, full_update_interval: float = FULL_UPDATE_INTERVAL,
-           timeout: Optional[float] = None, last_update: Optional[float] = None,
+           timeout: float | None = None, last_update: float | None = None,
            label: str = "") -> CollectorOutcome:
     """CAF's ``_poll_collector``: ``ready()`` every ``heartbeat`` s, a full update every ``full_update_interval`` s.
 

@@ -6,19 +6,20 @@ through the same sequence of attribute assignments and calls as inside CAF.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any
 
-from .utils import AlgResult
+from .utils import AlgResult, IoV
 
 
 @dataclass
 class IterationOutcome:
     iteration: int
     results: dict
-    final_state: Optional[str]
-    error: Optional[BaseException] = None
+    final_state: str | None
+    error: BaseException | None = None
     output_dir: Path = field(default_factory=Path)
 
     @property
@@ -30,8 +31,8 @@ class IterationOutcome:
         return any(r.result == AlgResult.iterate for rs in self.results.values() for r in rs)
 
 
-def run_algorithms(runner_class, name: str, algorithms: Sequence, input_files: Sequence,
-                   root_dir, iteration: int = 0, iov=None, database_chain: Sequence = (),
+def run_algorithms(runner_class: type, name: str, algorithms: Sequence, input_files: Sequence,
+                   root_dir: str | Path, iteration: int = 0, iov: IoV | None = None, database_chain: Sequence = (),
                    dependent_databases: Sequence = (), ignored_runs: Sequence = ()) -> IterationOutcome:
     """One iteration of CAF's algorithm step: build the runner, set its attributes, run it.
 
@@ -57,8 +58,8 @@ def run_algorithms(runner_class, name: str, algorithms: Sequence, input_files: S
     return IterationOutcome(iteration, runner.results, runner.final_state, error, output_dir)
 
 
-def run_calibration(runner_class, name: str, algorithms: Sequence, input_files: Sequence, root_dir,
-                    max_iterations: int = 3, **kwargs) -> list[IterationOutcome]:
+def run_calibration(runner_class: type, name: str, algorithms: Sequence, input_files: Sequence,
+                    root_dir: str | Path, max_iterations: int = 3, **kwargs: Any) -> list[IterationOutcome]:
     """Iterates while any result asks for it (c_Iterate), feeding iteration i-1's database to i."""
     outcomes: list[IterationOutcome] = []
     dependent = list(kwargs.pop("dependent_databases", ()))

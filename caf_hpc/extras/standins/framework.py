@@ -9,14 +9,15 @@ from __future__ import annotations
 import glob
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 from .backends import MaxFilesSplitter, MaxSubjobsSplitter
 from .calibration_algorithm import CalibrationAlgorithm
 from .collector import Module, register_module
-from .strategies import SingleIOV
+from .strategies import AlgorithmStrategy, SingleIOV
 
 B2 = logging.getLogger("caf")
 
@@ -30,16 +31,16 @@ class Algorithm:
     optional ``function(algorithm, iteration)`` called before each execution.
     """
 
-    def __init__(self, algorithm: Any, data_input: Optional[Callable] = None,
-                 pre_algorithm: Optional[Callable] = None):
+    def __init__(self, algorithm: Any, data_input: Callable | None = None,
+                 pre_algorithm: Callable | None = None):
         self.algorithm = algorithm
         self.name = getattr(algorithm, "name", None) or type(algorithm).__name__
         self.data_input = data_input or self.default_inputdata_setup
         self.pre_algorithm = pre_algorithm
-        self.strategy = SingleIOV
+        self.strategy: type[AlgorithmStrategy] = SingleIOV
         self.params: dict = {}
 
-    def default_inputdata_setup(self, input_file_paths) -> None:
+    def default_inputdata_setup(self, input_file_paths: Iterable[str | Path]) -> None:
         """Hands the collector output files to the algorithm (CAF's default data input)."""
         self.algorithm.setInputFileNames([str(p) for p in input_file_paths])
 
@@ -52,7 +53,7 @@ class LocalDatabase:
 
     db_type = "local"
 
-    def __init__(self, filepath, payload_dir=None):
+    def __init__(self, filepath: str | Path, payload_dir: str | Path | None = None) -> None:
         self.filepath = Path(filepath)
         self.payload_dir = Path(payload_dir) if payload_dir else self.filepath.parent
 
@@ -65,7 +66,7 @@ class CentralDatabase:
 
     db_type = "central"
 
-    def __init__(self, global_tag: str):
+    def __init__(self, global_tag: str) -> None:
         self.global_tag = global_tag
 
     def __repr__(self) -> str:
@@ -83,9 +84,9 @@ class Collection:
     job_config = "collector_job.json"
 
     def __init__(self, collector: Any = None, input_files: Any = None, pre_collector_path: Any = None,
-                 database_chain: Optional[list] = None, output_patterns: Optional[list] = None,
-                 max_files_per_collector_job: Optional[int] = None, max_collector_jobs: Optional[int] = None,
-                 backend_args: Optional[dict] = None) -> None:
+                 database_chain: list | None = None, output_patterns: list | None = None,
+                 max_files_per_collector_job: int | None = None, max_collector_jobs: int | None = None,
+                 backend_args: dict | None = None) -> None:
         self.collector = collector
         self.input_files = input_files or []
         self.files_to_iovs: dict = {}
@@ -127,19 +128,19 @@ class Collection:
         self._input_files = [uri for pattern in value for uri in _uris(str(pattern))]
 
     @property
-    def max_collector_jobs(self) -> Optional[int]:
+    def max_collector_jobs(self) -> int | None:
         return getattr(self.splitter, "max_subjobs", None)
 
     @max_collector_jobs.setter
-    def max_collector_jobs(self, value: Optional[int]) -> None:
+    def max_collector_jobs(self, value: int | None) -> None:
         self.splitter = None if value is None else MaxSubjobsSplitter(max_subjobs=value)
 
     @property
-    def max_files_per_collector_job(self) -> Optional[int]:
+    def max_files_per_collector_job(self) -> int | None:
         return getattr(self.splitter, "max_files_per_subjob", None)
 
     @max_files_per_collector_job.setter
-    def max_files_per_collector_job(self, value: Optional[int]) -> None:
+    def max_files_per_collector_job(self, value: int | None) -> None:
         self.splitter = None if value is None else MaxFilesSplitter(max_files_per_subjob=value)
 
     def reset_database(self) -> None:
@@ -187,9 +188,9 @@ class Calibration(threading.Thread):
     default_collection_name = "default"
 
     def __init__(self, name: str, collector: Any = None, algorithms: Any = None, input_files: Any = None,
-                 pre_collector_path: Any = None, database_chain: Optional[list] = None,
-                 output_patterns: Optional[list] = None, max_files_per_collector_job: Optional[int] = None,
-                 max_collector_jobs: Optional[int] = None, backend_args: Optional[dict] = None) -> None:
+                 pre_collector_path: Any = None, database_chain: list | None = None,
+                 output_patterns: list | None = None, max_files_per_collector_job: int | None = None,
+                 max_collector_jobs: int | None = None, backend_args: dict | None = None) -> None:
         self.collections: dict = {}
         self._algorithms: list = []
         self.add_collection(self.default_collection_name,
@@ -208,15 +209,15 @@ class Calibration(threading.Thread):
         if algorithms:
             self.algorithms = algorithms
         self.results: dict = {}
-        self.max_iterations: Optional[int] = None
-        self.ignored_runs: Optional[list] = None
+        self.max_iterations: int | None = None
+        self.ignored_runs: list | None = None
         self.database_chain = list(database_chain) if database_chain else []
         self.algorithms_runner: Any = None
         self.backend: Any = None
         self.collector_full_update_interval = 30
-        self.heartbeat = 3
+        self.heartbeat: float = 3
         self.machine: Any = None
-        self.fatal: Optional[str] = None  # a B2FATAL in this thread: CAF.run ends the program with it
+        self.fatal: str | None = None  # a B2FATAL in this thread: CAF.run ends the program with it
 
     # ------------------------------------------------------------------ set-up, as CAF's
     def add_collection(self, name: str, collection: Collection) -> None:
@@ -226,7 +227,7 @@ class Calibration(threading.Thread):
             return
         self.collections[name] = collection
 
-    def depends_on(self, calibration: "Calibration") -> None:
+    def depends_on(self, calibration: Calibration) -> None:
         if self.name == calibration.name:
             B2.warning("Tried to add %s as a dependency for %s but they have the same name.Dependency was not "
                        "added.", calibration, self)
@@ -347,7 +348,7 @@ class Calibration(threading.Thread):
             if len(value) != len(self.algorithms):
                 B2.error("Number of functions and number of algorithms doesn't match.")
                 return
-            for function, algorithm in zip(value, self.algorithms):
+            for function, algorithm in zip(value, self.algorithms, strict=True):
                 algorithm.pre_algorithm = function
         else:
             for algorithm in self.algorithms:

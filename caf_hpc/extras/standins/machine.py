@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import collection as collection_step
 from .collector import create_path
@@ -181,7 +181,7 @@ class CalibrationMachine:
     def fail_fully(self) -> None:
         self._move("failed")
 
-    def fail(self) -> None:
+    def fail(self) -> NoReturn:
         """CAF's ``fail`` trigger, which has no transition out of ``collector_completed``: its thread ends here."""
         raise AttributeError(f"fail does not exist in transitions for state {self.state}.")
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
 
 RELEASE = "standin"
 #: Interpreters the ``basf2`` command tries, in order: this one, then the worker image's.
 _IMAGE_PYTHON = "/opt/caf-hpc/bin/python3"
 
 
-def make_tools(directory: Union[str, os.PathLike]) -> Path:
+def make_tools(directory: str | os.PathLike) -> Path:
     """Writes ``b2setup`` and ``bin/basf2`` into ``directory``; returns it, to be ``BELLE2_TOOLS``."""
     tools = Path(directory).absolute()
     (tools / "bin").mkdir(parents=True, exist_ok=True)
@@ -46,13 +46,13 @@ def make_tools(directory: Union[str, os.PathLike]) -> Path:
     return tools
 
 
-def environment(tools: Union[str, os.PathLike]) -> dict:
+def environment(tools: str | os.PathLike) -> dict:
     """The variables a basf2 setup leaves in the steering process, which CAF turns into ``setup_cmds``."""
     return {"BELLE2_TOOLS": str(Path(tools).absolute()), "BELLE2_RELEASE": RELEASE}
 
 
 @contextmanager
-def set_up(tools: Union[str, os.PathLike]) -> Iterator[Path]:
+def set_up(tools: str | os.PathLike) -> Iterator[Path]:
     """The release of ``tools`` set up in this process as a basf2 setup leaves it (CAF reads it into a
     collector job's ``setup_cmds``), for as long as the block runs; the environment as it was afterwards."""
     variables = environment(tools)

@@ -10,10 +10,11 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 from . import basf2_logging, cpp
 from .conditions import conditions
-from .utils import AlgResult, IoV, IoV_Result, iov_from_runs, runs_from_vector
+from .utils import AlgResult, ExpRun, IoV, IoV_Result, iov_from_runs, runs_from_vector
 
 B2 = logging.getLogger("caf")
 
@@ -27,19 +28,19 @@ class AlgorithmStrategy(ABC):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
 
-    def __init__(self, algorithm):
+    def __init__(self, algorithm: Any) -> None:  # a framework.Algorithm, which imports this module
         self.algorithm = algorithm
-        self.input_files = []
+        self.input_files: list[str] = []
         self.output_dir = ""
         self.output_database_dir = ""
-        self.database_chain = []
-        self.dependent_databases = []
-        self.ignored_runs = []
-        self.results = []
-        self.queue = None
+        self.database_chain: list = []
+        self.dependent_databases: list = []
+        self.ignored_runs: list = []
+        self.results: list = []
+        self.queue: Any = None  # what run() was given: anything with CAF's put()
 
     @abstractmethod
-    def run(self, iov, iteration, queue):
+    def run(self, iov: IoV | None, iteration: int, queue: Any) -> None:
         ...
 
     def setup_from_dict(self, params: dict) -> None:
@@ -49,7 +50,7 @@ class AlgorithmStrategy(ABC):
     def is_valid(self) -> bool:
         return all(hasattr(self, name) for name in self.required_attrs)
 
-    def send_result(self, result) -> None:
+    def send_result(self, result: IoV_Result) -> None:
         self.queue.put({"type": "result", "value": result})
 
     def send_final_state(self, state: str) -> None:
@@ -80,7 +81,7 @@ class AlgorithmStrategy(ABC):
         if self.algorithm.pre_algorithm:
             self.algorithm.pre_algorithm(self.algorithm.algorithm, iteration)
 
-    def runs_to_execute(self, iov) -> list:
+    def runs_to_execute(self, iov: IoV | None) -> list[ExpRun]:
         ignored = set(self.ignored_runs)
         runs = [r for r in runs_from_vector(self.algorithm.algorithm.getRunListFromAllData()) if r not in ignored]
         return [r for r in runs if iov is None or iov.contains(r)]
@@ -89,14 +90,15 @@ class AlgorithmStrategy(ABC):
 class SingleIOV(AlgorithmStrategy):
     """Executes the algorithm once over all runs and commits one payload set for the IoV."""
 
-    usable_params = {}
+    usable_params: dict = {}
 
-    def run(self, iov, iteration, queue):
+    def run(self, iov: IoV | None, iteration: int, queue: Any) -> None:
         self.queue = queue
         self.setup_algorithm(iteration)
         runs = self.runs_to_execute(iov)
         apply_iov = iov or (iov_from_runs(runs) if runs else IoV())
-        B2.info("Executing %s over %d runs, IoV %s, iteration %d", self.algorithm.name, len(runs), tuple(apply_iov), iteration)
+        B2.info("Executing %s over %d runs, IoV %s, iteration %d",
+                self.algorithm.name, len(runs), tuple(apply_iov), iteration)
         code = self.algorithm.algorithm.execute(runs, iteration, apply_iov)
         self.send_result(IoV_Result(apply_iov, code))
         if code in (AlgResult.ok, AlgResult.iterate):
@@ -115,7 +117,7 @@ class SimpleRunByRun(AlgorithmStrategy):
 
     allowed_granularities = ["run"]
 
-    def run(self, iov, iteration, queue):
+    def run(self, iov: IoV | None, iteration: int, queue: Any) -> None:
         self.queue = queue
         self.setup_algorithm(iteration)
         failed = False

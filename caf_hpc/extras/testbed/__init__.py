@@ -6,8 +6,9 @@ wrong on a real cluster (directives a scheduler rejects, job ids that do not
 parse, workers that never start).  So the tests, and a user who wants to try
 caf-hpc before going to a real site, run the real thing: Slurm, the PBS
 commands of Debian's ``slurm-wlm-torque`` over that Slurm, and Son of Grid
-Engine; and Podman with a local base image, for workers in containers.  The work is done by the bash scripts beside this file (usable on
-their own: ``bash slurm.sh up|down|status|env``); this module only runs them.
+Engine; and Podman with a local base image, for workers in containers.  The work is done
+by the bash scripts beside this file (usable on their own: ``bash slurm.sh up|down|status|env``);
+this module only runs them.
 
 Starting a system installs Debian packages and starts daemons as root, so it
 is never done implicitly: call :func:`up` (or ``caf-hpc testbed up NAME``).
@@ -85,12 +86,12 @@ def _check(name: str, action: str, proc: subprocess.CompletedProcess[str]) -> No
     if proc.returncode == 0:
         return
     lines = proc.stderr.strip().splitlines()
-    causes = [i for i, line in enumerate(lines) if _ERROR.match(line)]
+    causes = [(i, match.group(1)) for i, line in enumerate(lines) if (match := _ERROR.match(line))]
     if not causes:
         raise TestbedError(f"`bash {script(name)} {action}` failed with exit code {proc.returncode}\n"
                            f"{_tail(proc.stderr)}")
-    cause = _ERROR.match(lines[causes[-1]]).group(1)  # type: ignore[union-attr]
-    rest = [line for i, line in enumerate(lines) if i != causes[-1] and not line.startswith(f"[{name} ")]
+    last, cause = causes[-1]
+    rest = [line for i, line in enumerate(lines) if i != last and not line.startswith(f"[{name} ")]
     detail = f"\n{_tail(chr(10).join(lines))}" if rest else ""
     raise TestbedError(f"{name} {action}: {cause} (`bash {script(name)} {action}`, exit code "
                        f"{proc.returncode}){detail}")

@@ -18,7 +18,8 @@ from caf_hpc.extras.demo.simulate import TRUTH_FILENAME, simulate
 from caf_hpc.extras.standins.strategies import SimpleRunByRun, SingleIOV
 from caf_hpc.extras.standins.utils import IoV, IoV_Result
 
-_CTX = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+_CTX = (multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods()
+        else multiprocessing.get_context("spawn"))
 
 
 class ListQueue:

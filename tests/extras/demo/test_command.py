@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.helpers.processes import ctrl_c_when_ready, left_running, new_mark, stderr_lines
-from tests.helpers.requirements import require_root
 
 from caf_hpc.cli import main
+from tests.helpers.processes import ctrl_c_when_ready, left_running, new_mark, stderr_lines
+from tests.helpers.requirements import require_root
 
 FLAVOURS = [pytest.param("python"), pytest.param("cpp", marks=pytest.mark.root)]
 #: CAF's layout below the demo's --output (CAF's output_dir): <output>/<calibration>/<iteration>/...

@@ -7,8 +7,16 @@ import pickle
 import pytest
 
 from caf_hpc.extras.standins import collection, collector, release
-from caf_hpc.extras.standins.backends import (ArgumentsGenerator, ArgumentsSplitter, BackendError, Job, Local,
-                                              MaxFilesSplitter, MaxSubjobsSplitter, Result)
+from caf_hpc.extras.standins.backends import (
+    ArgumentsGenerator,
+    ArgumentsSplitter,
+    BackendError,
+    Job,
+    Local,
+    MaxFilesSplitter,
+    MaxSubjobsSplitter,
+    Result,
+)
 
 
 def test_a_parent_takes_the_lowest_status_of_its_subjobs():
@@ -51,6 +59,18 @@ def test_splitters_share_files_as_cafs_do(tmp_path):
                       max_subjobs=5).create_subjobs(job3)
     assert [sj.args for sj in job3.subjobs.values()] == [[0], [1], [2]]
     assert job3.subjobs[1].name == "a_1" and job3.subjobs[1].working_dir == job3.working_dir / "1"
+
+
+def test_arguments_splitter_without_max_subjobs_has_no_maximum():
+    """CAF documents ``max_subjobs=None`` (its default) as "no maximum"; CAF's own comparison with
+    None raises TypeError, the stand-in follows the intent."""
+    job = Job("a")
+    ArgumentsSplitter(arguments_generator=ArgumentsGenerator(lambda n: ((i,) for i in range(n)), 4)
+                      ).create_subjobs(job)
+    assert [sj.args for sj in job.subjobs.values()] == [[0], [1], [2], [3]]
+    with pytest.raises(BackendError, match="more than max_subjobs=2"):
+        ArgumentsSplitter(arguments_generator=ArgumentsGenerator(lambda n: ((i,) for i in range(n)), 4),
+                          max_subjobs=2).create_subjobs(Job("b"))
 
 
 def test_a_subjob_does_not_survive_pickling_so_no_backend_may_ship_one():

@@ -13,7 +13,6 @@ from caf_hpc.extras.standins.conditions import conditions
 from caf_hpc.extras.standins.utils import AlgResult, ExpRun, IoV, runs_from_vector
 
 
-
 @pytest.fixture
 def demo(root, tmp_path):
     """The demo's C++ algorithms and two experiments x 3 runs of collector output as ROOT files."""

@@ -32,6 +32,7 @@ def test_the_readme_steering_script_runs_as_shown(tmp_path):
     database = (output / "outputdb" / "database.txt").read_text()
     assert database.splitlines() == ["dbstore/Means 1 1,1,1,1", "dbstore/Means 2 1,2,1,2", "dbstore/Means 3 1,3,1,3"]
     assert database in run.stdout
-    means = [json.loads((output / "outputdb" / f"dbstore_Means_rev_{rev}.json").read_text())["mean"] for rev in (1, 2, 3)]
+    means = [json.loads((output / "outputdb" / f"dbstore_Means_rev_{rev}.json").read_text())["mean"]
+             for rev in (1, 2, 3)]
     assert means == [1.5, 2.5, 3.5]  # the mean of [run, run + 1]
     assert (output / "MeanCalibration_stdout").exists()

@@ -13,11 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.helpers.requirements import require_testbed
 
 from caf_hpc.cli import main
 from caf_hpc.extras import testbed
 from caf_hpc.extras.testbed.command import STATUS_DOWN
+from tests.helpers.requirements import require_testbed
 
 pytestmark = pytest.mark.timeout(120)
 
