@@ -25,7 +25,7 @@ from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, 
 from ..worker.task import run_strategy_task, start_preloading
 from . import clusters, events, interrupt, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
-from .logs import describe
+from .logs import log_excerpt
 from .progress import RunProgress, StrategyProgress
 from .settings import RunnerSettings, resolve_for_run
 
@@ -255,7 +255,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                 if state == self.FAILED:
                     self.final_state = self.FAILED
                     log_error(f"{self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
-                              f"  {describe(shipping.log_file(self.output_dir, algorithm.name))}")
+                              f"  {log_excerpt(shipping.log_file(self.output_dir, algorithm.name))}")
                     return
             self.final_state = self.COMPLETED
         finally:
@@ -436,4 +436,4 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         """Marks the run FAILED and raises RunnerError naming the algorithm, the cause and its log."""
         self.final_state = self.FAILED
         raise RunnerError(f"The strategy of algorithm {name} (calibration {self.name}) {what}.\n"
-                          f"  {describe(log_path)}")
+                          f"  {log_excerpt(log_path)}")

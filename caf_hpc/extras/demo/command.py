@@ -38,9 +38,9 @@ _FLAGS = {"--workers": "n_workers", "--timeout": "timeout"}
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from ...errors import UserError
     from ...steering.binding import runner_for
     from ...steering.directory_lock import DirectoryInUse, DirectoryLock
-    from ...cli import UserError
     from ...steering.progress import add_listener
     from ...steering.settings import value_problem
     from .display import RunDisplay
