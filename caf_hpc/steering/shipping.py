@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import cloudpickle
 
-from .. import private_interfaces, protocol, root_helpers
+from .. import function_names, private_interfaces, protocol, root_helpers
 from ..protocol import StrategyJob
 
 Factory = Union[str, Callable[[], Any]]
@@ -63,16 +63,17 @@ def resolve_factory(spec: Factory, algorithm_name: str) -> Union[Callable[[], An
     if callable(spec):
         return spec
     what = f"factory {spec!r} for algorithm {algorithm_name!r}"
-    module_name, sep, attribute = str(spec).partition(":")
-    if not sep or not module_name or not attribute:
-        raise ShippingError(f"{what} is not of the form 'package.module:function'")
+    try:
+        function_names.check_form(spec)
+    except function_names.FunctionNameError:
+        raise ShippingError(f"{what} is not of the form {function_names.FORM}") from None
+    module_name = function_names.module_name(spec)
     module = _import_for_workers(module_name, what)
-    target: Any = module
-    for part in attribute.split("."):
-        target = getattr(target, part, None)
-    if not callable(target):
-        raise ShippingError(f"{what}: module {module_name!r} has no function {attribute!r}")
-    return protocol.Factory(str(spec), module_sources(module, what))
+    try:
+        function_names.resolve_function(spec)
+    except function_names.FunctionNameError:
+        raise ShippingError(f"{what}: module {module_name!r} has no function {spec.partition(':')[2]!r}") from None
+    return protocol.Factory(spec, module_sources(module, what))
 
 
 def preload_for(entries: Iterable[str]) -> protocol.Preload:
@@ -85,7 +86,7 @@ def preload_for(entries: Iterable[str]) -> protocol.Preload:
     entries = tuple(entries)
     shipped: dict = {}
     for entry in entries:
-        module_name = entry.partition(":")[0]
+        module_name = function_names.module_name(entry)
         what = f"preload entry {entry!r}"
         _refuse_main(module_name, what)
         module = sys.modules.get(module_name)
