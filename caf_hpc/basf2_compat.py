@@ -9,26 +9,23 @@ basf2 and without it::
 
     from caf_hpc.basf2_compat import CAF, Calibration, SimpleRunByRun, register_module
 
-These (``STEERING_NAMES``) are imported on first use only: the runner's processes import
-this module and must not pay for CAF's framework (or ROOT, which basf2's imports).
+These (``STEERING_NAMES``, from ``caf_hpc.caf_names``) are imported on first use only: the
+runner's processes import this module and must not pay for CAF's framework (or ROOT, which
+basf2's imports). What the runner itself needs of CAF without basf2 (the runner's base
+class, ``RunnerError``, ``ExpRun``/``IoV``/``IoV_Result``, the collector backend's
+``Backend``/``Result``) is the package's own ``caf_hpc.caf_types``, which the stand-ins
+re-export: the runner never imports ``caf_hpc.extras``.
 """
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import sys
 from typing import Any
 
+from .caf_names import STEERING_NAMES, basf2_importable
 
-def _basf2_importable() -> bool:
-    """Whether a basf2 release is set up: a ``basf2`` module or package, not a directory that happens to be called
-    basf2 on the import path (Python would import that as an empty namespace package)."""
-    spec = importlib.util.find_spec("basf2")
-    return spec is not None and spec.origin not in (None, "namespace")
-
-
-HAVE_BASF2 = _basf2_importable()
+HAVE_BASF2 = basf2_importable()
 
 if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     import basf2
@@ -48,8 +45,7 @@ if HAVE_BASF2:  # pragma: no cover - needs a basf2 release
     def log_warning(message: str) -> None:
         basf2.B2WARNING(f"caf-hpc: {message}")
 else:
-    from .extras.standins.runners import AlgorithmsRunner, RunnerError
-    from .extras.standins.utils import ExpRun, IoV, IoV_Result
+    from .caf_types import AlgorithmsRunner, ExpRun, IoV, IoV_Result, RunnerError
 
     _logger = logging.getLogger("caf_hpc")
 
@@ -69,26 +65,6 @@ else:
     log_error = _logger.error
     log_debug = _logger.debug
     log_warning = _logger.warning
-
-_STANDINS = "caf_hpc.extras.standins"
-#: Names a steering script imports: where basf2 has each, and where the stand-ins have it.
-STEERING_NAMES = {
-    "CAF": ("caf.framework", f"{_STANDINS}.caf"),
-    "Calibration": ("caf.framework", f"{_STANDINS}.framework"),
-    "Collection": ("caf.framework", f"{_STANDINS}.framework"),
-    "Algorithm": ("caf.framework", f"{_STANDINS}.framework"),
-    "LocalDatabase": ("caf.utils", f"{_STANDINS}.framework"),
-    "CentralDatabase": ("caf.utils", f"{_STANDINS}.framework"),
-    "SingleIOV": ("caf.strategies", f"{_STANDINS}.strategies"),
-    "SimpleRunByRun": ("caf.strategies", f"{_STANDINS}.strategies"),
-    "AlgResult": ("caf.utils", f"{_STANDINS}.utils"),
-    "Local": ("caf.backends", f"{_STANDINS}.backends"),
-    # for caf-hpc's collector backend (caf.backends imports ROOT: the runner never imports these)
-    "Backend": ("caf.backends", f"{_STANDINS}.backends"),
-    "Result": ("caf.backends", f"{_STANDINS}.backends"),
-    "register_module": ("basf2", f"{_STANDINS}.collector"),
-    "create_path": ("basf2", f"{_STANDINS}.collector"),
-}
 
 
 def __getattr__(name: str) -> Any:

@@ -10,13 +10,13 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from .errors import UserError
+
+__all__ = ["COMMAND_MODULES", "UserError", "build_parser", "main", "version_text"]
+
 #: Modules that contribute sub-commands, each with ``add_commands(subparsers)``.
 COMMAND_MODULES = (
     "caf_hpc.extras.demo.command", "caf_hpc.report.command", "caf_hpc.sites.command", "caf_hpc.extras.testbed.command")
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed as one message, without a traceback."""
 
 
 def version_text() -> str:

@@ -463,14 +463,27 @@ def import_jobqueue() -> Any:
 def render_job_script(job_cls: type, **kwargs: Any) -> str:
     """The job script ``job_cls(**kwargs)`` would submit, without making its ``log_directory``.
 
-    dask-jobqueue's ``Job`` creates ``log_directory`` when it is constructed, which a
-    cluster about to submit needs but ``caf-hpc job-script``, which only prints, must not
-    do. ``os.makedirs`` is skipped for the construction only (the CLI is single-threaded
-    there). Tested by ``tests/sites/test_cli.py::test_read_only_commands_write_nothing``.
+    dask-jobqueue's ``Job`` creates ``log_directory`` when it is constructed (it has no
+    option not to), which a cluster about to submit needs but ``caf-hpc job-script``, which
+    only prints, must not do. A missing log directory is replaced, for the construction
+    only, by an empty temporary directory of a name no script contains otherwise, and that
+    name by the real one in the script: the script is the one the real directory gives
+    (dask-jobqueue writes the directory into the script as it is), and nothing is made
+    where the user pointed. Tested by ``tests/sites/test_cli.py::
+    test_read_only_commands_write_nothing`` (nothing made) and the job-script goldens of
+    ``tests/sites/test_jobscripts.py`` (the directory named in the script).
     """
     import os
-    from unittest import mock
+    import tempfile
 
-    with mock.patch.object(os, "makedirs", lambda *args, **kw: None):
-        job = job_cls(**kwargs)
-    return job.job_script()
+    import dask.config
+
+    log_directory = kwargs.get("log_directory")
+    if log_directory is None:
+        config_name = kwargs.get("config_name") or getattr(job_cls, "config_name", None)  # as the Job picks it
+        log_directory = dask.config.get(f"jobqueue.{config_name}.log-directory", None)
+    if log_directory is None or os.path.exists(log_directory):
+        return str(job_cls(**kwargs).job_script())
+    with tempfile.TemporaryDirectory(prefix="caf-hpc-log-directory-") as stand_in:
+        script = str(job_cls(**{**kwargs, "log_directory": stand_in}).job_script())
+    return script.replace(stand_in, str(log_directory))

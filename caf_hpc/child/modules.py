@@ -24,11 +24,11 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
-import pkgutil
 import sys
 import threading
 from typing import Any, Callable, Iterable, Optional
 
+from .. import function_names
 from ..protocol import Factory, ModuleSource
 
 
@@ -92,10 +92,7 @@ def install(modules: Iterable[ModuleSource]) -> None:
 
 def resolve(spec: str) -> Callable[..., Any]:
     """The function named ``module:function``, its module imported (for real) first."""
-    target = pkgutil.resolve_name(spec)
-    if not callable(target):
-        raise TypeError(f"{spec!r} names {type(target).__name__} {target!r}, not a function")
-    return target
+    return function_names.resolve_function(spec)
 
 
 def run_preload(entry: str) -> None:

@@ -25,8 +25,9 @@ import traceback
 import warnings
 from typing import Any, Iterable, NamedTuple, Optional, Union
 
-from .. import protocol
-from ..extras.standins import cpp
+from .. import private_interfaces, protocol
+from .. import root_helpers as cpp
+from ..caf_names import LOGGING_MODULES
 from . import modules
 
 
@@ -192,7 +193,7 @@ def _append_basf2_log() -> None:
     both goes to the end. Applied to real basf2 and to its stand-in, whichever is loaded.
     """
     log = os.fstat(1)
-    for name in ("basf2", "caf_hpc.extras.standins.basf2_logging"):
+    for name in LOGGING_MODULES:
         module = sys.modules.get(name)
         original = getattr(module, "log_to_file", None)
         if original is None or getattr(original, "caf_hpc_appends", False):
@@ -296,9 +297,7 @@ def exit_forked(code: int) -> None:
     """Ends a forked child as a normal interpreter exit would: atexit hooks, Python and C
     buffers flushed. (``sys.exit`` would unwind into the fork server's loop instead.)"""
     try:
-        import atexit
-
-        atexit._run_exitfuncs()
+        private_interfaces.run_exit_hooks()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

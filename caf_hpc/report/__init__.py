@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from .. import local_database
+from ..caf_types import ExpRun
 from ..steering.progress import RECORD_FILE, RECORD_FORMAT, RECORD_VERSION
-
 
 #: The true constants, when known (the demo writes them), in a calibration directory: the page then draws
 #: calibrated minus true, per channel.
@@ -139,19 +140,16 @@ def payload_series(database_txt: Path, runs: list) -> dict:
     ``{(payload, column): [(exp, run, values or None), ...]}``, ``values`` a list (one per
     channel) for the revision valid for that run, as basf2's database would pick it.
     """
-    from ..extras.standins import database
-    from ..extras.standins.utils import ExpRun
-
-    entries = database.read_entries(database_txt)  # once, and each revision's file once below
+    entries = local_database.read_entries(database_txt)  # once, and each revision's file once below
     payloads: dict = {}
     series: dict = {}
     for name in sorted({entry.name for entry in entries}):
         for exp, run in runs:
-            entry = database.newest_entry(entries, name, ExpRun(exp, run))
+            entry = local_database.newest_entry(entries, name, ExpRun(exp, run))
             if entry is None:
                 continue
             if entry.revision not in payloads.setdefault(name, {}):
-                payloads[name][entry.revision] = database.read_payload(database_txt.parent, name, entry.revision)
+                payloads[name][entry.revision] = local_database.read_payload(database_txt.parent, name, entry.revision)
             for column, values in payloads[name][entry.revision].items():
                 values = values if isinstance(values, list) else [values]
                 series.setdefault((name, column), []).append((exp, run, values))
@@ -160,15 +158,13 @@ def payload_series(database_txt: Path, runs: list) -> dict:
 
 def runs_of(database_txt: Path, truth: Optional[dict]) -> list:
     """The (exp, run) points to evaluate payloads at: the truth's runs, else every IoV's ends."""
-    from ..extras.standins import database
-
     points = set()
     for payload in (truth or {}).values():
         for values in payload.values():
             if isinstance(values, dict):
                 points |= {tuple(int(x) for x in key.split(",")) for key in values}
     if not points:
-        for entry in database.read_entries(database_txt):
+        for entry in local_database.read_entries(database_txt):
             iov = entry.iov
             points.add((iov.exp_low, iov.run_low))
             if iov.run_high >= 0:

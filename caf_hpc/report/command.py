@@ -22,7 +22,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
     from . import TRUTH_FILE, ReportError, load_records, load_truth, summary
 
     default_truth = args.directory / TRUTH_FILE
@@ -54,7 +54,7 @@ _MEASURE = ("<script>setInterval(() => document.documentElement.setAttribute('da
 def _chromium() -> str:
     import shutil
 
-    from ..cli import UserError
+    from ..errors import UserError
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
@@ -77,7 +77,7 @@ def page_height(page: Path, browser: str, timeout: float = 120) -> int:
     import re
     import tempfile
 
-    from ..cli import UserError
+    from ..errors import UserError
 
     with tempfile.TemporaryDirectory(prefix="caf-hpc-measure-") as directory:
         copy = Path(directory) / page.name
@@ -95,7 +95,7 @@ def page_height(page: Path, browser: str, timeout: float = 120) -> int:
 
 def screenshot(page: Path, png: Path, timeout: float = 120) -> Path:
     """A PNG of the whole of ``page`` as Chromium draws it (Bokeh's plots included)."""
-    from ..cli import UserError
+    from ..errors import UserError
 
     browser = _chromium()
     png = png.resolve()
@@ -109,7 +109,7 @@ def screenshot(page: Path, png: Path, timeout: float = 120) -> Path:
 
 def write(records: list, page: Path, truth=None) -> Path:
     """The page, or a UserError naming what to install when Bokeh is missing."""
-    from ..cli import UserError
+    from ..errors import UserError
 
     try:
         from .html import write_page

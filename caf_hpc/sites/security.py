@@ -11,7 +11,6 @@ the user who owns the directory can join the cluster.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import os
 import stat
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..file_lock import locked_path
 from .errors import SiteConfigError
 
 CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
@@ -72,13 +72,8 @@ def _private_directory(directory: Path) -> None:
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     """One process at a time writes the files (two calibrations may start together)."""
-    fd = os.open(directory / ".lock", os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked_path(directory / ".lock", 0o600):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -34,12 +34,14 @@ from typing import Any, Optional
 from .. import protocol
 from ..basf2_compat import Backend, Result, log_error, log_info, log_warning
 from ..worker.collector import run_collector_task
-from . import clusters, interrupt, logs
+from . import clusters, interrupt
 from .binding import bound_settings
 from .checks import did_you_mean, whole_number
+from .logs import log_excerpt
 from .progress import RunProgress, StrategyProgress
-from .runner import Inbox, TaskDone, WorkerLost, on_task_done
+from .runner import Inbox, TaskDone, on_task_done
 from .settings import RunnerSettings, SettingsError, resolve_for_run
+from .worker_events import WorkerLost
 
 EXIT_STATUSES = ("failed", "completed")
 #: Collector tasks queue behind the strategies of running calibrations, never the reverse.
@@ -416,7 +418,7 @@ class Tracker:
         job.status = "failed"
         if ended is None or ended.unstartable or ended.error:  # its script said nothing of this
             _note_in_stderr(job, f"this job {reason}")
-        log_error(f"collector job {job.name} {reason}.\n  {logs.describe(Path(job.working_dir, 'stderr'))}\n"
+        log_error(f"collector job {job.name} {reason}.\n  {log_excerpt(Path(job.working_dir, 'stderr'))}\n"
                   f"  stdout: {Path(job.working_dir, 'stdout')}")
 
     def _failure(self, unit: _Unit, done: TaskDone, ended: Optional[protocol.CollectorEnded]) -> Optional[str]:
@@ -467,7 +469,7 @@ class Tracker:
         with self._lock:
             if self.closed:
                 return
-            if interrupt.interrupted() and self._watch.describe():
+            if interrupt.interrupted() and self._watch.what_runs():
                 self._watch.stopped()  # the line Ctrl-C prints names the jobs it stopped
             self.closed = True
             self.pending.clear()
@@ -505,7 +507,7 @@ class _CollectorWatch(interrupt.Run):
         super().__init__("collector")
         self.tracker = weakref.proxy(tracker)
 
-    def describe(self) -> str:
+    def what_runs(self) -> str:
         try:
             units = list(self.tracker.units.values())
         except ReferenceError:

@@ -19,7 +19,6 @@ older than ``STALE`` counts as dead, so a crashed node does not hold it for ever
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import socket
@@ -27,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Optional, Union
+
+from .. import file_lock
 
 LOCK_NAME = ".caf-hpc.lock"
 HEARTBEAT = 20.0
@@ -80,7 +81,7 @@ class DirectoryLock:
             path = directory / LOCK_NAME
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            file_lock.lock(fd, wait=False)
         except BlockingIOError:
             holder = _read(fd)
             os.close(fd)

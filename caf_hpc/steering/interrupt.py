@@ -14,10 +14,11 @@ process sees it, as ``KeyboardInterrupt`` in its main thread:
   hours. So when the main thread has ended by ``KeyboardInterrupt``, every run still
   going is told to stop: it cancels its strategy and returns ``FAILED``; a run started
   after that returns ``FAILED`` at once. A main thread that ends normally leaves the
-  threads to finish, as Python always does. The hook is CPython's
-  ``threading._register_atexit``: called after the main thread ended and before the
-  interpreter joins the other threads (``concurrent.futures`` stops its workers through
-  it). ``sys.last_type`` says how the main thread ended.
+  threads to finish, as Python always does. The hook is CPython's private
+  ``threading._register_atexit`` (``private_interfaces.register_before_thread_join``): called
+  after the main thread ended and before the interpreter joins the other threads
+  (``concurrent.futures`` stops its workers through it). ``sys.last_type`` says how the main
+  thread ended.
 
 Then the interpreter exits and closes the clusters (``clusters.close_all``). What the
 user sees is one line, ``caf-hpc: interrupted (Ctrl-C); stopped calibration NAME at
@@ -35,6 +36,8 @@ import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional
+
+from .. import private_interfaces
 
 _interrupted = threading.Event()
 _lock = threading.Lock()
@@ -82,9 +85,10 @@ class Run:
     def stopped(self) -> None:
         """This run was stopped by Ctrl-C: the line the user sees names it."""
         with _lock:
-            _stopped.append(self.describe())
+            _stopped.append(self.what_runs())
 
-    def describe(self) -> str:
+    def what_runs(self) -> str:
+        """What the run runs now, as the line the user sees names it: 'calibration NAME at algorithm NAME'."""
         return f"calibration {self.calibration}" + (f" at algorithm {self.algorithm}" if self.algorithm else "")
 
     def __enter__(self) -> "Run":
@@ -102,7 +106,7 @@ def summary() -> str:
     """What Ctrl-C stopped: the runs stopped so far and those still being stopped."""
     with _lock:
         named = list(_stopped)
-        named += [text for run in _runs if (text := run.describe()) and text not in named]
+        named += [text for run in _runs if (text := run.what_runs()) and text not in named]
     return "interrupted (Ctrl-C)" + (f"; stopped {', '.join(named)}" if named else "")
 
 
@@ -182,7 +186,7 @@ def stop_runs() -> None:
     for run in runs:
         run._done.wait(max(0.0, deadline - time.monotonic()))
     say()  # if the excepthook did not (another replaced it)
-    late = [run.describe() for run in runs if not run._done.is_set()]
+    late = [run.what_runs() for run in runs if not run._done.is_set()]
     if late:
         sys.stderr.write(f"caf-hpc: {', '.join(late)} did not stop within {STOP_WAIT:g} s of Ctrl-C\n")
 
@@ -191,9 +195,5 @@ def stop_runs() -> None:
 # ``concurrent.futures`` registers when its thread module is first imported) runs ours before it.
 import concurrent.futures.thread  # noqa: E402,F401
 
-_register = getattr(threading, "_register_atexit", None)
-if _register is not None:  # every CPython since 3.9; elsewhere, Ctrl-C waits for the threads as before
-    try:
-        _register(_main_thread_ended)
-    except RuntimeError:  # imported while the interpreter is already shutting down
-        pass
+# Without such a hook (not CPython 3.9 or later), Ctrl-C waits for the threads as before.
+private_interfaces.register_before_thread_join(_main_thread_ended)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import dask_adapter
 from ..basf2_compat import log_warning
+from .worker_events import WorkerWatch
 
 
 class JobKeeper:
@@ -52,6 +53,4 @@ class JobKeeper:
 
 def keep_jobs(client: Any, cluster: Any) -> None:
     """Replaces ``cluster``'s lost batch jobs from now on."""
-    from .runner import WorkerWatch
-
     WorkerWatch.of(client).add_listener(JobKeeper(client, cluster).on_worker_event)

@@ -25,7 +25,7 @@ def tail(path: str | os.PathLike, lines: int = TAIL_LINES) -> str:
     return "\n".join(last)
 
 
-def describe(path: str | os.PathLike, lines: int = TAIL_LINES) -> str:
+def log_excerpt(path: str | os.PathLike, lines: int = TAIL_LINES) -> str:
     """'Log: <path>' and its last lines, indented, for inclusion in an error message."""
     body = "\n".join(f"    | {line}" for line in tail(path, lines).splitlines())
     return f"Log: {Path(path)}\n  last {lines} lines:\n{body}"

@@ -27,20 +27,21 @@ import signal
 import threading
 import time
 import uuid
-import weakref
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, NoReturn, Optional, Union
+from typing import Any, ClassVar, NoReturn, Optional, Union
 
 from distributed import KilledWorker, Queue
 
-from .. import dask_adapter, protocol
+from .. import protocol
 from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_warning
 from ..worker.task import run_strategy_task, start_preloading
-from . import clusters, interrupt, logs, shipping
+from . import clusters, interrupt, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
+from .logs import log_excerpt
 from .progress import RunProgress, StrategyProgress
 from .settings import RunnerSettings, resolve_for_run
+from .worker_events import WorkerLost, WorkerWatch
 
 #: How long the runner waits for an event before it looks at the strategy again (waiting notes, worker_wait).
 _QUIET_WAIT = 30.0
@@ -82,14 +83,6 @@ class TaskDone:
     error: Optional[str] = None
     lost_worker: Optional[str] = None
     end: Optional[protocol.Ended] = None
-
-
-@dataclass(frozen=True)
-class WorkerLost:
-    """The scheduler removed the worker that was running the task ``key``."""
-
-    key: str
-    worker: str
 
 
 @dataclass(frozen=True)
@@ -237,66 +230,6 @@ def on_task_done(inbox: Inbox, key: str, future: Any) -> None:
         except Exception as err:  # the reason is only for the message
             error = repr(err)
     inbox.put(TaskDone(key, future.status, error, lost_worker))
-
-
-_watches: "weakref.WeakKeyDictionary[Any, WorkerWatch]" = weakref.WeakKeyDictionary()
-_watches_lock = threading.Lock()
-
-
-class WorkerWatch:
-    """Per client: the scheduler's worker events, to the inboxes of the tasks they concern and to listeners.
-
-    A runner learns that the worker running its strategy was removed within
-    milliseconds, even when no worker is left to run it again (then nothing else would
-    ever arrive).
-    """
-
-    def __init__(self, client: Any) -> None:
-        self._inboxes: set = set()
-        self._listeners: list = []
-        self._lock = threading.Lock()
-        dask_adapter.on_worker_events(client, self._on_event)
-
-    @classmethod
-    def of(cls, client: Any) -> "WorkerWatch":
-        """The client's watch, subscribing it on first use."""
-        with _watches_lock:
-            watch = _watches.get(client)
-            if watch is None:
-                watch = _watches[client] = cls(client)
-            return watch
-
-    def add(self, inbox: Inbox) -> None:
-        with self._lock:
-            self._inboxes.add(inbox)
-
-    def remove(self, inbox: Inbox) -> None:
-        with self._lock:
-            self._inboxes.discard(inbox)
-
-    def add_listener(self, listener: Callable[[dict], None]) -> None:
-        """Calls ``listener(message)`` in a thread of its own for every worker added or removed."""
-        with self._lock:
-            self._listeners.append(listener)
-
-    def _on_event(self, action: str, message: dict) -> None:  # on the client's event loop: never block
-        with self._lock:
-            listeners, inboxes = list(self._listeners), list(self._inboxes)
-        for listener in listeners:
-            threading.Thread(target=_call, args=(listener, message), daemon=True, name="caf-hpc-workers").start()
-        if action != "remove-worker":
-            return
-        for key in message.get("processing-tasks", ()):
-            for inbox in inboxes:
-                if inbox.watches(key):
-                    inbox.put(WorkerLost(key, message.get("worker")))
-
-
-def _call(listener: Callable[[dict], None], message: dict) -> None:
-    try:
-        listener(message)
-    except Exception as err:  # a listener's failure must not go unseen, nor stop the others
-        log_warning(f"handling a worker event failed: {err!r}")
 
 
 # --------------------------------------------------------------------------- one strategy
@@ -524,7 +457,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                 if state == self.FAILED:
                     self.final_state = self.FAILED
                     log_error(f"{self.name}: algorithm {algorithm.name} FAILED; later algorithms are not run.\n"
-                              f"  {logs.describe(shipping.log_file(self.output_dir, algorithm.name))}")
+                              f"  {log_excerpt(shipping.log_file(self.output_dir, algorithm.name))}")
                     return
             self.final_state = self.COMPLETED
         finally:
@@ -719,4 +652,4 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         """Marks the run FAILED and raises RunnerError naming the algorithm, the cause and its log."""
         self.final_state = self.FAILED
         raise RunnerError(f"The strategy of algorithm {name} (calibration {self.name}) {what}.\n"
-                          f"  {logs.describe(log_path)}")
+                          f"  {log_excerpt(log_path)}")

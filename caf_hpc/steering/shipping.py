@@ -28,8 +28,8 @@ import copy
 import importlib
 import importlib.util
 import io
-import pickle
 import os
+import pickle
 import sys
 import sysconfig
 import types
@@ -38,9 +38,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import cloudpickle
 
-from .. import protocol
+from .. import function_names, private_interfaces, protocol, root_helpers
 from ..protocol import StrategyCall
-from ..extras.standins import cpp
 
 Factory = Union[str, Callable[[], Any]]
 
@@ -64,16 +63,17 @@ def resolve_factory(spec: Factory, algorithm_name: str) -> Union[Callable[[], An
     if callable(spec):
         return spec
     what = f"factory {spec!r} for algorithm {algorithm_name!r}"
-    module_name, sep, attribute = str(spec).partition(":")
-    if not sep or not module_name or not attribute:
-        raise ShippingError(f"{what} is not of the form 'package.module:function'")
+    try:
+        function_names.check_form(spec)
+    except function_names.FunctionNameError:
+        raise ShippingError(f"{what} is not of the form {function_names.FORM}") from None
+    module_name = function_names.module_name(spec)
     module = _import_for_workers(module_name, what)
-    target: Any = module
-    for part in attribute.split("."):
-        target = getattr(target, part, None)
-    if not callable(target):
-        raise ShippingError(f"{what}: module {module_name!r} has no function {attribute!r}")
-    return protocol.Factory(str(spec), module_sources(module, what))
+    try:
+        function_names.resolve_function(spec)
+    except function_names.FunctionNameError:
+        raise ShippingError(f"{what}: module {module_name!r} has no function {spec.partition(':')[2]!r}") from None
+    return protocol.Factory(spec, module_sources(module, what))
 
 
 def preload_for(entries: Iterable[str]) -> protocol.Preload:
@@ -86,7 +86,7 @@ def preload_for(entries: Iterable[str]) -> protocol.Preload:
     entries = tuple(entries)
     shipped: dict = {}
     for entry in entries:
-        module_name = entry.partition(":")[0]
+        module_name = function_names.module_name(entry)
         what = f"preload entry {entry!r}"
         _refuse_main(module_name, what)
         module = sys.modules.get(module_name)
@@ -288,7 +288,7 @@ def _pickling_failures(named: Mapping[str, Any]) -> dict:
 
 class _SourcePickler(cloudpickle.Pickler):
     """cloudpickle, keeping the file name of the code it ships by value, and rebuilding C++ objects
-    with ROOT started (``cpp.expand``).
+    with ROOT started (``root_helpers.expand``).
 
     cloudpickle writes ``<dynamic-code>`` as the file of every function it pickles by
     value, so that its output does not depend on where the code was defined. For a
@@ -303,14 +303,14 @@ class _SourcePickler(cloudpickle.Pickler):
                                           cloudpickle.Pickler.dispatch_table)
 
     def reducer_override(self, obj: Any) -> Any:
-        """A C++ object is rebuilt through ``cpp.expand``, which starts ROOT in the worker's process first."""
-        if cpp.is_cpp_object(obj):
-            return cpp.reduce(obj)
+        """A C++ object is rebuilt through ``root_helpers.expand``, which starts ROOT in the worker's process first."""
+        if root_helpers.is_cpp_object(obj):
+            return root_helpers.reduce(obj)
         return super().reducer_override(obj)
 
 
 def _with_filename(code: types.CodeType) -> tuple:
-    rebuild, args = cloudpickle.cloudpickle._code_reduce(code)
+    rebuild, args = private_interfaces.code_reduce(code)
     return rebuild, tuple(code.co_filename if arg == "<dynamic-code>" else arg for arg in args)
 
 
@@ -324,8 +324,8 @@ def _refuse_undeclared_cpp(name: str, obj: Any) -> None:
     """Refuses a C++ object whose class the workers cannot know, saying the two ways out."""
     slug = name.lower()
     raise ShippingError(
-        f"algorithm {name!r} holds a C++ object of class {cpp.class_name(obj)}, which was declared only to this "
-        "process's ROOT interpreter (it has no dictionary in a library): a worker cannot unpickle it. Either\n"
+        f"algorithm {name!r} holds a C++ object of class {root_helpers.class_name(obj)}, which was declared only to "
+        "this process's ROOT interpreter (it has no dictionary in a library): a worker cannot unpickle it. Either\n"
         f"  - name a function that builds it there, in a module of yours (installed, or beside the steering "
         f"script), which every worker imports, its top-level code included:\n"
         f"      runner_for(factories={{{name!r}: \"my_calibration.algorithms:make_{slug}\"}})\n"
@@ -347,12 +347,12 @@ def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
     if built_factory is not None:
         shipped = _without_algorithm_object(algorithm)
     inner = getattr(shipped, "algorithm", None)
-    holds_cpp = inner is not None and cpp.is_cpp_object(inner)
-    if holds_cpp and not preload and not cpp.has_dictionary(inner):
+    holds_cpp = inner is not None and root_helpers.is_cpp_object(inner)
+    if holds_cpp and not preload and not root_helpers.has_dictionary(inner):
         _refuse_undeclared_cpp(name, inner)
     try:
         if holds_cpp:
-            with cpp.quiet_streaming():
+            with root_helpers.quiet_streaming():
                 return _dumps(StrategyCall(shipped, dict(params), iov, iteration, built_factory))
         return _dumps(StrategyCall(shipped, dict(params), iov, iteration, built_factory))
     except Exception as err:

@@ -40,11 +40,11 @@ import threading
 from typing import Optional, Union
 
 from .. import protocol
+from ..caf_names import STRATEGY_MODULES
 from ..child import process as child
 
 #: Modules imported once by every server, so that children do not import them again.
-PRELOAD = ("caf_hpc.child.process", "caf_hpc.protocol", "cloudpickle", "caf_hpc.extras.standins.strategies",
-           "caf_hpc.extras.standins.framework", "caf_hpc.extras.standins.calibration_algorithm")
+PRELOAD = ("caf_hpc.child.process", "caf_hpc.protocol", "cloudpickle", *STRATEGY_MODULES)
 _MAX_MESSAGE = 65536
 _READY_WAIT = 10.0
 

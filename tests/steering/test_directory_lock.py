@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from caf_hpc import file_lock
 from caf_hpc.steering import directory_lock
 from caf_hpc.steering.directory_lock import LOCK_NAME, DirectoryInUse, DirectoryLock
 from tests.helpers.locks import ENDINGS, end, hold_directory
@@ -101,7 +102,7 @@ def no_locks(monkeypatch):
     """A file system that refuses flock, as some parallel ones do: the heartbeat takes over."""
     def refuse(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")
-    monkeypatch.setattr(directory_lock.fcntl, "flock", refuse)
+    monkeypatch.setattr(file_lock.fcntl, "flock", refuse)
 
 
 def _write_holder(directory, **fields):

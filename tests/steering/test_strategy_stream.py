@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from caf_hpc import protocol
 from caf_hpc.extras.standins.utils import IoV, IoV_Result
-from caf_hpc.steering.runner import StrategyStream, TaskDone, WorkerLost
+from caf_hpc.steering.runner import StrategyStream, TaskDone
+from caf_hpc.steering.worker_events import WorkerLost
 
 KEY = "caf-strategy-A-1"
 

@@ -38,7 +38,7 @@ _FLAGS = {"--workers": "n_workers", "--timeout": "timeout"}
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ...cli import UserError
+    from ...errors import UserError
     from ...steering.binding import runner_for
     from ...steering.directory_lock import DirectoryInUse, DirectoryLock
     from ...steering.progress import add_listener

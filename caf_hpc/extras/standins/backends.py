@@ -32,12 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from ...caf_types import Backend, Result, exit_statuses, job_statuses
+
 B2 = logging.getLogger("caf")
 
-#: CAF's job statuses, in the order a job's status is the lowest of its subjobs'.
-job_statuses = {"init": 0, "submitted": 1, "running": 2, "failed": 3, "completed": 4}
-#: Statuses a job does not leave.
-exit_statuses = ["failed", "completed"]
 
 
 class BackendError(Exception):
@@ -363,71 +361,9 @@ class ArgumentsSplitter(SubjobSplitter):
             job.create_subjob(i, input_files=list(job.input_files), args=list(args))
 
 
-# --------------------------------------------------------------------------- results
-class Result:
-    """A backend's handle on a submitted (sub)job: is it done, and how did it end."""
-
-    exit_code_file_name = "__BACKEND_CMD_EXIT_STATUS__"
-
-    def __init__(self, job: Any) -> None:
-        self.job = job
-        self._is_ready = False
-        self.time_to_wait_for_exit_code_file = 5 * 60
-        self.exit_code_file_initial_time: float | None = None
-
-    def ready(self) -> bool:
-        """True once the job's status is an exit status; then True for good."""
-        if not self._is_ready and self.job.status in exit_statuses:
-            self._is_ready = True
-        return self._is_ready
-
-    def update_status(self) -> None:
-        raise NotImplementedError
-
-    def get_exit_code_from_file(self) -> int:
-        import time
-
-        if self.exit_code_file_initial_time is None:
-            self.exit_code_file_initial_time = time.time()
-        with open(Path(self.job.working_dir, self.exit_code_file_name)) as handle:
-            return int(handle.read().strip())
-
-
-# --------------------------------------------------------------------------- backends
-class Backend(ABC):
-    """What CAF's ``CAF.backend`` accepts: something that runs a collector Job."""
-
-    submit_script = "submit.sh"
-    exit_code_file = "__BACKEND_CMD_EXIT_STATUS__"
-    default_backend_args: dict = {}
-
-    def __init__(self, *, backend_args: dict | None = None) -> None:
-        self.backend_args = {**self.default_backend_args, **(backend_args or {})}
-
-    @abstractmethod
-    def submit(self, job: Any) -> Any:
-        ...
-
-    def get_submit_script_path(self, job: Any) -> Path:
-        return Path(job.working_dir, self.submit_script)
-
-    def _add_wrapper_script_setup(self, job: Any, batch_file: Any) -> None:
-        """The traps and the exit helper every script starts with (exit codes 130 and 143 on signals)."""
-        print(f"trap '(trap - SIGINT SIGTERM; echo \"Trapped Ctrl-C, exiting\"; echo 130 > {self.exit_code_file})' "
-              "SIGINT", file=batch_file)
-        print(f"trap '(trap - SIGINT SIGTERM; echo \"Trapped SIGTERM, exiting\"; echo 143 > {self.exit_code_file})' "
-              "SIGTERM", file=batch_file)
-        print("write_exit_code() {", file=batch_file)
-        print(f"  echo \"Exit code: $1\"; echo \"$1\" > {self.exit_code_file}; exit \"$1\"", file=batch_file)
-        print("}", file=batch_file)
-
-    def _add_setup(self, job: Any, batch_file: Any) -> None:
-        for line in job.setup_cmds:
-            print(line, file=batch_file)
-
-    def _add_wrapper_script_teardown(self, job: Any, batch_file: Any) -> None:
-        print("write_exit_code $?", file=batch_file)
-
+# --------------------------------------------------------------------------- results and backends
+# ``Result`` and ``Backend`` are the package's own (``caf_hpc.caf_types``): caf-hpc's collector
+# backend derives from them where basf2 is missing.
 
 
 class LocalResult(Result):

@@ -16,9 +16,10 @@ import os
 import pickle
 import sys
 from pathlib import Path
-from pkgutil import resolve_name
 from typing import Any, Union
 from urllib.parse import urlparse
+
+from ...function_names import resolve_function
 
 OUTPUT_FILE = "CollectorOutput.root"
 PRE_COLLECTOR_PATH = "pre_collector.path"
@@ -34,7 +35,7 @@ class Module:
     """
 
     def __init__(self, function: str, **params: Any) -> None:
-        resolve_name(function)  # a typo shows when the module is made, not in a thousand jobs
+        resolve_function(function)  # a typo shows when the module is made, not in a thousand jobs
         self.function = function
         self.params = dict(params)
         self._name = function.rpartition(":")[2]
@@ -67,7 +68,7 @@ class CollectorPath:
         if isinstance(module, Module):
             self.modules.append((module.function, {**module.params, **params}))
             return self
-        resolve_name(module)  # a typo shows when the path is built, not in a thousand jobs
+        resolve_function(module)  # a typo shows when the path is built, not in a thousand jobs
         self.modules.append((module, params))
         return self
 
@@ -76,7 +77,7 @@ class CollectorPath:
 
     def process(self, input_files: list, output_file: str, database_chain: list) -> None:
         for function, params in self.modules:
-            resolve_name(function)(input_files, output_file, database_chain, **params)
+            resolve_function(function)(input_files, output_file, database_chain, **params)
 
 
 def create_path() -> CollectorPath:

@@ -5,69 +5,21 @@
 win. Payload files sit beside it: JSON from the Python stand-in algorithms, ROOT files
 (as in basf2, ``dbstore_<Name>_rev_<revision>.root``) from the C++ ones; both are read
 back as ``{column: values}``. Writers from several processes or hosts lock
-``database.txt`` while they append.
+``database.txt`` while they append. Reading is the package's own (``caf_hpc.local_database``,
+which ``caf-hpc report`` uses too), re-exported here.
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Optional, Union
+from typing import Any, Iterator, Optional
 
+from ... import file_lock
+from ...local_database import PathLike, PayloadEntry, newest_entry, payload_filename, read_entries, read_payload
 from .utils import ExpRun, IoV
 
-PathLike = Union[str, os.PathLike]
-
-
-class PayloadEntry(NamedTuple):
-    name: str
-    revision: int
-    iov: IoV
-
-
-def payload_filename(name: str, revision: int, suffix: str = ".json") -> str:
-    return f"dbstore_{name}_rev_{revision}{suffix}"
-
-
-def read_payload(directory: PathLike, name: str, revision: int) -> Any:
-    """The contents of one payload revision, from its JSON or ROOT file."""
-    json_file = Path(directory) / payload_filename(name, revision)
-    if json_file.exists():
-        return json.loads(json_file.read_text())
-    root_file = Path(directory) / payload_filename(name, revision, ".root")
-    if not root_file.exists():
-        raise FileNotFoundError(f"payload {name} revision {revision} is in {Path(directory) / 'database.txt'} "
-                                f"but neither {json_file.name} nor {root_file.name} is beside it")
-    from .cpp import import_root
-
-    ROOT = import_root()
-    handle = ROOT.TFile.Open(str(root_file), "READ")
-    try:
-        tree = handle.Get(name)
-        tree.GetEntry(0)
-        return {branch.GetName(): list(getattr(tree, branch.GetName())) for branch in tree.GetListOfBranches()}
-    finally:
-        handle.Close()
-
-
-def read_entries(database_txt: PathLike) -> list[PayloadEntry]:
-    """All entries of a ``database.txt``, in file order; a missing file has none."""
-    path = Path(database_txt)
-    if not path.exists():
-        return []
-    entries = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        try:
-            store, revision, iov = line.split()
-            name = store.split("/", 1)[1]
-            entries.append(PayloadEntry(name, int(revision), IoV(*(int(x) for x in iov.split(",")))))
-        except ValueError as err:
-            raise ValueError(f"{path}:{lineno}: malformed database line {line!r}: "
-                             "expected 'dbstore/<Name> <revision> <expLow>,<runLow>,<expHigh>,<runHigh>'") from err
-    return entries
+__all__ = ["PathLike", "PayloadEntry", "find_payload", "iter_payloads", "newest_entry", "payload_filename",
+           "read_entries", "read_payload", "write_payload"]
 
 
 def write_payload(database_dir: PathLike, name: str, data: Any, iov: IoV) -> int:
@@ -76,8 +28,7 @@ def write_payload(database_dir: PathLike, name: str, data: Any, iov: IoV) -> int
     directory.mkdir(parents=True, exist_ok=True)
     database_txt = directory / "database.txt"
     with open(database_txt, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
+        with file_lock.locked(handle):
             revision = 1 + max((e.revision for e in read_entries(database_txt) if e.name == name), default=0)
             payload = directory / payload_filename(name, revision)
             tmp = payload.with_suffix(".tmp")
@@ -85,17 +36,7 @@ def write_payload(database_dir: PathLike, name: str, data: Any, iov: IoV) -> int
             tmp.replace(payload)
             handle.write(f"dbstore/{name} {revision} {iov.exp_low},{iov.run_low},{iov.exp_high},{iov.run_high}\n")
             handle.flush()
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
     return revision
-
-
-def newest_entry(entries: list[PayloadEntry], name: str, exprun: ExpRun) -> Optional[PayloadEntry]:
-    """Of ``entries`` (in file order), the newest revision of ``name`` whose IoV contains ``exprun``."""
-    for entry in reversed(entries):
-        if entry.name == name and entry.iov.contains(exprun):
-            return entry
-    return None
 
 
 def find_payload(database_txt: PathLike, name: str, exprun: ExpRun) -> Optional[Any]:

@@ -1,32 +1,10 @@
-"""The ``caf.runners`` base class and error, as CAF defines them."""
+"""The ``caf.runners`` base class and error, as CAF defines them.
+
+They are the package's own (``caf_hpc.caf_types``), which the runner derives from where
+basf2 is missing; the stand-ins name them here, where CAF has them.
+"""
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from ...caf_types import AlgorithmsRunner, Runner, RunnerError
 
-
-class RunnerError(Exception):
-    """Raised by a runner when a strategy ends in a way CAF cannot interpret."""
-
-
-class Runner(ABC):
-    @abstractmethod
-    def run(self, *args, **kwargs):
-        ...
-
-
-class AlgorithmsRunner(Runner):
-    """Base class of CAF's algorithms runners; CAF sets the attributes, then calls ``run``."""
-
-    FAILED = "FAILED"
-    COMPLETED = "COMPLETED"
-
-    def __init__(self, name: str):
-        self.name = name
-        self.input_files = []
-        self.database_chain = []
-        self.dependent_databases = []
-        self.output_database_dir = ""
-        self.results = {}
-        self.final_state = None
-        self.algorithms = None
-        self.output_dir = ""
+__all__ = ["AlgorithmsRunner", "Runner", "RunnerError"]

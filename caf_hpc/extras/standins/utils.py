@@ -1,9 +1,16 @@
-"""IoV, IoV_Result and ExpRun as ``caf.utils`` defines them (namedtuples, so they pickle)."""
+"""``caf.utils`` as CAF defines it: AlgResult, IoV, IoV_Result and ExpRun (namedtuples, so they pickle).
+
+IoV, IoV_Result and ExpRun are the package's own (``caf_hpc.caf_types``), which the runner uses where
+basf2 is missing; the stand-ins name them here, where CAF has them.
+"""
 from __future__ import annotations
 
-from collections import namedtuple
 from enum import IntEnum
 from typing import Iterable
+
+from ...caf_types import ExpRun, IoV, IoV_Result
+
+__all__ = ["AlgResult", "ExpRun", "IoV", "IoV_Result", "iov_from_runs", "runs_from_vector"]
 
 
 class AlgResult(IntEnum):
@@ -13,35 +20,6 @@ class AlgResult(IntEnum):
     iterate = 1
     not_enough_data = 2
     failure = 3
-
-
-class IoV(namedtuple("IoV_Base", ["exp_low", "run_low", "exp_high", "run_high"])):
-    """An interval of validity; -1 for the high end means 'open ended'."""
-
-    __slots__ = ()
-
-    def __new__(cls, exp_low: int = -1, run_low: int = -1, exp_high: int = -1, run_high: int = -1):
-        return super().__new__(cls, exp_low, run_low, exp_high, run_high)
-
-    def contains(self, exprun: "ExpRun") -> bool:
-        lo = (self.exp_low, self.run_low) <= (exprun.exp, exprun.run)
-        if self.exp_high == -1:
-            return lo
-        if self.run_high == -1:
-            return lo and exprun.exp <= self.exp_high
-        return lo and (exprun.exp, exprun.run) <= (self.exp_high, self.run_high)
-
-
-IoV_Result = namedtuple("IoV_Result", ["iov", "result"])
-
-
-class ExpRun(namedtuple("ExpRun_Base", ["exp", "run"])):
-    """An (experiment, run) pair."""
-
-    __slots__ = ()
-
-    def make_iov(self) -> IoV:
-        return IoV(self.exp, self.run, self.exp, self.run)
 
 
 def iov_from_runs(runs: Iterable[ExpRun]) -> IoV:
