@@ -35,7 +35,7 @@ class CalibrationAlgorithm(ABC):
         self._runs: list[ExpRun] = []
         self._iteration = 0
         self._iov: IoV | None = None
-        self._pending: list[tuple[str, Any, IoV | None]] = []
+        self._pending: list[tuple[str, Any, IoV]] = []
         self._cache: dict[str, dict] = {}
 
     @property
@@ -97,7 +97,16 @@ class CalibrationAlgorithm(ABC):
 
     # -- payloads ------------------------------------------------------------
     def saveCalibration(self, data: Any, name: str, iov: IoV | None = None) -> None:
-        self._pending.append((name, data, iov or self._iov))
+        """Keeps ``data`` for ``commit``, valid for ``iov``, by default for the runs of the execution.
+
+        Outside an execution there is no default: refused here, where the caller is, rather than
+        at ``commit`` with the payload's file written and no line in ``database.txt`` for it.
+        """
+        iov = iov or self._iov
+        if iov is None:
+            raise ValueError(f"saveCalibration(data, {name!r}) outside an execution has no runs to take an IoV from; "
+                             "pass iov=IoV(exp_low, run_low, exp_high, run_high)")
+        self._pending.append((name, data, iov))
 
     def getPayload(self, name: str, exprun: ExpRun | None = None) -> Any | None:
         """Reads a payload through the conditions chain (e.g. one an earlier algorithm committed)."""
