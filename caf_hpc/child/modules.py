@@ -26,7 +26,8 @@ import importlib.util
 import os
 import sys
 import threading
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .. import function_names
 from ..protocol import Factory, ModuleSource
@@ -41,7 +42,7 @@ class _SourceLoader(importlib.abc.InspectLoader):
     def is_package(self, fullname: str) -> bool:
         return self.shipped.is_package
 
-    def get_source(self, fullname: str) -> Optional[str]:
+    def get_source(self, fullname: str) -> str | None:
         return self.shipped.source
 
     def get_code(self, fullname: str) -> Any:
@@ -62,15 +63,15 @@ class ShippedFinder(importlib.abc.MetaPathFinder):
             spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
             spec.submodule_search_locations = [shipped.path]
             return spec
-        spec = importlib.util.spec_from_loader(fullname, _SourceLoader(shipped), origin=shipped.path,
-                                               is_package=shipped.is_package)
+        spec = importlib.machinery.ModuleSpec(fullname, _SourceLoader(shipped), origin=shipped.path,
+                                              is_package=shipped.is_package)
         spec.has_location = True  # __file__ is the steering side's file: tracebacks and linecache name it
         if shipped.is_package:
             spec.submodule_search_locations = [os.path.dirname(shipped.path)]
         return spec
 
 
-_finder: Optional[ShippedFinder] = None
+_finder: ShippedFinder | None = None
 _lock = threading.Lock()
 
 
@@ -90,15 +91,10 @@ def install(modules: Iterable[ModuleSource]) -> None:
     importlib.invalidate_caches()
 
 
-def resolve(spec: str) -> Callable[..., Any]:
-    """The function named ``module:function``, its module imported (for real) first."""
-    return function_names.resolve_function(spec)
-
-
 def run_preload(entry: str) -> None:
     """One preload entry: ``module`` is imported, ``module:function`` imported and then called."""
     if ":" in entry:
-        resolve(entry)()
+        function_names.resolve_function(entry)()
     else:
         importlib.import_module(entry)
 
@@ -106,4 +102,4 @@ def run_preload(entry: str) -> None:
 def load(factory: Factory) -> Callable[[], Any]:
     """A ``protocol.Factory``'s function, its modules installed and its module imported here first."""
     install(factory.modules)
-    return resolve(factory.spec)
+    return function_names.resolve_function(factory.spec)

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from .. import local_database
 from ..caf_types import ExpRun
@@ -36,23 +36,23 @@ class Attempt:
     worker: str             # the lane of the timeline: worker address, else host and pid
     where: str
     submitted: float
-    started: Optional[float]
-    finished: Optional[float]
+    started: float | None
+    finished: float | None
     results: int
     result_codes: dict
     log: str
-    error: Optional[str]
+    error: str | None
 
     @property
-    def waited(self) -> Optional[float]:
+    def waited(self) -> float | None:
         return None if self.started is None else self.started - self.submitted
 
     @property
-    def ran(self) -> Optional[float]:
+    def ran(self) -> float | None:
         return None if self.started is None or self.finished is None else self.finished - self.started
 
 
-def find_records(directory: Union[str, Path]) -> list[Path]:
+def find_records(directory: str | Path) -> list[Path]:
     """Every run record below ``directory``, by calibration and iteration."""
     directory = Path(directory)
     if not directory.is_dir():
@@ -64,7 +64,7 @@ def find_records(directory: Union[str, Path]) -> list[Path]:
     return records
 
 
-def load_records(directory: Union[str, Path]) -> list[dict]:
+def load_records(directory: str | Path) -> list[dict]:
     """Every run record below ``directory`` (``find_records``), read and checked (``load_record``)."""
     return [load_record(path) for path in find_records(directory)]
 
@@ -106,7 +106,7 @@ def attempts(record: dict) -> list[Attempt]:
     return rows
 
 
-def seconds(value: Optional[float]) -> str:
+def duration_text(value: float | None) -> str:
     """A duration for the report's tables, '-' where it is not known."""
     return "-" if value is None else f"{value:.2f}"
 
@@ -120,8 +120,8 @@ def summary(records: list[dict]) -> str:
         for a in attempts(record):
             codes = ", ".join(f"{n}×{code}" for code, n in a.result_codes.items())
             rows.append((a.calibration, str(a.iteration), a.algorithm, a.outcome,
-                         f"{a.results}" + (f" ({codes})" if codes else ""), seconds(a.waited), seconds(a.ran),
-                         a.where))
+                         f"{a.results}" + (f" ({codes})" if codes else ""), duration_text(a.waited),
+                         duration_text(a.ran), a.where))
             if a.error:
                 errors.append(f"{a.calibration} iteration {a.iteration}, {a.algorithm}: "
                               f"{a.error.splitlines()[0]}\n  log: {a.log}")
@@ -129,7 +129,7 @@ def summary(records: list[dict]) -> str:
             errors.append(f"{record['calibration']} iteration {record['iteration']}: still running, or its steering "
                           f"script was killed (record written {time.ctime(Path(record['path']).stat().st_mtime)})")
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines + ([""] + errors if errors else []))
 
@@ -156,7 +156,7 @@ def payload_series(database_txt: Path, runs: list) -> dict:
     return series
 
 
-def runs_of(database_txt: Path, truth: Optional[dict]) -> list:
+def runs_of(database_txt: Path, truth: dict | None) -> list:
     """The (exp, run) points to evaluate payloads at: the truth's runs, else every IoV's ends."""
     points = set()
     for payload in (truth or {}).values():
@@ -172,7 +172,7 @@ def runs_of(database_txt: Path, truth: Optional[dict]) -> list:
     return sorted(points)
 
 
-def latest_database(records: list[dict], calibration: str) -> Optional[Path]:
+def latest_database(records: list[dict], calibration: str) -> Path | None:
     """The output database of the calibration's last iteration that has one."""
     for record in sorted((r for r in records if r["calibration"] == calibration), key=lambda r: -r["iteration"]):
         database_txt = Path(record["path"]).parent / "outputdb" / "database.txt"
@@ -181,7 +181,7 @@ def latest_database(records: list[dict], calibration: str) -> Optional[Path]:
     return None
 
 
-def load_truth(path: Optional[Union[str, Path]]) -> Optional[dict]:
+def load_truth(path: str | Path | None) -> dict | None:
     """``{payload: {column: values | {"exp,run": values}}}``: what the constants should be, if known."""
     if path is None:
         return None
@@ -191,7 +191,7 @@ def load_truth(path: Optional[Union[str, Path]]) -> Optional[dict]:
         raise ReportError(f"--truth {path}: cannot read it as JSON ({err})") from None
 
 
-def truth_values(truth: Optional[dict], payload: str, column: str, exp: int, run: int) -> Optional[Any]:
+def truth_values(truth: dict | None, payload: str, column: str, exp: int, run: int) -> Any | None:
     values = ((truth or {}).get(payload) or {}).get(column)
     if isinstance(values, dict):
         return values.get(f"{exp},{run}")

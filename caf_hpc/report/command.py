@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the annotations only: imported where it is used
+    import subprocess
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +66,7 @@ def _chromium() -> str:
     return browser
 
 
-def _run_chromium(browser: str, arguments: list, timeout: float):
+def _run_chromium(browser: str, arguments: list, timeout: float) -> subprocess.CompletedProcess[str]:
     import subprocess
     import tempfile
 
@@ -107,7 +111,7 @@ def screenshot(page: Path, png: Path, timeout: float = 120) -> Path:
     return png
 
 
-def write(records: list, page: Path, truth=None) -> Path:
+def write(records: list[dict], page: Path, truth: dict | None = None) -> Path:
     """The page, or a UserError naming what to install when Bokeh is missing."""
     from ..errors import UserError
 

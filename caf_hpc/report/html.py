@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from . import Attempt, attempts, latest_database, payload_series, runs_of, seconds, truth_values
+from . import Attempt, attempts, duration_text, latest_database, payload_series, runs_of, truth_values
 
 if TYPE_CHECKING:
     from bokeh.plotting import figure  # for the annotations; bokeh is imported where a page is drawn
@@ -155,7 +155,7 @@ def _log_table(rows: list[Attempt], page: Path) -> str:
         link = os.path.relpath(a.log, page.parent) if a.log else ""
         lines.append("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in (
             a.calibration, a.iteration, a.algorithm, a.outcome, a.results,
-            seconds(a.waited), seconds(a.ran), a.where))
+            duration_text(a.waited), duration_text(a.ran), a.where))
             + f"<td><a href='{html.escape(link)}'>{html.escape(Path(a.log).name)}</a></td></tr>")
     return "\n".join(lines + ["</table>"])
 

@@ -73,7 +73,7 @@ def _scheduler_and_note(site: lookup.SiteFile) -> tuple:
 
 
 def list_sites(args: argparse.Namespace) -> int:
-    rows = [(site.name, *_scheduler_and_note(site), str(site.path)) for site in lookup.available()]
+    rows = [(site.name, *_scheduler_and_note(site), str(site.path)) for site in lookup.site_files()]
     if not rows:
         print("no site configs found in: " + ", ".join(str(d) for _, d in lookup.search_path()))
         return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from ..steering import checks
 from .errors import SiteConfigError
@@ -30,7 +29,7 @@ class SiteFile:
     name: str
     path: Path
     origin: str  # "package", "user" or "CAF_HPC_SITE_PATH"
-    shadowed_by: Optional[Path] = None
+    shadowed_by: Path | None = None
 
 
 def package_directory() -> Path:
@@ -56,7 +55,7 @@ def looks_like_path(name: str) -> bool:
     return os.sep in name or "/" in name or name.endswith(SUFFIXES)
 
 
-def available() -> list:
+def site_files() -> list[SiteFile]:
     """Every site config on the search path, in lookup order, later duplicates marked as shadowed."""
     found: list[SiteFile] = []
     first: dict[str, Path] = {}
@@ -85,7 +84,7 @@ def find(name: str) -> Path:
             path = directory / f"{name}{suffix}"
             if path.is_file():
                 return path
-    known = sorted({site.name for site in available()})
+    known = sorted({site.name for site in site_files()})
     hint = checks.did_you_mean(name, known)
     places = ", ".join(str(directory) for _, directory in search_path())
     raise SiteConfigError(f"{name}: no site config of that name{hint}. Known sites: {', '.join(known) or 'none'}. "
@@ -95,12 +94,12 @@ def find(name: str) -> Path:
 def shadowed_copies(path: Path) -> list:
     """Other files of the same name later on the search path, which ``path`` hides."""
     resolved = Path(path).resolve()
-    return [site.path for site in available()
+    return [site.path for site in site_files()
             if site.name == Path(path).stem and site.shadowed_by is not None
             and Path(site.shadowed_by).resolve() == resolved]
 
 
-def display(path: Optional[Path]) -> str:
+def display(path: Path | None) -> str:
     """A short name for a file in messages: ``site-configs/x.yaml`` for the package's own."""
     if path is None:
         return "<runner_for overrides>"

@@ -35,7 +35,9 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
 
 from .. import private_interfaces
 
@@ -72,8 +74,8 @@ class Run:
     def __init__(self, calibration: str) -> None:
         self.calibration = calibration
         #: The algorithm whose strategy runs now, for the line the user sees.
-        self.algorithm: Optional[str] = None
-        self._on_interrupt: Optional[Callable[[], None]] = None
+        self.algorithm: str | None = None
+        self._on_interrupt: Callable[[], None] | None = None
         self._done = threading.Event()
 
     def on_interrupt(self, callback: Callable[[], None]) -> None:
@@ -91,7 +93,7 @@ class Run:
         """What the run runs now, as the line the user sees names it: 'calibration NAME at algorithm NAME'."""
         return f"calibration {self.calibration}" + (f" at algorithm {self.algorithm}" if self.algorithm else "")
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         with _lock:
             _runs[self] = None
         return self
@@ -102,7 +104,7 @@ class Run:
         self._done.set()
 
 
-def summary() -> str:
+def what_ctrl_c_stopped() -> str:
     """What Ctrl-C stopped: the runs stopped so far and those still being stopped."""
     with _lock:
         named = list(_stopped)
@@ -116,11 +118,11 @@ def say() -> None:
         if _said.is_set():
             return
         _said.set()
-    sys.stderr.write(f"caf-hpc: {summary()}\n")
+    sys.stderr.write(f"caf-hpc: {what_ctrl_c_stopped()}\n")
     sys.stderr.flush()
 
 
-def _excepthook(kind: type, value: BaseException, trace: Any) -> None:
+def _excepthook(kind: type[BaseException], value: BaseException, trace: TracebackType | None) -> None:
     if issubclass(kind, KeyboardInterrupt):
         say()
         return

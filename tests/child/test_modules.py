@@ -39,12 +39,13 @@ FILES = {
 
 WORKER = textwrap.dedent("""\
     import pickle, sys, traceback
+    from caf_hpc import function_names
     from caf_hpc.child import modules
     modules.install(pickle.load(open(sys.argv[1], "rb")))
-    print("MAKE", modules.resolve("calib.algorithms:make")())
+    print("MAKE", function_names.resolve_function("calib.algorithms:make")())
     import calib.algorithms
     print("FILE", calib.algorithms.__file__)
-    print("NAMESPACE", modules.resolve("nspace.inner:answer")())
+    print("NAMESPACE", function_names.resolve_function("nspace.inner:answer")())
     modules.run_preload("lonely:declare")
     try:
         calib.algorithms.boom()

@@ -5,8 +5,7 @@ import os
 
 import pytest
 
-from caf_hpc.sites import SiteConfigError, load_site
-from caf_hpc.sites import lookup
+from caf_hpc.sites import SiteConfigError, load_site, lookup
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -91,7 +90,7 @@ def test_an_unknown_name_lists_known_sites_and_suggests_one(dirs):
 def test_available_lists_all_in_lookup_order_and_marks_shadowed(dirs):
     put(dirs["user"], "local", "user")
     put(dirs["second"], "mysite", "second")
-    found = lookup.available()
+    found = lookup.site_files()
     origins = [site.origin for site in found]
     assert origins == sorted(origins, key=["package", "user", "CAF_HPC_SITE_PATH"].index)
     shadowed = [site for site in found if site.shadowed_by is not None]

@@ -10,12 +10,12 @@ from caf_hpc import DaskAlgorithmsRunner
 from caf_hpc.sites import load_site
 from caf_hpc.sites.build import cluster_arguments
 from caf_hpc.sites.jobscript import job_script
-from caf_hpc.sites.lookup import available
+from caf_hpc.sites.lookup import site_files
 from caf_hpc.sites.security import ensure_credentials, tls_directory
 from caf_hpc.steering import clusters
 
 #: The shipped batch sites that load as they are (the others hold placeholders for the user's values).
-BATCH_SITES = [entry.name for entry in available() if entry.name.startswith("localhost-")]
+BATCH_SITES = [entry.name for entry in site_files() if entry.name.startswith("localhost-")]
 
 
 def _key_lines(key_file) -> list:

@@ -1,4 +1,5 @@
-"""Site-config validation: every mistake is refused before anything is submitted, with a message saying how to fix it."""
+"""Site-config validation: every mistake is refused before anything is submitted, with a message saying how
+to fix it."""
 from __future__ import annotations
 
 import textwrap
@@ -7,7 +8,7 @@ import pytest
 import yaml
 
 from caf_hpc.sites import SiteConfigError, load_site, schedulers
-from caf_hpc.sites.lookup import available
+from caf_hpc.sites.lookup import site_files
 
 pytestmark = [pytest.mark.usefixtures("isolated_sites"), pytest.mark.timeout(20)]
 
@@ -105,7 +106,8 @@ BAD_CONFIGS = [
      "{file}: cluster.account: placeholder '<ACCOUNT>' not filled in; replace it with the value for your site"),
     ("placeholder inside a list",
      SLURM + "  job_extra_directives: ['--qos=<QOS>']\n",
-     "{file}: cluster.job_extra_directives: placeholder '<QOS>' not filled in; replace it with the value for your site"),
+     "{file}: cluster.job_extra_directives: placeholder '<QOS>' not filled in; "
+     "replace it with the value for your site"),
     ("unknown scheduler",
      SLURM.replace("scheduler: slurm", "scheduler: slurmm"),
      f"{{file}}: scheduler: unknown scheduler 'slurmm'; did you mean 'slurm'? Allowed: {SCHEDULERS}"),
@@ -232,11 +234,13 @@ def _merged(names: list) -> tuple:
     """One config holding the mistakes ``names`` of the table, and the lines each gave alone."""
     cases = {name: (text, message) for name, text, message in BAD_CONFIGS}
     base = yaml.safe_load(SLURM)
-    merged, expected, touched = yaml.safe_load(SLURM), [], set()
+    merged, expected = yaml.safe_load(SLURM), []
+    touched: set[tuple[str, ...]] = set()  # (section, key), or (section,) for a value that is not a mapping
     for name in names:
         text, message = cases[name]
         for section, value in yaml.safe_load(text).items():
-            changed = {(section, key) for key, item in value.items() if base.get(section, {}).get(key) != item} \
+            changed: set[tuple[str, ...]] = \
+                {(section, key) for key, item in value.items() if base.get(section, {}).get(key) != item} \
                 if isinstance(value, dict) else ({(section,)} if base.get(section) != value else set())
             assert not changed & touched, f"{name} changes what another mistake changed: {changed & touched}"
             touched |= changed
@@ -321,7 +325,7 @@ def test_shipped_templates_fail_only_on_their_placeholders(name):
 
 
 def test_every_shipped_file_is_found_in_the_package():
-    names = {site.name for site in available() if site.origin == "package"}
+    names = {site.name for site in site_files() if site.origin == "package"}
     assert names == {"local", "slurm", "pbs", "sge", "lsf", "htcondor",
                      "localhost-slurm", "localhost-pbs", "localhost-sge", "localhost-slurm-podman"}
 
