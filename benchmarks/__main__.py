@@ -3,10 +3,11 @@
     python -m benchmarks [--quick] [--out DIR] [--only KEY,...] [--no-batch]
 
 Writes ``report.md``, ``report.json`` and ``figures.png`` into ``--out`` (default
-``benchmarks/results/<machine>/``, for ``--quick`` ``benchmarks/results/quick/``, which git ignores). The batch figures need the testbed's Slurm and
-Podman: started here when they are down and this runs as root (then stopped again),
-else reported as not measured. ``--quick`` is a smoke run (a minute, no batch system,
-no 5 s reference except one strategy): it checks that the suite works, not how fast.
+``benchmarks/results/<machine>/``, for ``--quick`` ``benchmarks/results/quick/``, which git
+ignores). The batch figures need the testbed's Slurm and Podman: started here when they are
+down and this runs as root (then stopped again), else reported as not measured. ``--quick``
+is a smoke run (a minute, no batch system, no 5 s reference except one strategy): it checks
+that the suite works, not how fast.
 A measure that fails is reported as such and the others go on; Ctrl-C writes the report
 of what was measured so far.
 """

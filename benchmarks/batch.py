@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 from caf_hpc.extras import testbed
 from caf_hpc.extras.testbed import image
@@ -54,7 +54,7 @@ def testbeds(names: tuple, home: Path) -> Iterator[dict]:
             testbed.down(name)
 
 
-def worker_image(context: Path) -> Optional[str]:
+def worker_image(context: Path) -> str | None:
     """Builds the worker image from this checkout (Podman's cache makes a rebuild take seconds)."""
     seconds, _ = image.build(image.stage(CHECKOUT, context))
     print(f"worker image {image.IMAGE} built in {seconds:.0f} s", flush=True)

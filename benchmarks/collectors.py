@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from caf_hpc.extras.standins import collection, collector, release
 from caf_hpc.extras.standins.backends import Backend, Job

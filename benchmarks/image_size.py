@@ -5,8 +5,9 @@ base, a wheelhouse, ``caf_hpc.extras.testbed.image``) under a tag of its own, th
 measures it with Podman: the image and its base (``podman image inspect``), the
 environment ``/opt/caf-hpc`` and each package in it (``du`` in the image), its bytecode,
 how long a worker's imports take in it (``import distributed, caf_hpc.worker.task``, as
-the image's user, median of a few), and how long a build takes without and with the cache. Writes ``worker-image.json`` and ``worker-image.md``
-into ``--out`` (default ``benchmarks/results/<machine>/``), which docs/container.md cites.
+the image's user, median of a few), and how long a build takes without and with the cache.
+Writes ``worker-image.json`` and ``worker-image.md`` into ``--out`` (default
+``benchmarks/results/<machine>/``), which docs/container.md cites.
 """
 from __future__ import annotations
 

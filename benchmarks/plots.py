@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # a file, no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .record import CAF_HPC, CAF_LOCAL, REFERENCE, REFERENCE_FAST, Measure  # noqa: E402
+from .record import CAF_HPC, CAF_LOCAL, REFERENCE, REFERENCE_FAST, Measure
 
 _COLOURS = {CAF_HPC: "#1f77b4", REFERENCE: "#d62728", REFERENCE_FAST: "#ff7f0e", CAF_LOCAL: "#d62728"}
 
@@ -36,8 +36,8 @@ def _target(axes, measure: Measure) -> None:
 def _bars(axes, measure: Measure, log: bool = False) -> None:
     labels = list(measure.figures)
     medians = [measure.figures[label].median for label in labels]
-    below = [median - measure.figures[label].spread[0] for label, median in zip(labels, medians)]
-    above = [measure.figures[label].spread[1] - median for label, median in zip(labels, medians)]
+    below = [median - measure.figures[label].spread[0] for label, median in zip(labels, medians, strict=True)]
+    above = [measure.figures[label].spread[1] - median for label, median in zip(labels, medians, strict=True)]
     axes.bar(range(len(labels)), medians, yerr=[below, above], capsize=3, color=[_colour(label) for label in labels])
     axes.set_xticks(range(len(labels)), [_short(label) for label in labels], fontsize=7)
     for x, median in enumerate(medians):
@@ -52,7 +52,7 @@ def _latency(axes, measure: Measure) -> None:
     labels = list(measure.series)
     boxes = axes.boxplot([measure.series[label] for label in labels], whis=(5, 95), showfliers=False,
                          patch_artist=True, medianprops={"color": "black"})
-    for box, label in zip(boxes["boxes"], labels):
+    for box, label in zip(boxes["boxes"], labels, strict=True):
         box.set_facecolor(_colour(label))
     axes.set_xticks(range(1, len(labels) + 1), [_short(label) for label in labels], fontsize=7)
     axes.set_yscale("log")
@@ -78,10 +78,10 @@ def _timeline(axes, measure: Measure) -> None:
     axes.set_xlabel("s since the first run()", fontsize=8)
 
 
-_PANELS = {"overhead_local": _bars, "realistic": _bars, "overhead_slurm": _bars, "latency": _latency, "throughput": _bars,
-           "wall_over_sum": _bars, "cold_start": _bars, "memory": _memory, "parallel": _timeline, "root": _bars,
-           "fork_server": _bars, "collector_throughput": _bars, "collector_latency": _bars, "collector_wall": _bars,
-           "collector_slurm": _bars}
+_PANELS = {"overhead_local": _bars, "realistic": _bars, "overhead_slurm": _bars, "latency": _latency,
+           "throughput": _bars, "wall_over_sum": _bars, "cold_start": _bars, "memory": _memory,
+           "parallel": _timeline, "root": _bars, "fork_server": _bars, "collector_throughput": _bars,
+           "collector_latency": _bars, "collector_wall": _bars, "collector_slurm": _bars}
 _LOG = {"overhead_local", "throughput", "root", "collector_latency"}
 
 
@@ -101,7 +101,8 @@ def draw(measures: list, path: Path, title: str) -> None:
     columns = 3
     rows = (len(shown) + columns - 1) // columns
     figure, grid = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.9 * rows), squeeze=False)
-    for axes, measure in zip(grid.flat, shown):
+    # the grid is filled row by row and may have more panels than measures: those are hidden below
+    for axes, measure in zip(grid.flat, shown, strict=False):
         panel = _PANELS[measure.key]
         if panel is _bars:
             panel(axes, measure, log=measure.key in _LOG)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Optional
 
 CAF_HPC = "caf-hpc"
 REFERENCE = "reference, 5 s poll"
@@ -44,17 +43,17 @@ class Measure:
     key: str
     title: str
     unit: str
-    target: Optional[float] = None        # None: reported only
+    target: float | None = None        # None: reported only
     higher_is_better: bool = False
     judged: str = CAF_HPC                 # the figure the target applies to
     how: str = ""                         # how it was measured: counts, repetitions, definitions
     figures: dict = field(default_factory=dict)
     ratios: list = field(default_factory=list)   # (numerator label, denominator label)
-    skipped: Optional[str] = None         # why it was not measured here
+    skipped: str | None = None         # why it was not measured here
     series: dict = field(default_factory=dict)   # raw data for the plots
 
     @property
-    def met(self) -> Optional[bool]:
+    def met(self) -> bool | None:
         if self.skipped or self.target is None or self.judged not in self.figures:
             return None
         value = self.figures[self.judged].median

@@ -8,7 +8,7 @@ import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import psutil
 
@@ -18,7 +18,7 @@ from .record import CAF_HPC, Measure
 _PACKAGES = ("caf-hpc", "dask", "distributed", "dask-jobqueue", "cloudpickle", "tornado", "root")
 
 
-def _first_line(command: list) -> Optional[str]:
+def _first_line(command: list) -> str | None:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=20, cwd=CHECKOUT)
     except (OSError, subprocess.TimeoutExpired):
@@ -41,8 +41,8 @@ def machine() -> dict:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-def versions(batch: bool) -> dict:
-    found = {}
+def versions(batch: bool) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             found[name] = metadata.version(name)
@@ -83,7 +83,7 @@ def _met(measure: Measure, quick: bool) -> str:
     return {True: "met", False: "**missed**", None: "—"}[measure.met]
 
 
-def markdown(data: dict, measures: list, picture: Optional[str]) -> str:
+def markdown(data: dict, measures: list, picture: str | None) -> str:
     m, v = data["machine"], data["versions"]
     lines = [f"# caf-hpc benchmarks: {m['label']}", "",
              f"Run on {data['started']} with `python -m benchmarks{' --quick' if data['quick'] else ''}"
@@ -123,13 +123,13 @@ def markdown(data: dict, measures: list, picture: Optional[str]) -> str:
 
 
 def write(out: Path, measures: list, started: datetime, seconds: float, quick: bool, batch: bool,
-          only: Optional[list] = None) -> dict:
+          only: list | None = None) -> dict:
     """Writes report.json, report.md and (with matplotlib) figures.png into ``out``; returns the JSON's data."""
     out.mkdir(parents=True, exist_ok=True)
-    data = {"format": 1, "started": started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "seconds": round(seconds, 1), "quick": quick, "only": only, "machine": machine(),
-            "versions": versions(batch),
-            "measures": [measure.as_dict() for measure in measures]}
+    data: dict[str, Any] = {
+        "format": 1, "started": started.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": round(seconds, 1), "quick": quick, "only": only, "machine": machine(),
+        "versions": versions(batch), "measures": [measure.as_dict() for measure in measures]}
     (out / "report.json").write_text(json.dumps(data, indent=1) + "\n")
     picture = None
     try:

@@ -62,9 +62,15 @@ else:
         else:
             _logger.info(message)
 
-    log_error = _logger.error
-    log_debug = _logger.debug
-    log_warning = _logger.warning
+    # stacklevel=2: the record names the caller's file and line, not this module's
+    def log_error(message: str) -> None:
+        _logger.error(message, stacklevel=2)
+
+    def log_debug(message: str) -> None:
+        _logger.debug(message, stacklevel=2)
+
+    def log_warning(message: str) -> None:
+        _logger.warning(message, stacklevel=2)
 
 
 def __getattr__(name: str) -> Any:

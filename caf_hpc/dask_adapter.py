@@ -14,9 +14,14 @@ import struct
 import sys
 import time
 import traceback
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from distributed import Queue
+from distributed import Client, Queue
+from tornado.platform.asyncio import BaseAsyncIOLoop
+
+if TYPE_CHECKING:  # for the annotations only: dask_jobqueue is imported by ``import_jobqueue``
+    from dask_jobqueue.core import Job
 
 
 # --------------------------------------------------------------------------- on the Dask worker
@@ -57,7 +62,7 @@ class QueueProducer(Queue):
 _HANDSHAKE_LIMIT = 64 * 1024
 
 
-def take_dask_handshake(sock: socket.socket, wait: float) -> Optional[bytes]:
+def take_dask_handshake(sock: socket.socket, wait: float) -> bytes | None:
     """Reads the handshake a Dask listener sends on a new connection and answers it, within ``wait`` seconds.
 
     Returns None when what answered is a Dask listener; otherwise the bytes it sent instead
@@ -125,6 +130,19 @@ def allowed_failures(client: Any) -> int:
         limit = client.run_on_scheduler(
             lambda: __import__("dask").config.get("distributed.scheduler.allowed-failures"))
     return int(limit)
+
+
+def client_event_loop(client: Client) -> asyncio.AbstractEventLoop:
+    """The asyncio loop ``client`` runs on, for ``asyncio.run_coroutine_threadsafe`` from another thread.
+
+    ``Client.loop`` is a tornado ``IOLoop``, typed as one, and since tornado 5 every ``IOLoop`` is
+    an ``AsyncIOLoop`` over an asyncio loop (``asyncio_loop``, which the base class does not
+    declare; distributed's own ``sync`` reads it the same way). A started client always has
+    its loop. Covered by every test that runs a strategy (the runner reads its queue through it).
+    """
+    loop = client.loop
+    assert isinstance(loop, BaseAsyncIOLoop), f"client {client} has no asyncio event loop ({loop!r})"
+    return loop.asyncio_loop
 
 
 def on_worker_events(client: Any, handler: Callable[[str, dict], None]) -> None:
@@ -338,12 +356,12 @@ def end_subprocess_workers(cluster: Any, timeout: float) -> None:
     from distributed.deploy.subprocess import SubprocessWorker
 
     ours = os.getpgrp()
-    workers = [w for w in list(cluster.workers.values())
-               if isinstance(w, SubprocessWorker) and w.process is not None and w.process.returncode is None]
+    processes = [w.process for w in list(cluster.workers.values())
+                 if isinstance(w, SubprocessWorker) and w.process is not None and w.process.returncode is None]
     doomed: list = []
-    for worker in workers:
+    for worker_process in processes:
         try:
-            root = psutil.Process(worker.process.pid)
+            root = psutil.Process(worker_process.pid)
             tree = [root, *root.children(recursive=True)]
             for process in tree:
                 _quietly(process.suspend)
@@ -369,7 +387,7 @@ def end_subprocess_workers(cluster: Any, timeout: float) -> None:
         except psutil.NoSuchProcess:
             return True
 
-    while time.monotonic() < deadline and (any(w.process.returncode is None for w in workers)
+    while time.monotonic() < deadline and (any(p.returncode is None for p in processes)
                                            or not all(gone(p) for p in doomed)):
         time.sleep(0.01)
 
@@ -405,7 +423,10 @@ async def replace_jobs(cluster: Any, names: list) -> list:
     return jobs
 
 
-def commands_in_own_session(job_cls: type) -> type:
+_Job = TypeVar("_Job", bound="Job")
+
+
+def commands_in_own_session(job_cls: type[_Job]) -> type[_Job]:
     """``job_cls``, a dask-jobqueue job class, whose batch commands (submit, cancel) run in sessions of their own.
 
     dask-jobqueue runs ``sbatch``, ``qsub``, ``scancel``, ``qdel`` as subprocesses of the
@@ -424,8 +445,10 @@ def commands_in_own_session(job_cls: type) -> type:
         kwargs.setdefault("start_new_session", True)
         return await base_call(cmd, **kwargs)
 
-    return type(job_cls.__name__, (job_cls,), {"__module__": job_cls.__module__, "_call": staticmethod(_call),
-                                               "__doc__": job_cls.__doc__})
+    # a subclass made by ``type``, which the type checker cannot follow: it is a ``job_cls``
+    return cast("type[_Job]", type(job_cls.__name__, (job_cls,), {"__module__": job_cls.__module__,
+                                                                  "_call": staticmethod(_call),
+                                                                  "__doc__": job_cls.__doc__}))
 
 
 def import_jobqueue() -> Any:
@@ -450,8 +473,8 @@ def import_jobqueue() -> Any:
 
     real_signal, real_ensure_file = signal.signal, dask.config.ensure_file
     previous = signal.getsignal(signal.SIGINT)
-    signal.signal = lambda signalnum, handler: previous  # type: ignore[assignment]
-    dask.config.ensure_file = lambda *args, **kwargs: None  # type: ignore[assignment]
+    signal.signal = lambda signalnum, handler: previous
+    dask.config.ensure_file = lambda *args, **kwargs: None
     try:
         import dask_jobqueue
     finally:

@@ -50,4 +50,4 @@ def resolve_function(spec: str) -> Callable[..., Any]:
         raise FunctionNameError(f"{spec!r}: module {module!r} has no {spec.partition(':')[2]!r} ({err})") from err
     if not callable(target):
         raise FunctionNameError(f"{spec!r} names {type(target).__name__} {target!r}, not a function")
-    return target  # type: ignore[no-any-return]
+    return target

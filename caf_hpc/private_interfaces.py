@@ -24,7 +24,7 @@ def code_reduce(code: types.CodeType) -> tuple:
     """
     from cloudpickle import cloudpickle
 
-    return cloudpickle._code_reduce(code)  # type: ignore[attr-defined, no-any-return]
+    return cloudpickle._code_reduce(code)
 
 
 def register_before_thread_join(hook: Callable[[], None]) -> bool:
@@ -61,4 +61,4 @@ def run_exit_hooks() -> None:
     """
     import atexit
 
-    atexit._run_exitfuncs()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()

@@ -85,7 +85,7 @@ def quiet_streaming() -> Iterator[None]:
     object's settings arrive). Those lines would stand in the user's terminal and in the
     algorithm's log as if something had failed.
     """
-    ROOT = sys.modules.get("ROOT")
+    ROOT: Any = sys.modules.get("ROOT")  # a module without type information (pyproject.toml)
     if ROOT is None:
         yield
         return

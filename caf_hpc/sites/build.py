@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import os
 import shlex
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import dask_adapter
 from ..steering import interrupt
@@ -43,8 +44,9 @@ def job_class(base: Any, submit_extra: Sequence[str] = (), cancel_extra: Sequenc
 
 
 def container_directories(site: SiteConfig, cluster: dict, directories: Sequence[str] = ()) -> list:
-    """What a containerised worker must see: TLS files, logs, local directory, the starting directory, ``directories``."""
-    found: list[Optional[str]] = []
+    """What a containerised worker must see: TLS files, logs, local directory, the starting directory,
+    ``directories``."""
+    found: list[str | None] = []
     if site.tls:
         found.append(str(tls_directory(site.security["directory"])))
     found += [cluster.get("log_directory"), cluster.get("local_directory"), os.getcwd(), *directories]
@@ -52,7 +54,7 @@ def container_directories(site: SiteConfig, cluster: dict, directories: Sequence
 
 
 def cluster_arguments(site: SiteConfig, security: Any = None, directories: Sequence[str] = (),
-                      dashboard_address: Optional[str] = None) -> tuple:
+                      dashboard_address: str | None = None) -> tuple:
     """``(cluster class, keyword arguments)`` for dask-jobqueue, exactly as caf-hpc passes them."""
     scheduler = site.scheduler_type
     cls = scheduler.cluster_class()
@@ -90,7 +92,7 @@ def apply_scale(cluster: Any, scale: dict) -> None:
         cluster.scale(jobs=scale["jobs"])
 
 
-def build_cluster(site: SiteConfig, dashboard_address: Optional[str] = None,
+def build_cluster(site: SiteConfig, dashboard_address: str | None = None,
                   keep: Callable[[Any], None] = lambda cluster: None) -> Any:
     """The cluster for a batch site: dask-jobqueue's class, scaled as the site says.
 

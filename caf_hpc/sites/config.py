@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import yaml
 
@@ -39,15 +40,15 @@ class SiteConfig:
     """A validated site config with caf-hpc's defaults filled in."""
 
     name: str
-    path: Optional[Path]
+    path: Path | None
     source: str
     scheduler: str
     cluster: dict = field(default_factory=dict)
     scale: dict = field(default_factory=dict)
-    container: Optional[dict] = None
+    container: dict | None = None
     security: dict = field(default_factory=dict)
     runner: dict = field(default_factory=dict)
-    description: Optional[str] = None
+    description: str | None = None
 
     @property
     def scheduler_type(self) -> Scheduler:
@@ -150,7 +151,7 @@ def _digest(overrides: Mapping[str, Any]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def load_site(site: str, overrides: Optional[Mapping[str, Any]] = None) -> SiteConfig:
+def load_site(site: str, overrides: Mapping[str, Any] | None = None) -> SiteConfig:
     """The validated config of ``site`` (a name, a file, or a name registered by ``bind``).
 
     Reads the file (``read_yaml``) each time: a run calls it once (``steering.settings.resolve_site``) and
@@ -179,7 +180,7 @@ def load_site(site: str, overrides: Optional[Mapping[str, Any]] = None) -> SiteC
     return SiteConfig(name=name, path=path, source=source, **config)
 
 
-def bind(site: str, overrides: Optional[Mapping[str, Any]] = None) -> str:
+def bind(site: str, overrides: Mapping[str, Any] | None = None) -> str:
     """Validates ``site`` with ``overrides`` now; returns the name that finds this combination later."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     load_site(site, overrides)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
 
 from .schedulers import JOB_ID_VARIABLES
 
@@ -37,7 +37,7 @@ def _bind_source(bind: str) -> str:
     return bind.split(":", 1)[0]
 
 
-def bind_list(container: dict, directories: Iterable[Optional[str]]) -> list:
+def bind_list(container: dict, directories: Iterable[str | None]) -> list:
     """The site's binds (``~`` expanded), then each automatic directory not bound yet, at the same path."""
     binds = [os.path.expanduser(str(bind)) for bind in container.get("binds") or []]
     seen = {_bind_source(bind).rstrip("/") for bind in binds}
@@ -51,7 +51,7 @@ def bind_list(container: dict, directories: Iterable[Optional[str]]) -> list:
     return binds
 
 
-def container_command(container: dict, python: Optional[str], directories: Sequence[Optional[str]] = ()) -> str:
+def container_command(container: dict, python: str | None, directories: Sequence[str | None] = ()) -> str:
     """The ``python`` value for dask-jobqueue: the container runtime's command ending in the image's Python."""
     runtime = container["runtime"]
     binds = bind_list(container, directories)

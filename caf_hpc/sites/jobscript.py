@@ -1,7 +1,7 @@
 """The batch script a site would submit, built by dask-jobqueue's own job class without starting anything."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..dask_adapter import render_job_script
 from . import schema
@@ -22,7 +22,8 @@ def job_script(site: SiteConfig, directories: Sequence[str] = ()) -> str:
     without a scheduler, and without making ``log_directory`` (it only prints).
     """
     if not site.is_batch:
-        raise SiteConfigError(f"{site.source}: scheduler {site.scheduler} submits no batch jobs, so there is no job script")
+        raise SiteConfigError(f"{site.source}: scheduler {site.scheduler} submits no batch jobs, "
+                              "so there is no job script")
     security = security_for(site.security["directory"], create=False) if site.tls else None
     cls, kwargs = cluster_arguments(site, security, directories)
     job_cls = kwargs.pop("job_cls", cls.job_cls)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 SECTIONS = ("scheduler", "description", "cluster", "scale", "container", "security", "runner")
@@ -98,12 +99,12 @@ def jobqueue() -> Any:
     return import_jobqueue()
 
 
-def _parameters(function) -> set:
+def _parameters(function: Callable[..., Any]) -> set[str]:
     return {name for name, p in inspect.signature(function).parameters.items()
             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name != "self"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _jobqueue_defaults() -> dict:
     """dask-jobqueue's own ``jobqueue.yaml`` (not the user's copy), keys normalised."""
     import yaml
@@ -129,7 +130,7 @@ def job_class_keys(job_cls: Any, config_name: str) -> set:
     return names - set(MANAGED) - _INTERNAL - set(ALIASES)
 
 
-@lru_cache(maxsize=None)
+@cache
 def cluster_only_keys() -> frozenset:
     """Cluster-class arguments that dask-jobqueue does not pass on to the job class."""
     JobQueueCluster = jobqueue().JobQueueCluster

@@ -13,13 +13,18 @@ from __future__ import annotations
 import datetime
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from ..file_lock import locked_path
 from .errors import SiteConfigError
+
+if TYPE_CHECKING:  # for the annotations only: the functions import them where they are used
+    from cryptography.x509 import Certificate
+    from distributed.security import Security
 
 CA_FILE, CERT_FILE, KEY_FILE = "ca.pem", "cert.pem", "key.pem"
 VALID_DAYS = 365
@@ -144,14 +149,16 @@ def _usable(files: TLSFiles) -> bool:
         cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
         key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
         cert.verify_directly_issued_by(ca)
-        matching = key.public_key().public_numbers() == cert.public_key().public_numbers()
+        # the same public key: compared as encoded, which every key type has (not all have numbers)
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        matching = key.public_key().public_bytes(*spki) == cert.public_key().public_bytes(*spki)
     except Exception:  # unreadable, corrupt or mismatched: make new ones
         return False
     expires = min(_not_valid_after(ca), _not_valid_after(cert))
     return matching and expires - _now() > datetime.timedelta(days=RENEW_DAYS)
 
 
-def _not_valid_after(cert) -> datetime.datetime:
+def _not_valid_after(cert: Certificate) -> datetime.datetime:
     """The expiry as an aware datetime (``not_valid_after_utc`` needs cryptography 42)."""
     expiry = getattr(cert, "not_valid_after_utc", None)
     return expiry or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
@@ -174,7 +181,7 @@ def ensure_credentials(directory: Path) -> TLSFiles:
     return files
 
 
-def security_from_files(files: TLSFiles):
+def security_from_files(files: TLSFiles) -> Security:
     """A ``distributed.Security`` for every role, requiring encryption, from the files' paths."""
     from distributed.security import Security
 
@@ -185,7 +192,7 @@ def security_from_files(files: TLSFiles):
                     tls_worker_cert=cert, tls_worker_key=key)
 
 
-def security_for(directory: str, create: bool = True):
+def security_for(directory: str, create: bool = True) -> Security:
     """The site's ``Security``; ``create=False`` only names the files (for printing a job script)."""
     path = tls_directory(directory)
     files = ensure_credentials(path) if create else TLSFiles(path)

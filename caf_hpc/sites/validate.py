@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from dask.utils import parse_bytes
 
@@ -35,12 +36,12 @@ def _type_name(value: Any) -> str:
             dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
-def _did_you_mean(key: str, choices) -> str:
+def _did_you_mean(key: str, choices: Iterable[str]) -> str:
     guess = checks.closest(key, choices)
     return f"; did you mean {guess!r}?" if guess else "."
 
 
-def find_placeholder(value: Any) -> Optional[str]:
+def find_placeholder(value: Any) -> str | None:
     """The first ``<PLACEHOLDER>`` a site admin was meant to replace, anywhere in ``value``."""
     if isinstance(value, str):
         match = PLACEHOLDER.search(value)
@@ -58,7 +59,7 @@ def find_placeholder(value: Any) -> Optional[str]:
 class _Checker:
     """Collects the problems of one config; each ``kind`` method returns the normalised value."""
 
-    def __init__(self, source: str, scheduler: Optional[Scheduler] = None, unfilled: Optional[list] = None) -> None:
+    def __init__(self, source: str, scheduler: Scheduler | None = None, unfilled: list | None = None) -> None:
         self.source = source
         self.scheduler = scheduler
         self.errors: list[str] = []
@@ -305,7 +306,7 @@ def _check_security(check: _Checker, security: dict) -> None:
                                           f"{schema.DEFAULT_TLS_DIRECTORY}")
 
 
-def validate(raw: Any, source: str, unfilled: Optional[list] = None) -> dict:
+def validate(raw: Any, source: str, unfilled: list | None = None) -> dict:
     """The normalised config, or a ``SiteConfigError`` listing every problem of ``raw``.
 
     A template's ``<PLACEHOLDER>`` is one of those problems, unless ``unfilled`` is given: then each

@@ -29,9 +29,9 @@ import weakref
 from collections import Counter, deque
 from functools import partial
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from .. import protocol
+from .. import dask_adapter, protocol
 from ..basf2_compat import Backend, Result, log_error, log_info, log_warning
 from ..worker.collector import run_collector_task
 from . import clusters, interrupt
@@ -61,13 +61,13 @@ _WAITING_EVERY = 30.0
 class DaskResult(Result):
     """CAF's handle on a (sub)job run by ``DaskBackend``: asking it brings the job's status up to date."""
 
-    def __init__(self, job: Any, tracker: "Tracker", unit: Optional["_Unit"] = None) -> None:
+    def __init__(self, job: Any, tracker: Tracker, unit: _Unit | None = None) -> None:
         super().__init__(job)
         self.tracker = tracker
         self._unit = unit
 
     @property
-    def where(self) -> Optional[protocol.Where]:
+    def where(self) -> protocol.Where | None:
         """Where the (sub)job ran (host, Dask worker, batch job), once it started; None for a parent job."""
         return self._unit.where if self._unit is not None else None
 
@@ -89,19 +89,20 @@ class DaskBackend(Backend):
 
     default_backend_args: dict = {"environment": "empty"}
 
-    def __init__(self, *, backend_args: Optional[dict] = None, settings: Optional[dict] = None) -> None:
+    def __init__(self, *, backend_args: dict | None = None, settings: dict | None = None) -> None:
         super().__init__(backend_args=backend_args)
         self.overrides = dict(settings or {})
         resolve_for_run(self.overrides)  # a mistake shows where the backend is made, not at the first submit
         _check_backend_args(self.backend_args, "backend_args")
-        self._tracker: Optional[Tracker] = None
+        self._tracker: Tracker | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DaskBackend({resolve_for_run(self.overrides).description})"
 
     def submit(self, job: Any) -> None:
-        """Prepares every (sub)job of ``job`` as CAF's Local does, marks each submitted and queues it; returns at once."""
+        """Prepares every (sub)job of ``job`` as CAF's Local does, marks each submitted and queues it;
+        returns at once."""
         settings = resolve_for_run(self.overrides)
         args = {**self.backend_args, **(getattr(job, "backend_args", None) or {})}
         _check_backend_args(args, f"{job.name}'s backend_args")
@@ -125,10 +126,10 @@ class DaskBackend(Backend):
                 _note_in_stderr(unit, f"this job did not run: {err}")
             log_error(f"collector {job.name}: its {len(units)} job(s) cannot run: {err}")
             return  # CAF's collector step fails, and CAF goes on with what does not depend on it
-        environment = {} if args.get("environment", "empty") == "empty" else None
+        environment: dict | None = {} if args.get("environment", "empty") == "empty" else None
         tracker.add(job, units, environment, args.get("max_running"))
 
-    def _tracker_for(self, settings: RunnerSettings) -> "Tracker":
+    def _tracker_for(self, settings: RunnerSettings) -> Tracker:
         with self._lock:
             if self._tracker is None or self._tracker.closed:
                 self._tracker = Tracker(settings)
@@ -182,23 +183,23 @@ def _check_backend_args(args: dict, where: str) -> None:
 class _Unit:
     """One (sub)job as the tracker follows it."""
 
-    def __init__(self, job: Any, parent: Any, task: protocol.CollectorTask) -> None:
+    def __init__(self, job: Any, parent: Any, task: protocol.CollectorTask, progress: StrategyProgress) -> None:
         self.job = job
         self.parent = parent
         self.task = task
         self.future: Any = None
-        self.where: Optional[protocol.Where] = None
-        self.attempt: Optional[str] = None
+        self.where: protocol.Where | None = None
+        self.attempt: str | None = None
         self.lost: list = []
-        self.verdict: Optional[str] = None  # why it failed, when the tracker decided it (lost too often)
-        self.progress: Optional[StrategyProgress] = None
+        self.verdict: str | None = None  # why it failed, when the tracker decided it (lost too often)
+        self.progress = progress  # its entry in the run record
 
 
 #: CAF names a collector job ``<calibration>_<collection>_Iteration_<i>``.
 _CAF_JOB_NAME = re.compile(r"^(?P<calibration>.+)_(?P<collection>[^_]+)_Iteration_(?P<iteration>\d+)$")
 
 
-def _record_for(parent: Any, target: str, dashboard: Optional[str]) -> tuple:
+def _record_for(parent: Any, target: str, dashboard: str | None) -> tuple:
     """The run record of a collector job (``caf-hpc-run.json`` in its directory, ``kind`` "collector"),
     named as CAF named the job, and the label of its subjobs."""
     match = _CAF_JOB_NAME.match(str(parent.name))
@@ -223,13 +224,13 @@ class Tracker:
         self.inbox = Inbox(self.client)
         self.units: dict[str, _Unit] = {}
         self.records: dict[int, RunProgress] = {}
-        self.pending: "deque[_Unit]" = deque()
-        self.limits: dict[int, Optional[int]] = {}
+        self.pending: deque[_Unit] = deque()
+        self.limits: dict[int, int | None] = {}
         self.running: Counter = Counter()
         self.closed = False
         self._lock = threading.RLock()
         self._progress: dict[int, float] = {}
-        self._idle_since: Optional[float] = None  # since when jobs wait with no worker in the cluster
+        self._idle_since: float | None = None  # since when jobs wait with no worker in the cluster
         self._next_wait_check = self._next_wait_note = 0.0
         interrupt.install_excepthook()  # Ctrl-C: one line naming what it stopped, not Python's traceback
         self._watch = _CollectorWatch(self)
@@ -238,7 +239,7 @@ class Tracker:
         _trackers.add(self)
 
     # ----------------------------------------------------------------- submitting (CAF's main thread)
-    def add(self, parent: Any, jobs: list, environment: Optional[dict], max_running: Optional[int]) -> None:
+    def add(self, parent: Any, jobs: list, environment: dict | None, max_running: int | None) -> None:
         record, label = _record_for(parent, clusters.worker_source(self.settings), clusters.dashboard(self.client))
         with self._lock:
             self.limits[id(parent)] = max_running
@@ -249,9 +250,9 @@ class Tracker:
                 task = protocol.CollectorTask(key, job.name, str(job.working_dir), str(job.output_dir),
                                               tuple(job.output_patterns), self.inbox.name, environment,
                                               Backend.submit_script)
-                unit = self.units[key] = _Unit(job, parent, task)
                 name = f"{label}/{job.id}" if job is not parent else label
-                unit.progress = record.strategy(name, key, Path(job.working_dir, "stdout"))
+                progress = record.strategy(name, key, Path(job.working_dir, "stdout"))
+                unit = self.units[key] = _Unit(job, parent, task, progress)
                 job.result = DaskResult(job, self, unit)
                 job.status = "submitted"
                 new.append(unit)
@@ -264,7 +265,7 @@ class Tracker:
 
     def _feed(self) -> None:
         """Submits what waits, as far as each parent's ``max_running`` allows (under the lock)."""
-        waiting = deque()
+        waiting: deque[_Unit] = deque()
         while self.pending:
             unit = self.pending.popleft()
             limit = self.limits.get(id(unit.parent))
@@ -346,7 +347,7 @@ class Tracker:
         # client.gather(asynchronous=True) is the coroutine, run on the client's loop so that it can time out
         # (a sync gather cannot: a result lost with its worker would be computed again, the job run again).
         gathering = asyncio.run_coroutine_threadsafe(self.client.gather(finished, asynchronous=True),
-                                                     self.client.loop.asyncio_loop)
+                                                     dask_adapter.client_event_loop(self.client))
         try:
             return gathering.result(timeout=_RESULT_WAIT)
         except Exception:  # a result is gone with its worker, or the cluster: each on its own, so only those fail
@@ -360,7 +361,7 @@ class Tracker:
         return reports
 
     def _apply(self, event: Any, reports: dict) -> None:
-        unit = self.units.get(getattr(event, "key", None))
+        unit = self.units.get(getattr(event, "key", ""))  # "": an event of no task (Interrupted)
         if unit is None:
             return
         job = unit.job
@@ -399,7 +400,7 @@ class Tracker:
 
     def _ended(self, unit: _Unit, done: TaskDone, report: Any) -> None:
         job = unit.job
-        ended: Optional[protocol.CollectorEnded] = None
+        ended: protocol.CollectorEnded | None = None
         if done.status == "finished":
             if isinstance(report, protocol.CollectorEnded):
                 ended = report
@@ -421,7 +422,7 @@ class Tracker:
         log_error(f"collector job {job.name} {reason}.\n  {log_excerpt(Path(job.working_dir, 'stderr'))}\n"
                   f"  stdout: {Path(job.working_dir, 'stdout')}")
 
-    def _failure(self, unit: _Unit, done: TaskDone, ended: Optional[protocol.CollectorEnded]) -> Optional[str]:
+    def _failure(self, unit: _Unit, done: TaskDone, ended: protocol.CollectorEnded | None) -> str | None:
         """Why the (sub)job failed, or None if it completed with its output."""
         where = unit.where.label() if unit.where is not None else "no worker yet"
         if unit.verdict:
@@ -527,7 +528,7 @@ def _wait_for_end(futures: list) -> None:
         time.sleep(0.05)
 
 
-_trackers: "weakref.WeakSet[Tracker]" = weakref.WeakSet()
+_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
 
 
 def close_all() -> None:
@@ -539,7 +540,7 @@ def close_all() -> None:
 atexit.register(close_all)  # registered after clusters' own: runs before it
 
 
-def backend_for(site: Optional[str] = None, *, backend_args: Optional[dict] = None, **settings: Any) -> DaskBackend:
+def backend_for(site: str | None = None, *, backend_args: dict | None = None, **settings: Any) -> DaskBackend:
     """A ``DaskBackend`` bound to ``site`` (a name or YAML file), ``address=`` or other settings.
 
     The settings are the runner's (``runner_for``), read the same way (arguments, then

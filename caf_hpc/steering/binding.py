@@ -1,14 +1,14 @@
 """``runner_for``: a runner class bound to a target and settings, for ``cal.algorithms_runner``."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ..sites.config import OVERRIDABLE, bind
 from .runner import DaskAlgorithmsRunner
 from .settings import SettingsError, resolve
 
 
-def bound_settings(site: Optional[str] = None, **settings: Any) -> dict:
+def bound_settings(site: str | None = None, **settings: Any) -> dict:
     """The settings as given, checked now, with ``site`` bound to its overrides of site keys.
 
     ``cluster={...}``, ``scale={...}``, ``container={...}`` and ``security={...}``
@@ -29,7 +29,7 @@ def bound_settings(site: Optional[str] = None, **settings: Any) -> dict:
     return overrides
 
 
-def runner_for(site: Optional[str] = None, **settings: Any) -> type[DaskAlgorithmsRunner]:
+def runner_for(site: str | None = None, **settings: Any) -> type[DaskAlgorithmsRunner]:
     """A ``DaskAlgorithmsRunner`` subclass bound to ``site`` (a name or YAML file) or ``address=``.
 
     CAF wants a class, not an instance, so the settings live on the class; they are

@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 from distributed import Client
 
@@ -135,7 +135,7 @@ def _connect(key: tuple, address: str) -> Client:
 _DASHBOARD = "is it the dashboard's port?"
 
 
-def _not_a_scheduler(sock: socket.socket, address: str, wait: float) -> Optional[tuple]:
+def _not_a_scheduler(sock: socket.socket, address: str, wait: float) -> tuple | None:
     """``(what answered, a hint)`` when what answered at ``address`` does not speak Dask's protocol; else None."""
     import ssl
 
@@ -159,7 +159,7 @@ def _not_a_scheduler(sock: socket.socket, address: str, wait: float) -> Optional
     return _ask(sock, address, wait)
 
 
-def _ask(sock: socket.socket, address: str, wait: float) -> Optional[tuple]:
+def _ask(sock: socket.socket, address: str, wait: float) -> tuple | None:
     seen = dask_adapter.take_dask_handshake(sock, wait)
     if seen is None:
         return None
@@ -202,7 +202,7 @@ def _speaks_tls(host_port: tuple) -> bool:
         return False
 
 
-def _make_cluster(settings: RunnerSettings, key: Optional[tuple] = None) -> Any:
+def _make_cluster(settings: RunnerSettings, key: tuple | None = None) -> Any:
     """The cluster for ``settings``, kept as the one for ``key`` (so that it is closed at exit) before it
     has processes or batch jobs that could outlive this process."""
     def keep(cluster: Any) -> None:
@@ -266,7 +266,7 @@ def _check_retries(client: Client, settings: RunnerSettings) -> None:
         except Exception as err:
             raise ClusterError(f"cannot read how many lost workers the Dask scheduler at {settings.address} allows "
                                f"a task ({type(err).__name__}: {err}); caf-hpc reads it on the scheduler, which must "
-                               f"run the functions it is sent (distributed.scheduler.pickle, true by default)") from None
+                               "run the functions it is sent (distributed.scheduler.pickle, true by default)") from None
     if settings.retries > limit:
         raise SettingsError(
             f"retries={settings.retries} is more than the Dask scheduler at {settings.address} allows: it ends a "
@@ -288,7 +288,7 @@ def worker_source(settings: RunnerSettings) -> str:
     return "the local Dask cluster"
 
 
-def dashboard(client: Client) -> Optional[str]:
+def dashboard(client: Client) -> str | None:
     """The address of the cluster's Dask dashboard, or None where the scheduler serves none."""
     try:
         return client.dashboard_link

@@ -4,8 +4,9 @@ Two runs writing into one directory corrupt each other silently (payloads twice 
 ``database.txt``, logs of both runs in one file). A run holds a lock file with ``flock``:
 inside the directory, or beside it (``.NAME.caf-hpc.lock``) for a directory that is
 emptied and made again, as CAF does with ``algorithm_output`` before every run (a lock
-file inside would go with it, and a second run would lock a new one). The kernel drops it when the holding process ends, however it
-ends, and on NFSv4 the lock is a lease that expires when the holder's node crashed. A flock belongs
+file inside would go with it, and a second run would lock a new one). The kernel drops it
+when the holding process ends, however it ends, and on NFSv4 the lock is a lease that expires
+when the holder's node crashed. A flock belongs
 to the open file, which a forked child shares: a child of the steering process forked while the
 lock is held (``multiprocessing`` with its fork start method) would hold it on after the run's
 process ended, so every forked child closes its copy at once (``os.register_at_fork``).
@@ -25,7 +26,6 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Union
 
 from .. import file_lock
 
@@ -59,7 +59,7 @@ class DirectoryInUse(RuntimeError):
 class DirectoryLock:
     """Held from ``acquire`` until ``release`` (or the end of the process)."""
 
-    def __init__(self, directory: Path, fd: int, heartbeat: Optional[threading.Event]) -> None:
+    def __init__(self, directory: Path, fd: int, heartbeat: threading.Event | None) -> None:
         self.directory = directory
         self._fd = fd
         self._stop_beating = heartbeat
@@ -67,7 +67,7 @@ class DirectoryLock:
         _held.add(fd)
 
     @classmethod
-    def acquire(cls, directory: Union[str, os.PathLike], what: str, beside: bool = False) -> "DirectoryLock":
+    def acquire(cls, directory: str | os.PathLike, what: str, beside: bool = False) -> DirectoryLock:
         """Takes the directory for ``what`` (e.g. "calibration demo"), or raises DirectoryInUse at once.
 
         ``beside``: the lock file is next to the directory, not in it.
@@ -122,7 +122,7 @@ class DirectoryLock:
         os.close(self._fd)  # drops the flock
         self._fd = -1
 
-    def __enter__(self) -> "DirectoryLock":
+    def __enter__(self) -> DirectoryLock:
         return self
 
     def __exit__(self, *exc: object) -> None:

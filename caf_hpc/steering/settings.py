@@ -31,8 +31,9 @@ preload rule, ...) is in ``setting_rules``, which imports neither.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from ..sites.config import SiteConfig, load_site
 from . import checks
@@ -77,7 +78,7 @@ def _is_scheduler_address(address: str) -> bool:
     return True
 
 
-def value_problem(name: str, value: Any) -> Optional[str]:
+def value_problem(name: str, value: Any) -> str | None:
     """What is wrong with ``value`` for the number setting ``name`` ("must be ..., got ..."), or None.
 
     Apart from the error, so that a command line can name its own flag (``--workers``) in front of
@@ -90,10 +91,10 @@ def value_problem(name: str, value: Any) -> Optional[str]:
 
 @dataclass(frozen=True)
 class RunnerSettings:
-    address: Optional[str] = None
-    site: Optional[str] = None
-    n_workers: Optional[int] = None
-    timeout: Optional[float] = None
+    address: str | None = None
+    site: str | None = None
+    n_workers: int | None = None
+    timeout: float | None = None
     dashboard_address: str = LOCAL_DASHBOARD
     retries: int = 1
     worker_wait: float = 300.0
@@ -106,7 +107,7 @@ class RunnerSettings:
     explicit: frozenset = field(default=frozenset(), compare=False)
     #: The site's validated config, read once per run by ``resolve_site``; what the run does later (its
     #: cluster, its messages) takes the site from here and never reads the file again.
-    site_config: Optional[SiteConfig] = field(default=None, compare=False, repr=False)
+    site_config: SiteConfig | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.address and not _is_scheduler_address(self.address):
@@ -174,7 +175,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict:
     return values
 
 
-def resolve(environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> RunnerSettings:
+def resolve(environ: Mapping[str, str] | None = None, **overrides: Any) -> RunnerSettings:
     """Settings from the environment, with explicit arguments taking precedence."""
     known = {f.name for f in fields(RunnerSettings)} - {"explicit", "site_config"}  # internal
     unknown = sorted(set(overrides) - known)

@@ -33,7 +33,7 @@ class Watcher(Protocol):
     def put(self, event: Any) -> None: ...
 
 
-_watches: "weakref.WeakKeyDictionary[Any, WorkerWatch]" = weakref.WeakKeyDictionary()
+_watches: weakref.WeakKeyDictionary[Any, WorkerWatch] = weakref.WeakKeyDictionary()
 _watches_lock = threading.Lock()
 
 
@@ -47,7 +47,7 @@ class WorkerWatch:
         dask_adapter.on_worker_events(client, self._on_event)
 
     @classmethod
-    def of(cls, client: Any) -> "WorkerWatch":
+    def of(cls, client: Any) -> WorkerWatch:
         """The client's watch, subscribing it on first use."""
         with _watches_lock:
             watch = _watches.get(client)
@@ -78,7 +78,8 @@ class WorkerWatch:
         for key in message.get("processing-tasks", ()):
             for inbox in inboxes:
                 if inbox.watches(key):
-                    inbox.put(WorkerLost(key, message.get("worker")))
+                    # the ``all`` topic's remove-worker names the worker (dask_adapter.on_worker_events)
+                    inbox.put(WorkerLost(key, str(message.get("worker", "(not named by the scheduler)"))))
 
 
 def _call(listener: Callable[[dict], None], message: dict) -> None:

@@ -22,7 +22,8 @@ import subprocess
 import time
 import traceback
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import dask_adapter, protocol
 from . import forkserver

@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from tests.helpers.requirements import require_testbed
 from distributed import Client
 
 from caf_hpc.cli import main
 from caf_hpc.sites import build_cluster, load_site
 from caf_hpc.steering.setting_rules import ALLOWED_FAILURES
+from tests.helpers.requirements import require_testbed
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(90)]
 

@@ -8,17 +8,17 @@ import sys
 
 import pytest
 import yaml
-from tests.helpers.batch_queues import jobs_named
-from tests.helpers.requirements import require_testbed
 
 from caf_hpc.cli import main
 from caf_hpc.sites import load_site
 from caf_hpc.sites.jobscript import job_script
+from tests.helpers.batch_queues import jobs_named
+from tests.helpers.requirements import require_testbed
 
 pytestmark = [pytest.mark.usefixtures("isolated_sites"), pytest.mark.timeout(30)]
 
-SHIPPED = ["htcondor", "local", "localhost-pbs", "localhost-sge", "localhost-slurm", "localhost-slurm-podman", "lsf", "pbs",
-           "sge", "slurm"]
+SHIPPED = ["htcondor", "local", "localhost-pbs", "localhost-sge", "localhost-slurm", "localhost-slurm-podman", "lsf",
+           "pbs", "sge", "slurm"]
 
 
 #: Where Debian's gridengine packages (installed by the SGE testbed) put Grid Engine's qsub, without
@@ -66,7 +66,7 @@ def test_sites_list_shows_name_scheduler_and_file(capsys):
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert sorted(rows) == SHIPPED
     assert rows["localhost-pbs"][1] == "pbs" and rows["localhost-pbs"][2].endswith("site-configs/localhost-pbs.yaml")
-    assert "(template: fill in the <PLACEHOLDERS>)" in dict((l.split()[0], l) for l in lines[1:])["slurm"]
+    assert "(template: fill in the <PLACEHOLDERS>)" in {line.split()[0]: line for line in lines[1:]}["slurm"]
 
 
 def test_sites_list_includes_user_sites_and_shadowing(capsys, tmp_path):
@@ -90,7 +90,8 @@ def test_sites_show_of_a_template_prints_it_with_what_to_fill_in_marked(capsys, 
     code, out, err = run(capsys, "sites", "show", "slurm")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0] == "# slurm: site-configs/slurm.yaml, a template: as written, each line to fill in marked '<- fill in'"
+    assert lines[0] == ("# slurm: site-configs/slurm.yaml, a template: as written, "
+                        "each line to fill in marked '<- fill in'")
     shipped = (load_site("localhost-slurm").path.parent / "slurm.yaml").read_text()
     marked = [line for line in lines if line.endswith("<- fill in")]
     assert [line.split()[0] for line in marked] == ["queue:", "account:"]

@@ -7,8 +7,8 @@ other difference fails. ``CAF_HPC_UPDATE_GOLDEN=1`` rewrites the golden files.
 from __future__ import annotations
 
 import os
-import sys
 import subprocess
+import sys
 from pathlib import Path
 
 import dask

@@ -91,7 +91,7 @@ def test_no_scheduler_is_named_outside_its_module():
                       if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body
                       and isinstance(node.body[0], ast.Expr)}
         named = sorted({node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
-                        and node.value in names and id(node) not in docstrings})
+                        and isinstance(node.value, str) and node.value in names and id(node) not in docstrings})
         if path.name == "settings.py":
             named = [name for name in named if name != "local"]  # the local default's cluster key, not a site's
         assert not named, f"{path.relative_to(PACKAGE)} names {named}"

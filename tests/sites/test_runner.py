@@ -1,4 +1,5 @@
-"""A site config reaching the runner: runner_for validates it, its runner section fills settings, build makes the cluster."""
+"""A site config reaching the runner: runner_for validates it, its runner section fills settings, build makes
+the cluster."""
 from __future__ import annotations
 
 import logging
@@ -9,16 +10,16 @@ import subprocess
 import sys
 
 import pytest
-from tests.helpers.batch_queues import jobs_named, wait_until_no_jobs
-from tests.helpers.requirements import require_testbed
-from tests.helpers.scripted import ok, scripted
 
 from caf_hpc import runner_for
-from caf_hpc.steering import clusters
-from caf_hpc.steering.settings import SettingsError, resolve, resolve_for_run, resolve_site
 from caf_hpc.basf2_compat import RunnerError
 from caf_hpc.sites import SiteConfigError, build_cluster, config, load_site
 from caf_hpc.sites.jobscript import SCHEDULER_ADDRESS, WORKER_NAME, job_script
+from caf_hpc.steering import clusters
+from caf_hpc.steering.settings import SettingsError, resolve, resolve_for_run, resolve_site
+from tests.helpers.batch_queues import jobs_named, wait_until_no_jobs
+from tests.helpers.requirements import require_testbed
+from tests.helpers.scripted import ok, scripted
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -102,7 +103,12 @@ def test_site_configs_do_not_import_the_runners_clusters():
 
 def test_local_site_values_enter_the_settings_and_build_the_local_cluster(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(clusters, "local_cluster", lambda settings: seen.append(settings) or "cluster")
+
+    def local_cluster(settings):
+        seen.append(settings)
+        return "cluster"
+
+    monkeypatch.setattr(clusters, "local_cluster", local_cluster)
     name = site(tmp_path, "scheduler: local\ncluster: {n_workers: 3, dashboard_address: '127.0.0.1:8799'}\n", "here")
     settings = resolve_for_run({"site": name})
     assert (settings.n_workers, settings.dashboard_address, settings.site_config.name) == (3, "127.0.0.1:8799", name)

@@ -16,7 +16,7 @@ import os
 import pickle
 import sys
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 from urllib.parse import urlparse
 
 from ...function_names import resolve_function
@@ -64,7 +64,7 @@ class CollectorPath:
     def __init__(self) -> None:
         self.modules: list = []
 
-    def add_module(self, module: Union[str, Module], **params: Any) -> "CollectorPath":
+    def add_module(self, module: str | Module, **params: Any) -> CollectorPath:
         if isinstance(module, Module):
             self.modules.append((module.function, {**module.params, **params}))
             return self
@@ -72,7 +72,7 @@ class CollectorPath:
         self.modules.append((module, params))
         return self
 
-    def add_path(self, other: "CollectorPath") -> None:
+    def add_path(self, other: CollectorPath) -> None:
         self.modules.extend(other.modules)
 
     def process(self, input_files: list, output_file: str, database_chain: list) -> None:
@@ -84,7 +84,7 @@ def create_path() -> CollectorPath:
     return CollectorPath()
 
 
-def write_path(path: CollectorPath, filename: Union[str, os.PathLike]) -> Path:
+def write_path(path: CollectorPath, filename: str | os.PathLike) -> Path:
     """Pickles ``path`` as CAF does into a job's sandbox."""
     with open(filename, "wb") as handle:
         pickle.dump(path, handle)

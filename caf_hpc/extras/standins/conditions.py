@@ -8,19 +8,21 @@ change.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from . import database
-from .utils import ExpRun
+from .database import PathLike
+from .utils import ExpRun, IoV
 
 
 class Conditions:
     def __init__(self) -> None:
-        self._mirrors: list[Callable[["Conditions"], None]] = []
+        self._mirrors: list[Callable[[Conditions], None]] = []
         self.reset()
 
-    def mirror(self, follow: Callable[["Conditions"], None]) -> None:
+    def mirror(self, follow: Callable[[Conditions], None]) -> None:
         """Calls ``follow(self)`` now and after every change (the C++ side's copy)."""
         self._mirrors.append(follow)
         follow(self)
@@ -32,22 +34,22 @@ class Conditions:
     def reset(self) -> None:
         self.testing_payloads: list[str] = []
         self.globaltags: list[str] = []
-        self.save_payloads: Optional[str] = None
+        self.save_payloads: str | None = None
         self._changed()
 
-    def prepend_testing_payloads(self, database_txt) -> None:
+    def prepend_testing_payloads(self, database_txt: PathLike) -> None:
         self.testing_payloads.insert(0, str(database_txt))
         self._changed()
 
     def prepend_globaltag(self, tag: str) -> None:
         self.globaltags.insert(0, tag)
 
-    def expert_settings(self, save_payloads=None) -> None:
+    def expert_settings(self, save_payloads: PathLike | None = None) -> None:
         if save_payloads is not None:
             self.save_payloads = str(save_payloads)
             self._changed()
 
-    def get_payload(self, name: str, exp: int, run: int) -> Optional[Any]:
+    def get_payload(self, name: str, exp: int, run: int) -> Any | None:
         """Looks ``name`` up for (exp, run) through the testing payloads, first one wins."""
         for database_txt in self.testing_payloads:
             found = database.find_payload(database_txt, name, ExpRun(exp, run))
@@ -55,7 +57,7 @@ class Conditions:
                 return found
         return None
 
-    def save(self, name: str, data: Any, iov) -> int:
+    def save(self, name: str, data: Any, iov: IoV) -> int:
         if not self.save_payloads:
             raise RuntimeError("no output database configured: call conditions.expert_settings(save_payloads=...)")
         return database.write_payload(Path(self.save_payloads).parent, name, data, iov)

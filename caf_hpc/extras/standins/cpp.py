@@ -15,8 +15,9 @@ travels, ROOT quietened) is the package's ``caf_hpc.root_helpers``, re-exported 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ...root_helpers import (
     ALPHA_NOTICE,

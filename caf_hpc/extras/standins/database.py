@@ -11,8 +11,9 @@ which ``caf-hpc report`` uses too), re-exported here.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from ... import file_lock
 from ...local_database import PathLike, PayloadEntry, newest_entry, payload_filename, read_entries, read_payload
@@ -39,7 +40,7 @@ def write_payload(database_dir: PathLike, name: str, data: Any, iov: IoV) -> int
     return revision
 
 
-def find_payload(database_txt: PathLike, name: str, exprun: ExpRun) -> Optional[Any]:
+def find_payload(database_txt: PathLike, name: str, exprun: ExpRun) -> Any | None:
     """The newest revision of ``name`` whose IoV contains ``exprun``, or None."""
     path = Path(database_txt)
     entry = newest_entry(read_entries(path), name, exprun)

@@ -5,8 +5,8 @@ basf2 is missing; the stand-ins name them here, where CAF has them.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
-from typing import Iterable
 
 from ...caf_types import ExpRun, IoV, IoV_Result
 

@@ -19,9 +19,10 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable, ClassVar, Optional, Sequence, Union
+from functools import cache
+from typing import Any, ClassVar
 
 from .. import schema
 
@@ -30,14 +31,14 @@ TIMEOUT = 30.0
 
 #: A value kind: the name of a kind every site key shares (``count``, ``memory``, ... see ``validate``), or a
 #: scheduler's own check, ``value -> (the value normalised, what is wrong or None)``.
-Kind = Union[str, Callable[[Any], tuple]]
+Kind = str | Callable[[Any], tuple]
 
 
 @dataclass(frozen=True)
 class DryRun:
     """What the dry submission did: ``ok`` is None when there was nothing to run."""
 
-    ok: Optional[bool]
+    ok: bool | None
     summary: str
     output: str = ""
 
@@ -99,7 +100,7 @@ class Scheduler:
     #: Keys every site of it must set: dask-jobqueue cannot size a job without them.
     required_keys: ClassVar[tuple] = ("cores", "memory")
     #: How its ``walltime`` is written; None when it has no such key.
-    walltime: ClassVar[Optional[Walltime]] = None
+    walltime: ClassVar[Walltime | None] = None
     #: Value kinds of its own keys, or its own meaning of a shared key.
     cluster_kinds: ClassVar[dict] = {}
     #: dask-jobqueue renamed ``project`` to ``account`` for it.
@@ -143,11 +144,11 @@ class Scheduler:
 
     # -- submitting -----------------------------------------------------------------------------
 
-    def wrong_program(self, found: str) -> Optional[str]:
+    def wrong_program(self, found: str) -> str | None:
         """Why the submit command found on ``PATH`` (``found``) belongs to another batch system, or None."""
         return None
 
-    def submit_problem(self, submit_command: str) -> Optional[str]:
+    def submit_problem(self, submit_command: str) -> str | None:
         """Why jobs could not go to this batch system from this machine, or None."""
         program = shlex.split(submit_command)[0]
         found = shutil.which(program)
@@ -180,11 +181,11 @@ class Scheduler:
 
     # -- jobs -----------------------------------------------------------------------------------
 
-    def query_states(self, ids: Sequence[str], timeout: float) -> Optional[dict]:
+    def query_states(self, ids: Sequence[str], timeout: float) -> dict | None:
         """``{job id: the batch system's state code}`` for the jobs it still lists; None if it cannot be asked."""
         return None
 
-    def job_states(self, ids: Sequence[Any], timeout: float = 10) -> Optional[dict]:
+    def job_states(self, ids: Sequence[Any], timeout: float = 10) -> dict | None:
         """``{job id: "pending" | "running" | "other"}`` for the jobs the batch system still lists;
         None when it cannot be asked (no query for it, a command missing or failing)."""
         if not ids:
@@ -211,7 +212,7 @@ class Scheduler:
         return f"{text}: {', '.join(parts)}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cluster_keys(scheduler: Scheduler) -> tuple:
     names = schema.job_class_keys(scheduler.cluster_class().job_cls, scheduler.name)
     if scheduler.project_is_account:

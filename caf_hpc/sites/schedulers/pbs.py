@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from .core import DryRun, Scheduler, Walltime, query, trial
 from .sge import grid_engine_version
 
 
-def torque_sbatch(qsub: str) -> Optional[str]:
+def torque_sbatch(qsub: str) -> str | None:
     """The ``sbatch`` beside ``qsub`` when ``qsub`` is slurm-wlm-torque's Perl wrapper (``use Slurm``)."""
     try:
         with open(os.path.realpath(qsub), "rb") as stream:
@@ -41,7 +41,7 @@ class PBS(Scheduler):
     pending_states = frozenset({"Q", "W", "H"})
     running_states = frozenset({"R", "E"})
 
-    def wrong_program(self, found: str) -> Optional[str]:
+    def wrong_program(self, found: str) -> str | None:
         version = grid_engine_version(found) if os.path.basename(found) == "qsub" else None
         if version:
             return (f"the qsub on PATH ({found}) is Grid Engine's ({version}), not PBS's; put the PBS commands first "
@@ -55,7 +55,7 @@ class PBS(Scheduler):
         run = trial([sbatch, "--test-only", path])
         return DryRun(run.ok, f"{run.summary} (qsub is slurm-wlm-torque's wrapper over Slurm)", run.output)
 
-    def query_states(self, ids: Sequence[str], timeout: float) -> Optional[dict]:
+    def query_states(self, ids: Sequence[str], timeout: float) -> dict | None:
         """``qstat IDS``: a header, a line of dashes, then ``id name user time state queue`` per job."""
         states = {}
         for line in query(["qstat", *ids], timeout).splitlines():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ElementTree
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from .core import DryRun, Scheduler, Walltime, query, run_command, trial
 
 
-def grid_engine_version(qsub: str) -> Optional[str]:
+def grid_engine_version(qsub: str) -> str | None:
     """``"SGE 8.1.9"`` when ``qsub`` is Grid Engine's (its ``-help`` starts with the version), else None."""
     _, output = run_command([qsub, "-help"])
     first = output.splitlines()[0] if output else ""
@@ -27,7 +27,7 @@ class GridEngine(Scheduler):
     pending_states = frozenset({"qw", "hqw", "Rq"})
     running_states = frozenset({"r", "t"})
 
-    def wrong_program(self, found: str) -> Optional[str]:
+    def wrong_program(self, found: str) -> str | None:
         if os.path.basename(found) == "qsub" and not grid_engine_version(found):
             return f"the qsub on PATH ({found}) is not Grid Engine's; jobs would go elsewhere"
         return None
@@ -38,7 +38,7 @@ class GridEngine(Scheduler):
             return DryRun(True, "qsub -w v accepted the job", run.output)
         return run
 
-    def query_states(self, ids: Sequence[str], timeout: float) -> Optional[dict]:
+    def query_states(self, ids: Sequence[str], timeout: float) -> dict | None:
         try:
             root = ElementTree.fromstring(query(["qstat", "-u", "*", "-xml"], timeout) or "<none/>")
         except ElementTree.ParseError:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .core import DryRun, Scheduler, Walltime, query, trial
 
@@ -36,7 +37,7 @@ class Slurm(Scheduler):
     def dry_run(self, words: list, path: str, directory: str) -> DryRun:
         return trial([*words, "--test-only", path])
 
-    def query_states(self, ids: Sequence[str], timeout: float) -> Optional[dict]:
+    def query_states(self, ids: Sequence[str], timeout: float) -> dict | None:
         output = query(["squeue", "--noheader", "--format=%i %T", f"--jobs={','.join(ids)}"], timeout)
         return dict(line.split()[:2] for line in output.splitlines() if len(line.split()) >= 2)
 
