@@ -12,6 +12,10 @@ The end is the task's return value and nothing else: it says how many records th
 attempt put into the queue, and every put is acknowledged by the scheduler before the
 next one (and before the task returns), so when the runner has the end, the records it
 counts are all in the scheduler's queue and the runner reads on until it has them all.
+The child's last frames ride with the end: after its final state (or what it raised, or
+a violation) the child writes an ``ENDING`` frame and soon closes its pipe, and what the
+worker read from the ``ENDING`` frame on (it holds it) until the pipe closed is in
+``Ended.frames``, read after the records. A short strategy puts no record at all.
 
 A user's module that the workers cannot import (beside the steering script) rides along
 as ``ModuleSource``: a factory's inside the ``StrategyCall`` (its ``Factory``), a preload
@@ -192,6 +196,12 @@ class Violation:
 
 ChildMessage = Union[Result, FinalState, Raised, Violation]
 
+#: A frame of no bytes: the child's end comes next (it just wrote its final state, what it raised or a
+#: violation). The worker holds the frames from here on until the pipe closes, for its ``Ended``
+#: (``HOLD_FOR_END`` at most: a strategy that goes on after its final state has them published).
+ENDING = b""
+HOLD_FOR_END = 0.2
+
 
 # --------------------------------------------------------------------------- Dask worker -> steering process
 @dataclass(frozen=True)
@@ -264,10 +274,14 @@ class Ended(TaskEnd):
     """How a strategy's attempt ended, and how many records it put into the run's queue before.
 
     ``records`` lets the runner know that every result arrived: the queue's records come
-    in the order they were put, each put acknowledged before the task returned.
+    in the order they were put, each put acknowledged before the task returned. ``frames``
+    are what the child wrote last, read just before its message pipe closed: they travel
+    here instead of in one more record (a short strategy puts none), and come after the
+    ``records``.
     """
 
     records: int = 0
+    frames: tuple = ()
     timed_out: bool = False
     leftovers: tuple = ()           # the processes the strategy's process left running, ended after it
 

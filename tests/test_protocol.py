@@ -98,7 +98,34 @@ def _sent(read_fd: int) -> list:
         data = os.read(read_fd, 1 << 20)
         if not data:
             return messages
-        messages += [m for f in buffer.feed(data) for m in protocol.loads(f)]
+        messages += [m for f in buffer.feed(data) if f != protocol.ENDING for m in protocol.loads(f)]
+
+
+def _frames(read_fd: int) -> list:
+    """The frames on the pipe until it closes, each an ``ENDING`` or the names of the messages in it."""
+    buffer, frames = protocol.FrameBuffer(), []
+    while True:
+        data = os.read(read_fd, 1 << 20)
+        if not data:
+            return frames
+        frames += [f if f == protocol.ENDING else [type(m).__name__ for m in protocol.loads(f)]
+                   for f in buffer.feed(data)]
+
+
+def test_child_queue_follows_the_messages_after_which_the_end_comes_with_an_ending_frame_and_closes():
+    """The worker holds what follows an ENDING frame for the strategy's end; ``close`` ends the pipe once
+    everything is written, so that the worker sees the end before the process's exit."""
+    read_fd, write_fd = os.pipe()
+    queue = PipeQueue(write_fd)
+    queue.put({"type": "result", "value": IoV_Result(IoV(1, 1, 1, 1), 0)})
+    queue.flush()
+    queue.put({"type": "final_state", "value": "COMPLETED"})
+    queue.close()  # the pipe's only write end: the reader sees its end
+    frames = _frames(read_fd)
+    os.close(read_fd)
+    assert frames == [["Result"], ["FinalState"], protocol.ENDING]
+    with pytest.raises(BrokenPipeError):
+        queue.report_exception("too late")
 
 
 def test_child_queue_sends_checked_messages_in_order_and_the_final_state_at_once():

@@ -38,7 +38,9 @@ class PipeQueue:
     frame: a result class that travels by value is pickled once per frame instead of once
     per result, and the strategy never waits for the pipe. The final state, a violation
     and a raised exception wait until everything before them is written, so that nothing
-    put before the process ends can be lost.
+    put before the process ends can be lost; their frame is followed by ``protocol.ENDING``
+    (the end comes next: the worker sends these last frames with the end). ``close`` ends
+    the pipe once everything is written, before the process's exit handlers run.
     """
 
     def __init__(self, fd: Optional[int] = None) -> None:
@@ -47,6 +49,7 @@ class PipeQueue:
         self._pending: list = []
         self._writing = False
         self._broken: Optional[BaseException] = None
+        self._ending = False  # the batch being collected holds a message after which the end comes
         self.final_state_sent = False
         threading.Thread(target=self._send_loop, daemon=True, name="caf-hpc-sender").start()
 
@@ -79,10 +82,22 @@ class PipeQueue:
         with self._changed:
             self._flush_locked()
 
+    def close(self) -> None:
+        """Writes what is left, then closes the pipe: the worker sees the end without waiting for the
+        process's exit (its exit handlers, the kernel's freeing of its memory). Nothing is sent after."""
+        with self._changed:
+            self._flush_locked()
+            fd, self._fd = self._fd, None
+            if self._broken is None:
+                self._broken = BrokenPipeError("the strategy's process closed its message pipe")
+        if fd is not None:
+            os.close(fd)
+
     def _add(self, message: protocol.ChildMessage) -> None:
         if self._broken is not None:
             raise BrokenPipeError(f"the worker stopped reading this strategy's messages: {self._broken!r}")
         self._pending.append(message)
+        self._ending = self._ending or not isinstance(message, protocol.Result)
         self._changed.notify_all()
 
     def _flush_locked(self) -> None:
@@ -92,11 +107,13 @@ class PipeQueue:
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._pending))
-                batch, self._pending, self._writing = self._pending, [], True
+                batch, self._pending, self._writing, fd = self._pending, [], True, self._fd
+                ending, self._ending = self._ending, False
             try:
-                if self._fd is None:
+                if fd is None:
                     raise BrokenPipeError("the strategy's process has no message pipe (PipeQueue.attach)")
-                protocol.write_all(self._fd, protocol.frame(_pickled(batch)))
+                data = protocol.frame(_pickled(batch))
+                protocol.write_all(fd, data + protocol.frame(protocol.ENDING) if ending else data)
             except BaseException as err:  # noqa: B902 - a dead worker: the strategy must not hang on it
                 with self._changed:
                     self._broken = err
@@ -274,7 +291,7 @@ def run(message_fd: int, preload_setup: Union[protocol.Preload, Iterable[str]] =
         queue.report_exception(f"{type(err).__name__}: {err}")
         return 1
     finally:
-        queue.flush()
+        queue.close()
         sys.stdout.flush()
         sys.stderr.flush()
     return 0

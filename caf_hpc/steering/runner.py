@@ -243,7 +243,8 @@ class StrategyStream:
     lost worker sent before it was lost, arriving after the loss, starts no attempt.
 
     The stream is finished when its task ended and, if the task returned its end, when
-    every record that end counts has arrived; or when the queue cannot be read.
+    every record that end counts has arrived, and after them the frames the end carries;
+    or when the queue cannot be read.
     """
 
     def __init__(self, key: str, algorithm_name: str, results: list,
@@ -264,6 +265,7 @@ class StrategyStream:
         self.exception: Optional[str] = None
         self.violation: Optional[str] = None
         self.end: Optional[protocol.Ended] = None
+        self.end_frames_read = False
         self.task_done: Optional[TaskDone] = None
         self.task_done_at: Optional[float] = None
         self.future_done_at: Optional[float] = None  # when the runner saw the task ended without its end yet
@@ -290,7 +292,16 @@ class StrategyStream:
         if done.lost_worker is not None:  # Dask gave up on the task: its loss may come before the scheduler's
             self._lose_worker(done.lost_worker)
         if end is not None and end.records == 0 and end.attempt != self.attempt and end.attempt not in self.given_up:
-            self._start(end.attempt, end.where)  # an attempt that put nothing (it could not start)
+            self._start(end.attempt, end.where)  # an attempt that put nothing (not started, or all sent with its end)
+        self._read_end_frames()
+
+    def _read_end_frames(self) -> None:
+        """The frames the end carries, once every record it counts is here: they came after them."""
+        end = self.end
+        if end is None or not end.frames or self.end_frames_read or self.missing:
+            return
+        self.end_frames_read = True
+        self.consume(protocol.Frames(end.key, end.attempt, end.where, end.frames))
 
     def consume(self, event: Event) -> None:
         if isinstance(event, Unreadable):
@@ -315,6 +326,7 @@ class StrategyStream:
                     self._message(message)
             if self.progress is not None:
                 self.progress.results(self.results)
+        self._read_end_frames()
 
     def _start(self, attempt: str, where: protocol.Where) -> None:
         if self.attempt is not None:

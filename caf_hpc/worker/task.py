@@ -6,7 +6,9 @@ It starts the strategy's process (forked by the worker's fork server, ``forkserv
 with its output on the algorithm's log file and the pickled ``StrategyCall`` on its
 stdin, forwards the frames the child writes to the run's ``distributed.Queue`` as they
 arrive, keeps the time limit and returns how the child ended (``protocol.Ended``, with
-the number of records it put): the task's return value is the strategy's end. Every
+the number of records it put, and the child's last frames, which it held for the end
+instead of putting one more record: ``protocol.ENDING``): the task's return value is the
+strategy's end. Every
 record it puts (``caf_hpc.protocol``: ``Frames``, ``Started``) names the task and this
 attempt, so that when the scheduler re-runs the task after a lost worker, the runner
 can tell the attempts apart. The first record says where the attempt runs; a separate
@@ -239,6 +241,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
     if earlier is not None:
         return earlier
     put = 0
+    held: list[bytes] = []  # frames read after the child's ENDING frame: they travel with the end
 
     def publish_counted(record: protocol.Record) -> None:
         nonlocal put
@@ -258,28 +261,48 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
         deadline = started + task.timeout if task.timeout else None
         announce: Optional[float] = started + _ANNOUNCE_AFTER
         frames = protocol.FrameBuffer()
+        hold_until: Optional[float] = None  # holding frames for the end (``held``) until then
+
+        def publish_held() -> None:
+            nonlocal announce, hold_until
+            if held:
+                publish_counted(protocol.Frames(task.key, attempt, here, tuple(held)))
+                held.clear()
+                announce = None
+            hold_until = None
 
         def forward(wait: float) -> Optional[bool]:
-            """Publishes what the child writes within ``wait`` s: True if it wrote, None if not, False at the end."""
-            nonlocal announce
+            """Publishes what the child writes within ``wait`` s: True if it wrote, None if not, False at the end.
+
+            From an ``ENDING`` frame on, frames are held for the end: its pipe closes next.
+            """
+            nonlocal announce, hold_until
             if not select.select([read_fd], [], [], wait)[0]:
                 return None
             data = os.read(read_fd, _READ_SIZE)
             if not data:
                 return False
             complete = frames.feed(data)
-            if complete:
+            if protocol.ENDING in complete and hold_until is None:
+                hold_until = time.monotonic() + protocol.HOLD_FOR_END
+            complete = [frame for frame in complete if frame != protocol.ENDING]
+            if hold_until is not None:
+                held.extend(complete)
+            elif complete:
                 publish_counted(protocol.Frames(task.key, attempt, here, tuple(complete)))
                 announce = None
             return True
 
         while True:
             now = time.monotonic()
-            wait = min([_CHECK_INTERVAL] + [max(0.0, t - now) for t in (deadline, announce) if t is not None])
+            wait = min([_CHECK_INTERVAL] + [max(0.0, t - now) for t in (deadline, announce, hold_until)
+                                            if t is not None])
             wrote = forward(wait)
             if wrote is False:
                 break
             now = time.monotonic()
+            if hold_until is not None and now >= hold_until:
+                publish_held()  # it goes on after its final state: what it sent is not kept from the runner
             if announce is not None and now >= announce:
                 publish_counted(protocol.Started(task.key, attempt, here))
                 announce = None
@@ -324,7 +347,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
             os.close(write_fd)
         if process is not None:
             process.stdin.close()  # the child's signal that its supervisor is gone, if it still runs
-    end = protocol.Ended(task.key, attempt, here, **ended, records=put, ended_at=time.time())
+    end = protocol.Ended(task.key, attempt, here, **ended, records=put, frames=tuple(held), ended_at=time.time())
     if not ended["unstartable"]:
         _mark_ended(task, end)
     return end

@@ -45,6 +45,38 @@ def test_the_end_waits_for_every_record_it_counts():
     assert [r.iov.run_low for r in stream.results] == [1, 2, 3]
 
 
+def test_the_frames_an_end_carries_are_read_after_every_record_it_counts():
+    stream = StrategyStream(KEY, "A", [])
+    last = (protocol.dumps([_result(3), protocol.FinalState("COMPLETED")]),)
+    stream.consume(_frames("a1", "w1", _result(1)))
+    stream.ended(TaskDone(KEY, "finished"), protocol.Ended(KEY, "a1", _where("w1"), returncode=0, records=2,
+                                                          frames=last))
+    assert not stream.finished and stream.final_state is None and len(stream.results) == 1
+    stream.consume(_frames("a1", "w1", _result(2)))
+    assert stream.finished and stream.final_state == "COMPLETED"
+    assert [r.iov.run_low for r in stream.results] == [1, 2, 3]
+
+
+def test_an_end_that_carries_all_its_frames_is_its_attempts_start_and_end():
+    stream = StrategyStream(KEY, "A", [])
+    last = (protocol.dumps([_result(1), protocol.FinalState("COMPLETED")]),)
+    stream.ended(TaskDone(KEY, "finished"), protocol.Ended(KEY, "a1", _where("w1"), returncode=0, frames=last))
+    assert stream.finished and stream.attempt == "a1" and stream.final_state == "COMPLETED"
+    assert [r.iov.run_low for r in stream.results] == [1]
+
+
+def test_the_frames_of_an_end_from_a_lost_attempt_are_dropped():
+    """A worker lost after the end but before the scheduler heard of it: the end (the mark's, returned by a
+    second computation) carries the lost attempt's frames; they do not count as results."""
+    stream = StrategyStream(KEY, "A", [])
+    stream.consume(_frames("a1", "w1", _result(1)))
+    stream.consume(WorkerLost(KEY, "w1"))
+    last = (protocol.dumps([_result(2), protocol.FinalState("COMPLETED")]),)
+    stream.ended(TaskDone(KEY, "finished"), protocol.Ended(KEY, "a1", _where("w1"), returncode=0, records=1,
+                                                          frames=last))
+    assert stream.finished and stream.results == [] and stream.final_state is None and "a1" in stream.given_up
+
+
 def test_an_end_that_put_nothing_is_its_attempts_start_and_end():
     stream = StrategyStream(KEY, "A", [])
     stream.ended(TaskDone(KEY, "finished"), protocol.Ended(KEY, "a1", _where("w1"), unstartable="no log"))
