@@ -98,7 +98,7 @@ def phases(repeats: int, heartbeat: float) -> list:
     return [heartbeat * i / repeats for i in range(repeats)]
 
 
-def step(backend: Backend, job: Job, phase: float, heartbeat: float, full_update: float,
+def step(backend: Backend | Submitted, job: Job, phase: float, heartbeat: float, full_update: float,
          timeout: float = 900) -> Step:
     """Submits ``job`` to ``backend`` and follows it as CAF's calibration thread does, ``phase`` s later."""
     submitted = time.time()

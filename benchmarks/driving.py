@@ -7,9 +7,10 @@ runner and for the baselines alike, with no thread polling for it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from caf_hpc.extras.standins.driver import run_algorithms
 
@@ -43,7 +44,7 @@ class StampedResults(dict):
         return self[key]
 
 
-def stamped(runner_class: type) -> type:
+def stamped(runner_class: Any) -> type:
     """``runner_class`` with ``results`` that note when each result arrived."""
 
     def __init__(self, name: str) -> None:

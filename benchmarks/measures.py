@@ -11,9 +11,9 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
 
 import cloudpickle
 import psutil
@@ -27,8 +27,19 @@ from .collectors import TRIVIAL, caf_job, phases, sleeping
 from .driving import BenchmarkError, calibrate
 from .record import CAF_HPC, CAF_LOCAL, REFERENCE, REFERENCE_FAST, Figure, Measure
 from .reference import local_backend, reference
-from .strategies import (Many, Paced, Realistic, Sleeps, Trivial, UsesRoot, algorithms, input_files, sent_times,
-                         spans, started_times)
+from .strategies import (
+    Many,
+    Paced,
+    Realistic,
+    Sleeps,
+    Trivial,
+    UsesRoot,
+    algorithms,
+    input_files,
+    sent_times,
+    spans,
+    started_times,
+)
 
 #: The runner as a steering script uses it by default: the local Dask cluster, one worker per core.
 LOCAL = DaskAlgorithmsRunner
@@ -158,7 +169,7 @@ def realistic(plan: Plan, tmp: Path) -> Measure:
     compileall.compile_dir(str(checkout / __package__), quiet=1)
     _warm(LOCAL, tmp)
     calibrate(LOCAL, algorithms(Realistic, 2), tmp / "warm-realistic", input_files=files)
-    runs = {BY_REFERENCE: [], BY_VALUE: [], REFERENCE_FAST: [], TRIVIAL_LABEL: []}
+    runs: dict[str, list[float]] = {BY_REFERENCE: [], BY_VALUE: [], REFERENCE_FAST: [], TRIVIAL_LABEL: []}
     for i in range(plan.repeats):  # in turns, so that the machine's load falls on each alike
         count = plan.strategies
         with _importable(checkout):
@@ -210,7 +221,7 @@ def _latencies(runner: type, plan: Plan, repeats: int, tmp: Path) -> list:
         arrived, sent = ran.results["Paced0"].stamps, sent_times(ran.output_dir, "Paced0")
         if len(arrived) != len(sent):
             raise BenchmarkError(f"{len(sent)} results sent, {len(arrived)} arrived")
-        per_run.append([(a - s) * 1e3 for s, a in zip(sent, arrived)])
+        per_run.append([(a - s) * 1e3 for s, a in zip(sent, arrived, strict=True)])
     return per_run
 
 
@@ -373,7 +384,8 @@ def parallel(plan: Plan, tmp: Path) -> Measure:
 
 def root_preload(plan: Plan, tmp: Path) -> Measure:
     measure = Measure("root", "a strategy using ROOT (C++ classes declared to cling, one call into C++)",
-                      "ms per strategy", judged="caf-hpc, preloaded", ratios=[("caf-hpc, no preload", "caf-hpc, preloaded")],
+                      "ms per strategy", judged="caf-hpc, preloaded",
+                      ratios=[("caf-hpc, no preload", "caf-hpc, preloaded")],
                       how="a local cluster of one worker, so that every strategy finds it warm; without "
                       "preload every strategy's process starts ROOT's interpreter and declares the classes, with "
                       f"preload=['{PRELOAD}'] the worker's fork server did once. The 1 ms reference forks the "
@@ -405,7 +417,7 @@ def root_preload(plan: Plan, tmp: Path) -> Measure:
     return measure
 
 
-def batch(plan: Plan, tmp: Path, cold: Measure, container_image: Optional[str]) -> Measure:
+def batch(plan: Plan, tmp: Path, cold: Measure, container_image: str | None) -> Measure:
     """On the testbed's Slurm: the overhead on warm workers, and cold starts (also in the container).
 
     ``tmp`` must be under the jobs' working directory, which the container binds. A cold
@@ -416,11 +428,14 @@ def batch(plan: Plan, tmp: Path, cold: Measure, container_image: Optional[str]) 
     clusters.close(slurm.settings())
     cold_starts = [(SLURM, slurm)]
     if container_image:
-        cold_starts.append((SLURM_CONTAINER, runner_for("localhost-slurm-podman", container={"image": container_image})))
+        in_container = runner_for("localhost-slurm-podman", container={"image": container_image})
+        cold_starts.append((SLURM_CONTAINER, in_container))
     for label, runner in cold_starts:
+        def cold_start(i: int, runner: type[DaskAlgorithmsRunner] = runner, label: str = label) -> float:
+            return cold_start_seconds(runner, tmp / f"{label.split()[-1]}{i}",
+                                      lambda: clusters.close(runner.settings()))
         try:
-            cold.figures[label] = _samples(plan.cold_repeats, lambda i: cold_start_seconds(
-                runner, tmp / f"{label.split()[-1]}{i}", lambda: clusters.close(runner.settings())))
+            cold.figures[label] = _samples(plan.cold_repeats, cold_start)
         except Exception as err:  # noted; the other figures stand
             cold.how += f". {label}: not measured, {type(err).__name__}: {err}"
     return measure

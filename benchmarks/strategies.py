@@ -12,7 +12,6 @@ import os
 import time
 from collections import namedtuple
 from pathlib import Path
-from typing import Optional
 
 from caf_hpc.extras.standins import database
 from caf_hpc.extras.standins.framework import Algorithm
@@ -37,7 +36,7 @@ class Named:
         pass
 
 
-def algorithms(strategy: type, number: int, prefix: str = "", params: Optional[dict] = None) -> list:
+def algorithms(strategy: type, number: int, prefix: str = "", params: dict | None = None) -> list:
     """``number`` CAF algorithms named ``<prefix or strategy name><i>`` that run ``strategy`` with ``params``."""
     made = []
     for i in range(number):

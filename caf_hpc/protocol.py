@@ -37,8 +37,9 @@ import os
 import pickle
 import socket
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 from .sites.schedulers import JOB_ID_VARIABLES  # batch-system job ids a worker may run under: one per scheduler
 
@@ -76,8 +77,8 @@ class ModuleSource:
     source and imported there under its own name (``caf_hpc.child.modules``)."""
 
     name: str
-    path: str                 # its file in the steering process (a package's __init__.py); a namespace package's directory
-    source: Optional[str]     # None for a namespace package
+    path: str              # its file in the steering process (a package's __init__.py); a namespace package's dir
+    source: str | None     # None for a namespace package
     is_package: bool = False
 
 
@@ -100,7 +101,7 @@ class Preload:
     modules: tuple = ()
 
     @classmethod
-    def of(cls, preload: Union["Preload", tuple, list]) -> "Preload":
+    def of(cls, preload: Preload | Iterable[str]) -> Preload:
         """A ``Preload`` from itself or from a list of entries alone (installed modules)."""
         return preload if isinstance(preload, Preload) else cls(tuple(preload))
 
@@ -117,7 +118,7 @@ class StrategyTask:
     queue_name: str         # the run's distributed.Queue
     log_path: str
     output_dir: str
-    timeout: Optional[float] = None  # the strategy's time limit, kept by the worker (see caf_hpc.worker.task)
+    timeout: float | None = None  # the strategy's time limit, kept by the worker (see caf_hpc.worker.task)
     fork_server: bool = True
     preload: Preload = Preload()  # run once per worker process before the strategy's process starts
     input_files: tuple = () # checked for on the worker before the strategy starts
@@ -138,7 +139,7 @@ class CollectorTask:
     output_dir: str         # where its output_patterns must match before it counts as completed
     output_patterns: tuple
     queue_name: str         # the backend's distributed.Queue, for the Started record
-    environment: Optional[dict] = None  # the script's environment; None: the worker's own
+    environment: dict | None = None  # the script's environment; None: the worker's own
     script: str = "submit.sh"
 
 
@@ -151,7 +152,7 @@ class StrategyCall:
     params: dict
     iov: Any
     iteration: int
-    factory: Union[Callable[[], Any], Factory, None] = None
+    factory: Callable[[], Any] | Factory | None = None
 
     def rebuild_algorithm(self, load: Callable[[Factory], Callable[[], Any]]) -> Any:
         """Puts back the algorithm object that could not be shipped, from the user's factory: a
@@ -194,7 +195,7 @@ class Violation:
     text: str
 
 
-ChildMessage = Union[Result, FinalState, Raised, Violation]
+ChildMessage = Result | FinalState | Raised | Violation
 
 #: A frame of no bytes: the child's end comes next (it just wrote its final state, what it raised or a
 #: violation). The worker holds the frames from here on until the pipe closes, for its ``Ended``
@@ -210,11 +211,11 @@ class Where:
 
     host: str
     pid: int
-    worker: Optional[str] = None    # the Dask worker's address
-    job_id: Optional[str] = None    # the batch job it runs in
+    worker: str | None = None    # the Dask worker's address
+    job_id: str | None = None    # the batch job it runs in
 
     @classmethod
-    def here(cls, worker: Optional[str] = None) -> "Where":
+    def here(cls, worker: str | None = None) -> Where:
         job_id = next((os.environ[v] for v in JOB_ID_VARIABLES if os.environ.get(v)), None)
         return cls(socket.gethostname(), os.getpid(), worker, job_id)
 
@@ -248,7 +249,7 @@ class Frames:
 
 
 #: What an attempt puts into the run's queue while it runs. Its end is not among them: see ``TaskEnd``.
-Record = Union[Started, Frames]
+Record = Started | Frames
 
 
 @dataclass(frozen=True)
@@ -261,12 +262,12 @@ class TaskEnd:
     key: str
     attempt: str
     where: Where
-    returncode: Optional[int] = None
+    returncode: int | None = None
     cancelled: bool = False
-    error: Optional[str] = None        # the supervision itself failed: its traceback
-    unstartable: Optional[str] = None  # why no process was started (a path this worker cannot see)
-    started_at: Optional[float] = None  # the worker's clock (time.time()) when the process started
-    ended_at: Optional[float] = None    # ... and when the attempt ended
+    error: str | None = None        # the supervision itself failed: its traceback
+    unstartable: str | None = None  # why no process was started (a path this worker cannot see)
+    started_at: float | None = None  # the worker's clock (time.time()) when the process started
+    ended_at: float | None = None    # ... and when the attempt ended
 
 
 @dataclass(frozen=True)

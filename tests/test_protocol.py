@@ -103,7 +103,8 @@ def _sent(read_fd: int) -> list:
 
 def _frames(read_fd: int) -> list:
     """The frames on the pipe until it closes, each an ``ENDING`` or the names of the messages in it."""
-    buffer, frames = protocol.FrameBuffer(), []
+    buffer = protocol.FrameBuffer()
+    frames: list = []
     while True:
         data = os.read(read_fd, 1 << 20)
         if not data:

@@ -4,9 +4,10 @@ Forked by the worker's fork server (``caf_hpc.worker.forkserver``), or started a
 ``python -m caf_hpc.child MESSAGE_FD`` (its ``protocol.Preload`` the first frame on
 standard input), with file descriptors 1 and 2
 already on the algorithm's log file, the pickled ``StrategyCall`` on standard input and a
-pipe for the strategy's messages (``caf_hpc.protocol``) on ``MESSAGE_FD``. Whatever the strategy does to the process (chdir, logging, conditions,
-a crash) ends with it. When the worker goes away, standard input closes and the child
-ends itself and everything it started, so no orphan keeps computing.
+pipe for the strategy's messages (``caf_hpc.protocol``) on ``MESSAGE_FD``. Whatever the strategy
+does to the process (chdir, logging, conditions, a crash) ends with it. When the worker goes
+away, standard input closes and the child ends itself and everything it started, so no orphan
+keeps computing.
 
 The algorithm's log takes every line of every stream, in order: C ``stdout`` is made
 line-buffered (``std::cout``, synchronised with it, follows), and basf2's
@@ -23,7 +24,8 @@ import sys
 import threading
 import traceback
 import warnings
-from typing import Any, Iterable, NamedTuple, Optional, Union
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from .. import private_interfaces, protocol
 from .. import root_helpers as cpp
@@ -43,12 +45,12 @@ class PipeQueue:
     the pipe once everything is written, before the process's exit handlers run.
     """
 
-    def __init__(self, fd: Optional[int] = None) -> None:
+    def __init__(self, fd: int | None = None) -> None:
         self._fd = fd  # None until ``attach``: nothing is sent before
         self._changed = threading.Condition()
         self._pending: list = []
         self._writing = False
-        self._broken: Optional[BaseException] = None
+        self._broken: BaseException | None = None
         self._ending = False  # the batch being collected holds a message after which the end comes
         self.final_state_sent = False
         threading.Thread(target=self._send_loop, daemon=True, name="caf-hpc-sender").start()
@@ -114,7 +116,7 @@ class PipeQueue:
                     raise BrokenPipeError("the strategy's process has no message pipe (PipeQueue.attach)")
                 data = protocol.frame(_pickled(batch))
                 protocol.write_all(fd, data + protocol.frame(protocol.ENDING) if ending else data)
-            except BaseException as err:  # noqa: B902 - a dead worker: the strategy must not hang on it
+            except BaseException as err:
                 with self._changed:
                     self._broken = err
             finally:
@@ -171,7 +173,7 @@ def _configure_logging() -> None:
         basf2.logging.add_console()
 
 
-def preload(setup: Union[protocol.Preload, Iterable[str]]) -> list[str]:
+def preload(setup: protocol.Preload | Iterable[str]) -> list[str]:
     """Imports each ``module`` and calls each ``module:function``; returns what failed, as log text.
 
     The local modules sent along (``setup.modules``) are made importable first, so that an
@@ -185,7 +187,7 @@ def preload(setup: Union[protocol.Preload, Iterable[str]]) -> list[str]:
     for entry in setup.entries:
         try:
             modules.run_preload(entry)
-        except BaseException:  # noqa: B902 - reported in every strategy's log instead
+        except BaseException:
             errors.append(f"caf-hpc: preload {entry!r} failed on this worker:\n{traceback.format_exc()}")
     return errors
 
@@ -213,7 +215,7 @@ def _append_basf2_log() -> None:
     for name in LOGGING_MODULES:
         module = sys.modules.get(name)
         original = getattr(module, "log_to_file", None)
-        if original is None or getattr(original, "caf_hpc_appends", False):
+        if module is None or original is None or getattr(original, "caf_hpc_appends", False):
             continue
 
         def log_to_file(filename: str, append: bool = False, _original: Any = original) -> Any:
@@ -225,7 +227,7 @@ def _append_basf2_log() -> None:
             return _original(filename, append)
 
         log_to_file.caf_hpc_appends = True  # type: ignore[attr-defined]
-        setattr(module, "log_to_file", log_to_file)
+        setattr(module, "log_to_file", log_to_file)  # noqa: B010 (a module typed without it)
 
 
 def _load_job(data: bytes) -> Any:
@@ -267,8 +269,8 @@ def prepare() -> Prepared:
     return Prepared(queue, job_read)
 
 
-def run(message_fd: int, preload_setup: Union[protocol.Preload, Iterable[str]] = (),
-        prepared: Optional[Prepared] = None) -> int:
+def run(message_fd: int, preload_setup: protocol.Preload | Iterable[str] = (),
+        prepared: Prepared | None = None) -> int:
     """Runs the strategy of the job on standard input; returns the process's exit code."""
     os.set_inheritable(message_fd, False)  # programs the strategy starts must not hold the pipe open
     queue, job_read = prepared or prepare()
@@ -285,7 +287,7 @@ def run(message_fd: int, preload_setup: Union[protocol.Preload, Iterable[str]] =
         strategy = algorithm.strategy(algorithm)
         strategy.setup_from_dict(job.params)
         strategy.run(job.iov, job.iteration, queue)
-    except BaseException as err:  # noqa: B902 - everything the strategy raises is reported
+    except BaseException as err:
         traceback.print_exc()
         sys.stderr.flush()
         queue.report_exception(f"{type(err).__name__}: {err}")

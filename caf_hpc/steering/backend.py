@@ -361,7 +361,7 @@ class Tracker:
         return reports
 
     def _apply(self, event: Any, reports: dict) -> None:
-        unit = self.units.get(getattr(event, "key", ""))  # "": an event of no task (Interrupted)
+        unit = self.units.get(getattr(event, "key", ""))  # "": an event of no task (CtrlC)
         if unit is None:
             return
         job = unit.job

@@ -29,11 +29,11 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, ClassVar, NoReturn, Optional, Union
+from typing import Any, ClassVar, NoReturn
 
 from distributed import KilledWorker, Queue
 
-from .. import protocol
+from .. import dask_adapter, protocol
 from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_warning
 from ..worker.task import run_strategy_task, start_preloading
 from . import clusters, interrupt, shipping
@@ -80,13 +80,13 @@ class TaskDone:
 
     key: str
     status: str
-    error: Optional[str] = None
-    lost_worker: Optional[str] = None
-    end: Optional[protocol.Ended] = None
+    error: str | None = None
+    lost_worker: str | None = None
+    end: protocol.Ended | None = None
 
 
 @dataclass(frozen=True)
-class Interrupted:
+class CtrlC:
     """The steering script was interrupted (Ctrl-C) while this run went on in a thread of its own."""
 
 
@@ -97,19 +97,19 @@ class Unreadable:
     error: str
 
 
-Event = Union[protocol.Started, protocol.Frames, TaskDone, WorkerLost, Unreadable, Interrupted]
+Event = protocol.Started | protocol.Frames | TaskDone | WorkerLost | Unreadable | CtrlC
 
 
 class Inbox:
     """The run's queue and the runner's own events, read with one ``get``."""
 
     def __init__(self, client: Any) -> None:
-        self._local: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
+        self._local: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._gone = False
         self._keys: set = set()
         self.queue = Queue(f"caf-hpc-{uuid.uuid4().hex[:16]}", client=client)
         self.name = self.queue.name
-        self._reader = asyncio.run_coroutine_threadsafe(self._read(), client.loop.asyncio_loop)
+        self._reader = asyncio.run_coroutine_threadsafe(self._read(), dask_adapter.client_event_loop(client))
         self._watch = WorkerWatch.of(client)
         self._watch.add(self)
 
@@ -133,7 +133,7 @@ class Inbox:
         """An event of this process (from any thread, or the client's loop)."""
         self._local.put(event)
 
-    def get(self, timeout: float) -> Optional[Event]:
+    def get(self, timeout: float) -> Event | None:
         """The next event, or None after ``timeout`` seconds without one."""
         try:
             return self._local.get(timeout=timeout)
@@ -248,28 +248,28 @@ class StrategyStream:
     """
 
     def __init__(self, key: str, algorithm_name: str, results: list,
-                 progress: Optional[StrategyProgress] = None) -> None:
+                 progress: StrategyProgress | None = None) -> None:
         self.key = key
         self.progress = progress
         self.algorithm_name = algorithm_name
         self.results = results
-        self.attempt: Optional[str] = None
-        self.where: Optional[protocol.Where] = None
+        self.attempt: str | None = None
+        self.where: protocol.Where | None = None
         self.waiting_since = time.monotonic()  # for a worker, while no attempt runs
         self.next_waiting_note = self.waiting_since + _WAITING_FIRST
         self.lost: list[str] = []              # where each lost attempt ran
         self.lost_workers: set = set()         # their addresses: a late record from one is not a new attempt
         self.given_up: set = set()
         self.received: Counter = Counter()     # records read, per attempt
-        self.final_state: Optional[str] = None
-        self.exception: Optional[str] = None
-        self.violation: Optional[str] = None
-        self.end: Optional[protocol.Ended] = None
+        self.final_state: str | None = None
+        self.exception: str | None = None
+        self.violation: str | None = None
+        self.end: protocol.Ended | None = None
         self.end_frames_read = False
-        self.task_done: Optional[TaskDone] = None
-        self.task_done_at: Optional[float] = None
-        self.future_done_at: Optional[float] = None  # when the runner saw the task ended without its end yet
-        self.unreadable: Optional[str] = None
+        self.task_done: TaskDone | None = None
+        self.task_done_at: float | None = None
+        self.future_done_at: float | None = None  # when the runner saw the task ended without its end yet
+        self.unreadable: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -285,7 +285,7 @@ class StrategyStream:
         """Records the end counts that have not arrived yet."""
         return max(0, self.end.records - self.received[self.end.attempt]) if self.end is not None else 0
 
-    def ended(self, done: TaskDone, end: Optional[protocol.Ended]) -> None:
+    def ended(self, done: TaskDone, end: protocol.Ended | None) -> None:
         """The task ended: ``end`` is what it returned (None when it returned nothing: an error, a
         cancellation, Dask giving up after a lost worker)."""
         self.task_done, self.task_done_at, self.end = done, time.monotonic(), end
@@ -303,7 +303,7 @@ class StrategyStream:
         self.end_frames_read = True
         self.consume(protocol.Frames(end.key, end.attempt, end.where, end.frames))
 
-    def consume(self, event: Event) -> None:
+    def consume(self, event: protocol.Record | WorkerLost | Unreadable) -> None:
         if isinstance(event, Unreadable):
             self.unreadable = event.error
             return
@@ -372,7 +372,7 @@ class StrategyStream:
         self.next_waiting_note = self.waiting_since + _WAITING_FIRST
 
 
-def _where_text(where: Optional[protocol.Where]) -> str:
+def _where_text(where: protocol.Where | None) -> str:
     """Where an attempt runs, for a message."""
     return where.label() if where is not None else "no worker yet"
 
@@ -449,7 +449,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         except Exception:
             self.final_state = self.FAILED
             raise
-        watch.on_interrupt(lambda: inbox.put(Interrupted()))
+        watch.on_interrupt(lambda: inbox.put(CtrlC()))
         progress = RunProgress(self.name, iteration, self.output_dir, clusters.worker_source(settings), iov,
                                clusters.dashboard(client))
         stopped = False
@@ -507,19 +507,20 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                                      log_path=str(log_path), output_dir=str(self.output_dir),
                                      timeout=settings.timeout, fork_server=settings.fork_server, preload=preload,
                                      input_files=tuple(str(path) for path in self.input_files or ()))
-        stream = StrategyStream(key, name, results, progress.strategy(name, key, log_path))
+        strategy_progress = progress.strategy(name, key, log_path)
+        stream = StrategyStream(key, name, results, strategy_progress)
         inbox.watch(key)
         future = client.submit(run_strategy_task, task, key=key, pure=False)
-        asyncio.run_coroutine_threadsafe(take_end(inbox, key, future, client), client.loop.asyncio_loop)
+        asyncio.run_coroutine_threadsafe(take_end(inbox, key, future, client), dask_adapter.client_event_loop(client))
         self._tasks.append(future)  # released at the run's end: see __init__
         log_debug(f"{self.name}: submitted {name} as task {key}")
         try:
             state = self._follow(client, inbox, settings, name, log_path, stream, future)
         except RunnerError as err:
-            stream.progress.ended(self.FAILED, results, stream.end, str(err))
+            strategy_progress.ended(self.FAILED, results, stream.end, str(err))
             raise
         except (interrupt.Interrupted, KeyboardInterrupt):
-            stream.progress.ended(self.FAILED, results, stream.end, "interrupted (Ctrl-C)")
+            strategy_progress.ended(self.FAILED, results, stream.end, "interrupted (Ctrl-C)")
             raise
         finally:
             # Only the run may hold the future (``_tasks``, let go at its end). An error's traceback keeps
@@ -527,7 +528,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             # finished task's future, Dask runs the task again when its worker is lost: the strategy would run
             # a second time, long after its run ended.
             del future
-        stream.progress.ended(state, results, stream.end, None)
+        strategy_progress.ended(state, results, stream.end, None)
         return state
 
     def _follow(self, client: Any, inbox: Inbox, settings: RunnerSettings, name: str, log_path: Any,
@@ -539,7 +540,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                 event = inbox.get(timeout=self._quiet_limit(stream, settings))
                 if event is None:
                     self._check_quiet(client, settings, name, log_path, stream, future)
-                elif isinstance(event, Interrupted):
+                elif isinstance(event, CtrlC):
                     future.cancel()
                     inbox.wait_for_task_done(key, _CANCEL_WAIT)  # its callback must run before the interpreter's
                     raise interrupt.Interrupted()                # thread pools stop taking work
@@ -624,6 +625,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                        f"(reading the run's queue failed: {stream.unreadable}). This is a failure of the "
                        f"cluster, not of the algorithm: {clusters.worker_source(settings)}")
         done = stream.task_done
+        assert done is not None, "a stream is finished only with its task's end, or unreadable (failed above)"
         if end is None and done.lost_worker is not None:
             self._fail(name, log_path, self._lost_message(stream, settings))
         if end is None:

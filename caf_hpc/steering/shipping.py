@@ -33,15 +33,17 @@ import pickle
 import sys
 import sysconfig
 import types
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, NoReturn
 
 import cloudpickle
 
 from .. import function_names, private_interfaces, protocol, root_helpers
 from ..protocol import StrategyCall
 
-Factory = Union[str, Callable[[], Any]]
+#: A factory as the steering script gives it: a ``module:function`` name, or the callable itself.
+FactorySpec = str | Callable[[], Any]
 
 #: The parts of a CAF Algorithm that travel to the worker.
 _ALGORITHM_PARTS = ("algorithm", "strategy", "params", "pre_algorithm", "data_input")
@@ -53,7 +55,7 @@ class ShippingError(ValueError):
     """An algorithm cannot be sent to a Dask worker; the message says how to make it shippable."""
 
 
-def resolve_factory(spec: Factory, algorithm_name: str) -> Union[Callable[[], Any], protocol.Factory]:
+def resolve_factory(spec: FactorySpec, algorithm_name: str) -> Callable[[], Any] | protocol.Factory:
     """A callable as it is (it travels by value), or ``"package.module:function"`` as a
     ``protocol.Factory`` that the worker calls with the module imported there.
 
@@ -169,7 +171,7 @@ def module_sources(module: types.ModuleType, what: str = "") -> tuple:
     if not file or not _is_local_file(name, file, installed):
         return ()
     root = _top_directory(name, file)
-    family = {}
+    family: dict[str, str] = {}
     for other_name, other in list(sys.modules.items()):
         other_file = getattr(other, "__file__", None)
         if other is None or not other_file or not _verdict(other_name, other, installed):
@@ -179,10 +181,10 @@ def module_sources(module: types.ModuleType, what: str = "") -> tuple:
         except IndexError:  # a module whose name does not match its place (loaded by path)
             same_root = False
         if same_root or other_name == name:
-            family[other_name] = other
+            family[other_name] = other_file
     sources = []
-    for other_name, other in family.items():
-        other_file = os.path.abspath(other.__file__)
+    for other_name, found_file in family.items():
+        other_file = os.path.abspath(found_file)
         if not other_file.endswith(".py"):
             raise ShippingError(
                 f"{label}: module {other_name!r} ({other_file}), which the workers cannot import themselves "
@@ -217,7 +219,7 @@ def _is_local(module: Any, installed: Iterable[Path]) -> bool:
     return _is_local_file(getattr(module, "__name__", ""), getattr(module, "__file__", None), installed)
 
 
-def _is_local_file(name: str, file: Optional[str], installed: Iterable[Path]) -> bool:
+def _is_local_file(name: str, file: str | None, installed: Iterable[Path]) -> bool:
     """``_is_local`` for a module's name and file, before it is imported."""
     if not file or name == "__main__" or name.split(".")[0] in _OWN_PACKAGES:
         return False
@@ -320,7 +322,7 @@ def _dumps(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _refuse_undeclared_cpp(name: str, obj: Any) -> None:
+def _refuse_undeclared_cpp(name: str, obj: Any) -> NoReturn:
     """Refuses a C++ object whose class the workers cannot know, saying the two ways out."""
     slug = name.lower()
     raise ShippingError(
@@ -335,7 +337,7 @@ def _refuse_undeclared_cpp(name: str, obj: Any) -> None:
 
 
 def pack(algorithm: Any, params: Mapping[str, Any], iov: Any, iteration: int,
-         factory: Optional[Factory] = None, preload: Iterable[str] = ()) -> bytes:
+         factory: FactorySpec | None = None, preload: Iterable[str] = ()) -> bytes:
     """The pickled StrategyCall for one algorithm, or a ShippingError that says how to fix it.
 
     ``preload`` is what the workers run before strategies: with it, a C++ object of a class
@@ -389,6 +391,6 @@ def strategy_params(runner: Any) -> dict:
     }
 
 
-def log_file(output_dir: Union[str, os.PathLike], algorithm_name: str) -> Path:
+def log_file(output_dir: str | os.PathLike, algorithm_name: str) -> Path:
     """Where CAF's algorithm logging writes: ``<output_dir>/<AlgorithmName>_stdout``."""
     return Path(output_dir) / f"{algorithm_name}_stdout"

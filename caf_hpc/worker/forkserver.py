@@ -28,6 +28,7 @@ is pristine, so no strategy sees another's.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 import pickle
@@ -37,7 +38,7 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Optional, Union
+from typing import IO
 
 from .. import protocol
 from ..caf_names import STRATEGY_MODULES
@@ -77,7 +78,7 @@ def _become_command(request: dict, fds: list) -> None:
             signal.signal(number, signal.SIG_DFL)
         os.chdir(request["cwd"])
         os.execve(request["argv"][0], request["argv"], request["env"])
-    except BaseException as err:  # noqa: B902 - the fork must not return into the server loop
+    except BaseException as err:
         os.write(2, f"[caf-hpc] cannot start {request.get('argv')}: {err!r}\n".encode(errors="replace"))
     os._exit(127)
 
@@ -97,10 +98,11 @@ def _become_child(request: dict, fds: list, prepared: child.Prepared) -> None:
         os.close(stdin_fd)
         os.close(log_fd)
         os.chdir(request["cwd"])
-        sys.stdout.reconfigure(line_buffering=True, write_through=True)
-        sys.stderr.reconfigure(line_buffering=True, write_through=True)
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):  # always, unless something replaced it in the preload
+                stream.reconfigure(line_buffering=True, write_through=True)
         code = child.run(message_fd, prepared=prepared)
-    except BaseException:  # noqa: B902 - whatever happens, the fork must not return into the server loop
+    except BaseException:
         import traceback
 
         traceback.print_exc()
@@ -127,7 +129,7 @@ def _wait_as_spare(requests: socket.socket, control: socket.socket, wakeup: tupl
         prepared = child.prepare()
         data, fds, _, _ = socket.recv_fds(requests, _MAX_MESSAGE, 3)
         requests.close()
-    except BaseException:  # noqa: B902 - the fork must not return into the server loop
+    except BaseException:
         os._exit(0)
     if not data:
         os._exit(0)
@@ -170,7 +172,7 @@ class _Spare:
         self._requests.close()
 
 
-def _reap(children: set, control: socket.socket, spare: Optional[_Spare]) -> None:
+def _reap(children: set, control: socket.socket, spare: _Spare | None) -> None:
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -194,20 +196,20 @@ def serve(control: socket.socket) -> None:
     os.set_blocking(wakeup[1], False)
     signal.set_wakeup_fd(wakeup[1])
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    spare: Optional[_Spare] = None
+    spare: _Spare | None = None
     try:
         while True:
             if spare is None:
                 spare = _Spare(control, wakeup)
                 children.add(spare.pid)
-            ready, _, _ = select.select([control, wakeup[0]], [], [])
+            ready, _, _ = select.select([control.fileno(), wakeup[0]], [], [])
             if wakeup[0] in ready:
                 os.read(wakeup[0], 4096)
                 _reap(children, control, spare)
                 if spare.pid not in children:  # died unused (killed by someone): fork another
                     spare.close()
                     spare = None
-            if control in ready:
+            if control.fileno() in ready:
                 try:
                     data, fds, _, _ = socket.recv_fds(control, _MAX_MESSAGE, 3)
                 except ConnectionError:
@@ -254,22 +256,23 @@ def main(argv: list) -> None:
 class ForkedChild:
     """The worker's handle on a forked child, shaped like ``subprocess.Popen`` where it is used."""
 
-    def __init__(self, server: "ForkServer", pid: int) -> None:
+    def __init__(self, server: ForkServer, pid: int) -> None:
         self._server = server
         self.pid = pid
-        self.returncode: Optional[int] = None
+        self.returncode: int | None = None
+        self.stdin: IO[bytes] | None = None  # the job's pipe, set by whoever feeds it (as Popen's)
 
-    def poll(self) -> Optional[int]:
+    def poll(self) -> int | None:
         if self.returncode is None:
             self.returncode = self._server.exit_code(self.pid, timeout=0)
         return self.returncode
 
-    def wait(self, timeout: Optional[float] = None) -> int:
+    def wait(self, timeout: float | None = None) -> int:
         if self.returncode is not None:
             return self.returncode
         code = self._server.exit_code(self.pid, timeout=timeout)
         if code is None:
-            raise subprocess.TimeoutExpired(f"forked strategy process {self.pid}", timeout)
+            raise subprocess.TimeoutExpired(f"forked strategy process {self.pid}", timeout or 0.0)
         self.returncode = code
         return code
 
@@ -281,11 +284,12 @@ class ForkServerError(RuntimeError):
 class ForkServer:
     """The worker side: starts the server and asks it for children, from any thread."""
 
-    def __init__(self, preload: Union[protocol.Preload, tuple] = (), start_timeout: float = 60.0) -> None:
+    def __init__(self, preload: protocol.Preload | tuple = (), start_timeout: float = 60.0) -> None:
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._process = subprocess.Popen([sys.executable, "-m", "caf_hpc.worker.forkserver", str(theirs.fileno())],
                                          pass_fds=(theirs.fileno(),), stdin=subprocess.PIPE)
         theirs.close()
+        assert self._process.stdin is not None  # stdin=PIPE
         try:  # the server reads it first thing; a server that died at start is told by the control socket
             self._process.stdin.write(protocol.frame(pickle.dumps(protocol.Preload.of(preload),
                                                                   protocol=pickle.HIGHEST_PROTOCOL)))
@@ -343,7 +347,7 @@ class ForkServer:
                 raise ForkServerError("the fork server ended")
             return ForkedChild(self, self._pids.pop(request_id))
 
-    def exit_code(self, pid: int, timeout: Optional[float]) -> Optional[int]:
+    def exit_code(self, pid: int, timeout: float | None) -> int | None:
         with self._changed:
             self._changed.wait_for(lambda: pid in self._exits or not self.alive, timeout=timeout)
             if pid in self._exits:
@@ -368,7 +372,7 @@ _servers: dict = {}
 _server_lock = threading.Lock()
 
 
-def shared(preload: Union[protocol.Preload, tuple] = ()) -> ForkServer:
+def shared(preload: protocol.Preload | tuple = ()) -> ForkServer:
     """This process's fork server for ``preload``, started on first use and again if it died."""
     key = protocol.Preload.of(preload)
     with _server_lock:

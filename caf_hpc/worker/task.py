@@ -32,7 +32,8 @@ import time
 import traceback
 import uuid
 import weakref
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 from distributed import WorkerPlugin
@@ -59,7 +60,7 @@ def where() -> protocol.Where:
         return protocol.Where.here()
 
 
-def _stop(process: Any) -> Optional[int]:
+def _stop(process: Any) -> int | None:
     """Ends the child and its descendants: SIGTERM to its process group, SIGKILL after a grace period.
 
     Returns the exit code, or None if even SIGKILL did not end it within the grace
@@ -195,6 +196,7 @@ def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Wh
     first = protocol.frame(task.payload) if task.fork_server else \
         protocol.frame(protocol.dumps(task.preload)) + protocol.frame(task.payload)
     rest = _write_ahead(stdin_write, first)
+    process: forkserver.ForkedChild | subprocess.Popen[bytes]
     try:
         if task.fork_server:
             process = forkserver.shared(task.preload).spawn(stdin_read, log_fd, message_fd, task.output_dir)
@@ -209,10 +211,10 @@ def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Wh
     finally:
         os.close(stdin_read)
         os.close(log_fd)
-    process.stdin = os.fdopen(stdin_write, "wb")
+    pipe = process.stdin = os.fdopen(stdin_write, "wb")
     try:
-        process.stdin.write(rest)
-        process.stdin.flush()
+        pipe.write(rest)
+        pipe.flush()
     except BrokenPipeError:
         pass  # the child died at start-up; its exit code tells why
     return process
@@ -259,9 +261,9 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
         write_fd = -1
         started = time.monotonic()
         deadline = started + task.timeout if task.timeout else None
-        announce: Optional[float] = started + _ANNOUNCE_AFTER
+        announce: float | None = started + _ANNOUNCE_AFTER
         frames = protocol.FrameBuffer()
-        hold_until: Optional[float] = None  # holding frames for the end (``held``) until then
+        hold_until: float | None = None  # holding frames for the end (``held``) until then
 
         def publish_held() -> None:
             nonlocal announce, hold_until
@@ -271,7 +273,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
                 announce = None
             hold_until = None
 
-        def forward(wait: float) -> Optional[bool]:
+        def forward(wait: float) -> bool | None:
             """Publishes what the child writes within ``wait`` s: True if it wrote, None if not, False at the end.
 
             From an ``ENDING`` frame on, frames are held for the end: its pipe closes next.
@@ -359,7 +361,7 @@ _ENDED_ALREADY = ("it had ended already: Dask ran its task again after losing th
                   "which it does while a client still holds the task's future (the run lets it go as it ends)")
 
 
-def _ended_before(task: protocol.StrategyTask, attempt: str, here: protocol.Where) -> Optional[protocol.Ended]:
+def _ended_before(task: protocol.StrategyTask, attempt: str, here: protocol.Where) -> protocol.Ended | None:
     """The end of this task's strategy if it ran to its end before, on a worker since lost; else None.
 
     Dask computes a finished task again when the worker holding its result is lost while
@@ -422,7 +424,7 @@ class PreloadPlugin(WorkerPlugin):
         forkserver.shared(self.preload)
 
 
-_preloading: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
+_preloading: weakref.WeakKeyDictionary[Any, set] = weakref.WeakKeyDictionary()
 
 
 def start_preloading(client: Any, preload: protocol.Preload) -> None:

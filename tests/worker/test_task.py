@@ -64,7 +64,7 @@ def test_supervise_publishes_frames_and_returns_the_end_counting_them(tmp_path, 
 
 
 def test_frames_sent_before_the_final_state_are_published_as_they_come(tmp_path):
-    records = []
+    records: list = []
     algorithm = scripted("Streams", ("results", 2), ("sleep", 0.5), ("final", "COMPLETED"))
     end = worker_task.supervise(_task(tmp_path, algorithm), records.append)
     assert end.records == len(records) >= 1 and _messages(records, None) == ["Result"] * 2
@@ -74,7 +74,7 @@ def test_frames_sent_before_the_final_state_are_published_as_they_come(tmp_path)
 def test_a_strategy_that_goes_on_after_its_final_state_has_it_published_meanwhile(tmp_path):
     """The frames held for the end are published after ``HOLD_FOR_END`` if the process does not end:
     the runner is not kept from what it sent while it goes on (here: exit handlers that take a second)."""
-    records = []
+    records: list = []
     algorithm = scripted("Lingers", ("results", 1), ("final", "COMPLETED"), ("sleep", 1.5))
     started = time.monotonic()
     end = worker_task.supervise(_task(tmp_path, algorithm), records.append)
@@ -333,7 +333,7 @@ def test_a_second_computation_of_an_ended_task_returns_the_first_end_and_runs_no
     runs = tmp_path / "runs"
     task = _task(tmp_path, scripted("Once", ("record", str(runs), "ran"), ("results", 2), ("final", "COMPLETED")))
     first = worker_task.supervise(task, lambda r: None)
-    again = []
+    again: list = []
     second = worker_task.supervise(task, again.append)
     assert second == first and first.returncode == 0 and first.records + len(first.frames) >= 1
     assert again == [] and runs.read_text() == "ran\n"
