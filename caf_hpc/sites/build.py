@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 from .. import dask_adapter
 from ..steering import interrupt
 from ..steering.setting_rules import ALLOWED_FAILURES
+from . import pools
 from .config import SiteConfig
 from .container import container_command
 from .errors import SiteConfigError
@@ -106,6 +107,7 @@ def build_cluster(site: SiteConfig, dashboard_address: Optional[str] = None,
     if problem:  # dask-jobqueue would only log it, and the runner would wait for workers in vain
         raise SiteConfigError(f"{site.source}: {problem}")
     kwargs["job_cls"] = dask_adapter.commands_in_own_session(kwargs.get("job_cls", cls.job_cls))
+    kwargs = pools.default_pool_arguments(site, kwargs)
     cluster = cls(**kwargs)
     trial = site.scheduler_type.dry_submit(cluster.job_script(), submit_command, site.name)
     if trial.ok is False:  # refused now, every job would be: say why instead of waiting for workers in vain
@@ -117,4 +119,5 @@ def build_cluster(site: SiteConfig, dashboard_address: Optional[str] = None,
     with interrupt.deferred():
         keep(cluster)
         apply_scale(cluster, site.scale)
+        pools.start(cluster, site, dask_adapter.job_arguments(cluster))
     return cluster
