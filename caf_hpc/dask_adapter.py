@@ -246,6 +246,19 @@ def stop_adaptive(cluster: Any) -> None:
         adaptive.stop()
 
 
+def job_arguments(cluster: Any) -> dict:
+    """The keyword arguments a dask-jobqueue cluster makes each of its ``Job`` objects with.
+
+    ``JobQueueCluster._job_kwargs``: the site's job keys plus what the cluster adds
+    (``config_name``, ``interface``, ``protocol``, the workers' ``security``). A site's worker
+    pools (``sites.pools``) make jobs of the same kind for the same scheduler with some keys
+    changed, and dask-jobqueue has no public way to make a job of another size for a running
+    cluster. Tested by ``tests/batch/test_pools.py::
+    test_the_alignment_runs_in_the_pool_job_and_the_rest_in_the_default_pool``.
+    """
+    return dict(cluster._job_kwargs)
+
+
 def subprocess_cluster(**kwargs: Any) -> Any:
     """A local cluster whose scheduler and workers are fresh interpreters (``SubprocessCluster``, experimental).
 

@@ -122,6 +122,7 @@ class StrategyTask:
     fork_server: bool = True
     preload: Preload = Preload()  # run once per worker process before the strategy's process starts
     input_files: tuple = () # checked for on the worker before the strategy starts
+    memory_limit: int | None = None  # bytes the strategy asked for; the worker ends it past them (worker.memory)
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,7 @@ class Ended(TaskEnd):
     frames: tuple = ()
     timed_out: bool = False
     leftovers: tuple = ()           # the processes the strategy's process left running, ended after it
+    out_of_memory: str | None = None  # ended by its worker for using more memory than it has: the figures
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 from .. import dask_adapter
 from ..steering import interrupt
 from ..steering.setting_rules import ALLOWED_FAILURES
+from . import pools
 from .config import SiteConfig
 from .container import container_command
 from .errors import SiteConfigError
@@ -108,6 +109,7 @@ def build_cluster(site: SiteConfig, dashboard_address: str | None = None,
     if problem:  # dask-jobqueue would only log it, and the runner would wait for workers in vain
         raise SiteConfigError(f"{site.source}: {problem}")
     kwargs["job_cls"] = dask_adapter.commands_in_own_session(kwargs.get("job_cls", cls.job_cls))
+    kwargs = pools.default_pool_arguments(site, kwargs)
     cluster = cls(**kwargs)
     trial = site.scheduler_type.dry_submit(cluster.job_script(), submit_command, site.name)
     if trial.ok is False:  # refused now, every job would be: say why instead of waiting for workers in vain
@@ -119,4 +121,5 @@ def build_cluster(site: SiteConfig, dashboard_address: str | None = None,
     with interrupt.deferred():
         keep(cluster)
         apply_scale(cluster, site.scale)
+        pools.start(cluster, site, dask_adapter.job_arguments(cluster))
     return cluster

@@ -1,10 +1,11 @@
 """A site config as the rest of caf-hpc sees it: read, merged with overrides, validated, defaults filled in.
 
-``runner_for("site", cluster={...})`` may override the ``cluster``, ``scale``,
+``runner_for("site", cluster={...})`` may override the ``cluster``, ``pools``, ``scale``,
 ``container`` and ``security`` sections: each given key replaces the file's key of the
-same name (``scale`` is replaced as a whole, since fixed and adaptive scaling exclude
-each other). Such a combination is registered in this process under a name of its own,
-``"<site>+<digest>"``, so that runners with different overrides get different clusters.
+same name (``scale`` is replaced as a whole, since fixed and adaptive scaling
+exclude each other; ``pools`` too, so that the script says every pool it wants). Such a
+combination is registered in this process under a name of its own, ``"<site>+<digest>"``, so that
+runners with different overrides get different clusters.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from .schedulers import Scheduler
 from .validate import validate
 
 #: Sections ``runner_for`` may override.
-OVERRIDABLE = ("cluster", "scale", "container", "security")
+OVERRIDABLE = ("cluster", "pools", "scale", "container", "security")
 #: The dashboard stays on this machine unless the site says otherwise.
 DEFAULT_DASHBOARD = LOCAL_DASHBOARD  # the local default's, also for a site's scheduler
 
@@ -44,6 +45,8 @@ class SiteConfig:
     source: str
     scheduler: str
     cluster: dict = field(default_factory=dict)
+    #: Named pools of batch jobs of other sizes (``caf_hpc.sites.pools``).
+    pools: dict = field(default_factory=dict)
     scale: dict = field(default_factory=dict)
     container: dict | None = None
     security: dict = field(default_factory=dict)
@@ -88,7 +91,7 @@ class SiteConfig:
         if self.description:
             out["description"] = self.description
         out["cluster"] = copy.deepcopy(self.cluster)
-        for section in ("scale", "container", "security", "runner"):
+        for section in ("pools", "scale", "container", "security", "runner"):
             value = getattr(self, section)
             if value:
                 out[section] = copy.deepcopy(value)
@@ -121,7 +124,7 @@ def merge_overrides(raw: Any, overrides: Mapping[str, Any]) -> Any:
         if not isinstance(given, Mapping):
             raise SiteConfigError(f"runner_for: {section}=: expected a dict, got {type(given).__name__}")
         base = merged.get(section)
-        if section == "scale" or not isinstance(base, dict):
+        if section in ("scale", "pools") or not isinstance(base, dict):
             merged[section] = dict(given)
             continue
         replaced = {schema.normalise_key(key) for key in given}

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-SECTIONS = ("scheduler", "description", "cluster", "scale", "container", "security", "runner")
+from ..steering import resources as resource_rules
+
+SECTIONS = ("scheduler", "description", "cluster", "pools", "scale", "container", "security", "runner")
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman")
 
 #: dask-jobqueue arguments caf-hpc sets itself, and what to write instead.
@@ -80,8 +82,10 @@ UNQUOTED_SAFE = r"[A-Za-z0-9_./~@%+=:,#-]+"
 SCALE_KEYS = {"jobs": "count0", "minimum_jobs": "count0", "maximum_jobs": "count0"}
 CONTAINER_KEYS = {"runtime": "string", "image": "string", "binds": "strings", "env": "env", "options": "strings"}
 SECURITY_KEYS = {"tls": "bool", "directory": "optional_string"}
-RUNNER_KEYS = {"timeout": "optional_seconds", "retries": "count0", "worker_wait": "seconds", "preload": "preload"}
-SECTION_KEYS = {"scale": SCALE_KEYS, "container": CONTAINER_KEYS, "security": SECURITY_KEYS, "runner": RUNNER_KEYS}
+RUNNER_KEYS: dict[str, Any] = {"timeout": "optional_seconds", "retries": "count0", "worker_wait": "seconds",
+                               "preload": "preload", "resources": resource_rules.site_value}
+SECTION_KEYS: dict[str, dict[str, Any]] = {"scale": SCALE_KEYS, "container": CONTAINER_KEYS,
+                                           "security": SECURITY_KEYS, "runner": RUNNER_KEYS}
 
 #: Where TLS files go unless the site says otherwise; ``{site}`` is the site's name.
 DEFAULT_TLS_DIRECTORY = os.path.join("~", ".caf-hpc", "tls", "{site}")

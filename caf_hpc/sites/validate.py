@@ -17,7 +17,7 @@ from dask.utils import parse_bytes
 
 from ..steering import checks
 from ..steering.setting_rules import preload_problems
-from . import schedulers, schema
+from . import pools, schedulers, schema
 from .errors import SiteConfigError
 from .schedulers import Scheduler
 
@@ -351,6 +351,8 @@ def validate(raw: Any, source: str, unfilled: list | None = None) -> dict:
         if given is None or section in scheduler.unused_sections:
             continue
         result[section] = _check_keys(check, section, given, schema.SECTION_KEYS[section])
+    if sections.get("pools") is not None:
+        result["pools"] = pools.validate(check, sections["pools"], _check_unquoted)
     if "scale" in result:
         _check_scale(check, result["scale"])
     if "container" in result:

@@ -34,7 +34,7 @@ from typing import Any
 from .. import dask_adapter, protocol
 from ..basf2_compat import Backend, Result, log_error, log_info, log_warning
 from ..worker.collector import run_collector_task
-from . import clusters, interrupt
+from . import clusters, interrupt, resources
 from .binding import bound_settings
 from .checks import did_you_mean, whole_number
 from .logs import log_excerpt
@@ -274,7 +274,7 @@ class Tracker:
                 continue
             self.running[id(unit.parent)] += 1
             unit.future = self.client.submit(run_collector_task, unit.task, key=unit.task.key, pure=False,
-                                             priority=PRIORITY)
+                                             priority=PRIORITY, **resources.collector_options(self.settings))
             unit.future.add_done_callback(partial(on_task_done, self.inbox, unit.task.key))
         self.pending = waiting
 

@@ -21,6 +21,7 @@ from distributed import Client
 
 from .. import dask_adapter
 from ..basf2_compat import log_info, log_warning
+from ..sites import pools
 from ..sites.build import build_cluster
 from . import interrupt
 from .setting_rules import ALLOWED_FAILURES
@@ -345,6 +346,7 @@ def _cancel_jobs_first(client: Client, cluster: Any) -> None:
     connection between them open; the cluster then closes with no worker left.
     """
     dask_adapter.stop_adaptive(cluster)  # it would submit new jobs for the ones cancelled here
+    pools.stop(cluster)
     cluster.scale(0)
     deadline = time.monotonic() + CANCEL_WAIT
     while client.scheduler_info(n_workers=-1).get("workers") and time.monotonic() < deadline:
@@ -370,6 +372,7 @@ def _close(clients: list, clusters: list) -> None:
             # a local cluster's workers go first, killed with everything they started: quickly and in
             # order, also when a strategy is being stopped at this moment (Ctrl-C)
             dask_adapter.end_subprocess_workers(cluster, timeout=WORKERS_END_WAIT)
+            pools.stop(cluster)  # cancelled already with the default pool's jobs, unless its client was gone
             cluster.close(timeout=20)
         except Exception:
             pass

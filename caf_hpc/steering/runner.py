@@ -36,7 +36,7 @@ from distributed import KilledWorker, Queue
 from .. import dask_adapter, protocol
 from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_warning
 from ..worker.task import run_strategy_task, start_preloading
-from . import clusters, interrupt, shipping
+from . import clusters, interrupt, resources, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
 from .logs import log_excerpt
 from .progress import RunProgress, StrategyProgress
@@ -403,6 +403,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         #: that one (its batching interval): a submission within those 10 ms would wait for it.
         #: At the run's end they go together, in one message.
         self._tasks: list = []
+        #: What each algorithm of the run asks of its worker, checked before the first submission.
+        self._resources = resources.RunPlan(name)
 
     @classmethod
     def settings(cls) -> RunnerSettings:
@@ -442,7 +444,9 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name),
                                           settings.preload))
                       for alg in algorithms]
+            self._resources = resources.plan_run(self.name, [alg.name for alg in algorithms], settings)
             client = clusters.client_for(settings)
+            resources.check_workers(self._resources, client, settings)
             if settings.fork_server:
                 start_preloading(client, preload)
             inbox = Inbox(client)
@@ -506,11 +510,12 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         task = protocol.StrategyTask(key=key, algorithm_name=name, payload=payload, queue_name=inbox.name,
                                      log_path=str(log_path), output_dir=str(self.output_dir),
                                      timeout=settings.timeout, fork_server=settings.fork_server, preload=preload,
-                                     input_files=tuple(str(path) for path in self.input_files or ()))
+                                     input_files=tuple(str(path) for path in self.input_files or ()),
+                                     memory_limit=self._resources.memory_limit(name))
         strategy_progress = progress.strategy(name, key, log_path)
         stream = StrategyStream(key, name, results, strategy_progress)
         inbox.watch(key)
-        future = client.submit(run_strategy_task, task, key=key, pure=False)
+        future = client.submit(run_strategy_task, task, key=key, pure=False, **self._resources.submit_options(name))
         asyncio.run_coroutine_threadsafe(take_end(inbox, key, future, client), dask_adapter.client_event_loop(client))
         self._tasks.append(future)  # released at the run's end: see __init__
         log_debug(f"{self.name}: submitted {name} as task {key}")
@@ -602,9 +607,10 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             stream.progress.waiting(now - stream.waiting_since, clusters.state(client, settings))
             stream.next_waiting_note = now + _WAITING_EVERY
         if now - stream.waiting_since >= settings.worker_wait:
-            if not client.scheduler_info(n_workers=-1).get("workers"):
+            if not self._resources.able_workers(client, name):
                 self._fail(name, log_path, f"found no worker to run it within {settings.worker_wait:g} s "
-                           f"(worker_wait) on {clusters.worker_source(settings)}")
+                           f"(worker_wait) on {clusters.worker_source(settings)}"
+                           + self._resources.wanted(name))
             stream.waiting_since = now  # workers exist, busy with other strategies: wait another round
 
     @staticmethod
@@ -644,6 +650,9 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         if end.leftovers:
             log_warning(f"{self.name}: the strategy of {name} left {len(end.leftovers)} process(es) running on "
                         f"{_where_text(stream.where)}, ended after it: {'; '.join(end.leftovers)}")
+        if end.out_of_memory:
+            self._fail(name, log_path, f"{end.out_of_memory}, and was ended on {_where_text(stream.where)}. This is a "
+                       f"failure of the algorithm, not of the cluster: {resources.more_memory_hint(name)}")
         if end.timed_out:
             self._fail(name, log_path, f"exceeded its time limit of {settings.timeout:g} s and was killed")
         if end.cancelled:

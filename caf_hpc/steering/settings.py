@@ -20,8 +20,10 @@ setting                     environment variable   meaning
                                                    to call one as well (comma-separated)
 ==========================  =====================  ============================================
 
-``factories`` ({algorithm name: "package.module:function"}) and ``ship_modules``
-(names of modules to send by value) are arguments only.
+``factories`` ({algorithm name: "package.module:function"}), ``ship_modules``
+(names of modules to send by value) and ``resources`` ({algorithm name: {"cores": 8,
+"memory": "16GB"}}, also a site's ``runner.resources``; see ``steering.resources``) are
+arguments only.
 
 A site config's ``runner`` section fills in what neither gives (``resolve_site``): the site
 is read there, once per run, and travels with the settings (``site_config``) to whatever
@@ -37,6 +39,7 @@ from typing import Any
 
 from ..sites.config import SiteConfig, load_site
 from . import checks
+from . import resources as resource_rules
 from .setting_rules import LOCAL_DASHBOARD, SettingsError, preload_problems
 
 __all__ = ["ENVIRONMENT", "RunnerSettings", "SettingsError", "resolve", "resolve_for_run", "resolve_site",
@@ -103,6 +106,8 @@ class RunnerSettings:
     preload: tuple = ()
     factories: Mapping[str, Any] = field(default_factory=dict)
     ship_modules: tuple = ()
+    #: What an algorithm needs of its worker, {algorithm name: {resource: amount}} (``steering.resources``).
+    resources: Mapping[str, Any] = field(default_factory=dict)
     #: The settings the user gave (argument or environment), which a site's defaults must not replace.
     explicit: frozenset = field(default=frozenset(), compare=False)
     #: The site's validated config, read once per run by ``resolve_site``; what the run does later (its
@@ -125,6 +130,10 @@ class RunnerSettings:
         if not isinstance(self.factories, Mapping):
             raise SettingsError("factories must map algorithm names to 'package.module:function' strings, "
                                 f"got {type(self.factories).__name__}")
+        needs, problems = resource_rules.requests(self.resources)
+        if problems:
+            raise SettingsError(f"{'; '.join(problems)} (runner_for(resources=...))")
+        object.__setattr__(self, "resources", needs)
         problems = preload_problems(self.preload)
         if problems:
             raise SettingsError(f"preload: {'; '.join(problems)}")
@@ -202,6 +211,8 @@ def resolve_site(settings: RunnerSettings) -> RunnerSettings:
         return settings
     site = load_site(settings.site)
     updates = {key: value for key, value in site.suggested_settings().items() if key not in settings.explicit}
+    if "resources" in site.runner and "resources" in settings.explicit:  # the script's, algorithm by algorithm
+        updates["resources"] = {**site.runner["resources"], **settings.resources}
     return replace(settings, site_config=site, **updates)
 
 

@@ -39,7 +39,7 @@ import psutil
 from distributed import WorkerPlugin
 
 from .. import dask_adapter, protocol
-from . import forkserver
+from . import forkserver, memory
 
 _READ_SIZE = 1 << 20
 _CHECK_INTERVAL = 1.0   # how often a quiet child is checked for time limit and cancellation
@@ -251,7 +251,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
         put += 1
 
     ended: dict[str, Any] = {"returncode": None, "timed_out": False, "cancelled": False, "error": None,
-                             "unstartable": None, "leftovers": (), "started_at": None}
+                             "unstartable": None, "leftovers": (), "started_at": None, "out_of_memory": None}
     read_fd, write_fd = os.pipe()
     process: Any = None
     try:
@@ -261,6 +261,7 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
         write_fd = -1
         started = time.monotonic()
         deadline = started + task.timeout if task.timeout else None
+        watch = memory.watch_for(task, process.pid, _group_members)  # None: nothing limits its memory
         announce: float | None = started + _ANNOUNCE_AFTER
         frames = protocol.FrameBuffer()
         hold_until: float | None = None  # holding frames for the end (``held``) until then
@@ -297,7 +298,8 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
 
         while True:
             now = time.monotonic()
-            wait = min([_CHECK_INTERVAL] + [max(0.0, t - now) for t in (deadline, announce, hold_until)
+            wait = min([_CHECK_INTERVAL] + [max(0.0, t - now) for t in (deadline, announce, hold_until,
+                                                                           watch.next if watch else None)
                                             if t is not None])
             wrote = forward(wait)
             if wrote is False:
@@ -314,12 +316,17 @@ def supervise(task: protocol.StrategyTask, publish: Callable[[protocol.Record], 
             if cancelled():
                 ended["cancelled"] = True
                 break
+            if watch is not None and process.poll() is None:
+                ended["out_of_memory"] = watch.check(now)
+                if ended["out_of_memory"]:
+                    memory.note(task.log_path, ended["out_of_memory"])
+                    break
             if not wrote and process.poll() is not None:
                 # it ended after the select above timed out: what it wrote last may still be in the pipe
                 while forward(_DRAIN_WAIT):
                     pass
                 break  # the pipe ended, or something it started still holds it: stop listening
-        if ended["timed_out"] or ended["cancelled"]:
+        if ended["timed_out"] or ended["cancelled"] or ended["out_of_memory"]:
             ended["returncode"] = _stop(process)
         else:
             try:

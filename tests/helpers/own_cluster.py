@@ -46,10 +46,11 @@ class OwnCluster:
                 time.sleep(0.1)
         raise TimeoutError(f"the test's scheduler wrote no address within {seconds:g} s")
 
-    def add_worker(self) -> subprocess.Popen:
-        """One single-threaded worker without a nanny: killed, it stays dead."""
+    def add_worker(self, *arguments: str) -> subprocess.Popen:
+        """One single-threaded worker without a nanny: killed, it stays dead. ``arguments``: more of ``dask worker``'s
+        (``--resources``, ``--memory-limit``, ...)."""
         worker = self._start("distributed.cli.dask_worker", self.address, "--no-nanny", "--nthreads", "1",
-                             "--death-timeout", "10")
+                             "--death-timeout", "10", *arguments)
         self.workers.append(worker)
         return worker
 

@@ -185,6 +185,14 @@ class ScriptedStrategy(AlgorithmStrategy):
             subprocess.run([command, os.environ[job_variable]], check=True, timeout=30)
             time.sleep(60)
 
+    def _grow(self, megabytes, step=20, interval=0.05):
+        """Allocates ``megabytes`` MB, ``step`` MB at a time, every page written (as a growing histogram would)."""
+        held = []
+        for _ in range(0, megabytes, step):
+            held.append(b"x" * (step * 2**20))
+            time.sleep(interval)
+        print(f"held {len(held) * step} MB")
+
     def _sleep(self, seconds):
         time.sleep(seconds)
 
