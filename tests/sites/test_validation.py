@@ -21,7 +21,7 @@ cluster:
 """
 
 SCHEDULERS = "local, slurm, pbs, sge, lsf, htcondor"
-SECTIONS = "scheduler, description, cluster, scale, container, security, runner"
+SECTIONS = "scheduler, description, cluster, scale, container, security, runner, dask_scheduler"
 
 
 def keys(scheduler: str) -> str:
