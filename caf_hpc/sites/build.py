@@ -16,7 +16,7 @@ from typing import Any
 from .. import dask_adapter
 from ..steering import interrupt
 from ..steering.setting_rules import ALLOWED_FAILURES
-from . import pools
+from . import pools, scheduler_job
 from .config import SiteConfig
 from .container import container_command
 from .errors import SiteConfigError
@@ -110,7 +110,20 @@ def build_cluster(site: SiteConfig, dashboard_address: str | None = None,
         raise SiteConfigError(f"{site.source}: {problem}")
     kwargs["job_cls"] = dask_adapter.commands_in_own_session(kwargs.get("job_cls", cls.job_cls))
     kwargs = pools.default_pool_arguments(site, kwargs)
-    cluster = cls(**kwargs)
+    plan = None
+    if site.scheduler_in_job:  # the scheduler in a batch job of its own, instead of in this process
+        plan = scheduler_job.plan_for(site, security, cluster_arguments)
+        kwargs["scheduler_cls"] = scheduler_job.SchedulerJob
+        kwargs["scheduler_options"] = dict(kwargs["scheduler_options"], plan=plan)
+    try:
+        cluster = cls(**kwargs)
+    except BaseException as err:  # Ctrl-C or a failure while the scheduler's job started: it must not stay
+        if plan is None:
+            raise
+        plan.abandon()
+        if isinstance(err.__cause__, scheduler_job.SchedulerJobError):  # SpecCluster wraps it: say it plainly
+            raise scheduler_job.SchedulerJobError(str(err.__cause__)) from None
+        raise
     trial = site.scheduler_type.dry_submit(cluster.job_script(), submit_command, site.name)
     if trial.ok is False:  # refused now, every job would be: say why instead of waiting for workers in vain
         cluster.close()

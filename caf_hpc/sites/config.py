@@ -28,7 +28,7 @@ from .schedulers import Scheduler
 from .validate import validate
 
 #: Sections ``runner_for`` may override.
-OVERRIDABLE = ("cluster", "pools", "scale", "container", "security")
+OVERRIDABLE = ("cluster", "pools", "scale", "container", "security", "dask_scheduler")
 #: The dashboard stays on this machine unless the site says otherwise.
 DEFAULT_DASHBOARD = LOCAL_DASHBOARD  # the local default's, also for a site's scheduler
 
@@ -52,6 +52,8 @@ class SiteConfig:
     security: dict = field(default_factory=dict)
     runner: dict = field(default_factory=dict)
     description: str | None = None
+    #: Where the Dask scheduler runs (``placement``) and, in a batch job, that job's settings.
+    dask_scheduler: dict = field(default_factory=dict)
 
     @property
     def scheduler_type(self) -> Scheduler:
@@ -61,6 +63,11 @@ class SiteConfig:
     @property
     def is_batch(self) -> bool:
         return self.scheduler_type.is_batch
+
+    @property
+    def scheduler_in_job(self) -> bool:
+        """The Dask scheduler runs in a batch job of its own (``dask_scheduler: {placement: job}``)."""
+        return self.dask_scheduler.get("placement") == "job"
 
     @property
     def tls(self) -> bool:
@@ -91,7 +98,7 @@ class SiteConfig:
         if self.description:
             out["description"] = self.description
         out["cluster"] = copy.deepcopy(self.cluster)
-        for section in ("pools", "scale", "container", "security", "runner"):
+        for section in ("pools", "scale", "container", "security", "runner", "dask_scheduler"):
             value = getattr(self, section)
             if value:
                 out[section] = copy.deepcopy(value)
@@ -146,6 +153,10 @@ def with_defaults(config: dict, name: str) -> dict:
         options = dict(config["cluster"].get("scheduler_options") or {})
         options.setdefault("dashboard_address", DEFAULT_DASHBOARD)
         config["cluster"]["scheduler_options"] = options
+        if config.get("dask_scheduler"):
+            placement = dict(schema.DASK_SCHEDULER_DEFAULTS, **config["dask_scheduler"])
+            placement["directory"] = placement["directory"].replace("{site}", name)
+            config["dask_scheduler"] = placement
     return config
 
 

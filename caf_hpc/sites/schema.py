@@ -18,7 +18,8 @@ from typing import Any
 
 from ..steering import resources as resource_rules
 
-SECTIONS = ("scheduler", "description", "cluster", "pools", "scale", "container", "security", "runner")
+SECTIONS = ("scheduler", "description", "cluster", "pools", "scale", "container", "security", "runner",
+            "dask_scheduler")
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman")
 
 #: dask-jobqueue arguments caf-hpc sets itself, and what to write instead.
@@ -84,8 +85,35 @@ CONTAINER_KEYS = {"runtime": "string", "image": "string", "binds": "strings", "e
 SECURITY_KEYS = {"tls": "bool", "directory": "optional_string"}
 RUNNER_KEYS: dict[str, Any] = {"timeout": "optional_seconds", "retries": "count0", "worker_wait": "seconds",
                                "preload": "preload", "resources": resource_rules.site_value}
+DASK_SCHEDULER_KEYS = {"placement": "placement", "job": "mapping", "start_wait": "seconds",
+                       "client_timeout": "seconds", "directory": "string"}
 SECTION_KEYS: dict[str, dict[str, Any]] = {"scale": SCALE_KEYS, "container": CONTAINER_KEYS,
-                                           "security": SECURITY_KEYS, "runner": RUNNER_KEYS}
+                                           "security": SECURITY_KEYS, "runner": RUNNER_KEYS,
+                                           "dask_scheduler": DASK_SCHEDULER_KEYS}
+
+#: Where the Dask scheduler runs (``dask_scheduler.placement``): in the steering process on the submit host
+#: (dask-jobqueue's way, the default), or in a batch job of its own (``sites/scheduler_job.py``).
+PLACEMENTS = ("submit-host", "job")
+#: ``dask_scheduler``'s defaults; ``{site}`` in the directory is the site's name.
+DASK_SCHEDULER_DEFAULTS = {"placement": "submit-host", "start_wait": 300, "client_timeout": 120,
+                           "directory": os.path.join("~", ".caf-hpc", "schedulers", "{site}")}
+#: ``cluster`` keys that ``dask_scheduler.job`` may not change for the scheduler's job, and why.
+SCHEDULER_JOB_NOT_KEYS = {
+    "processes": "the scheduler is one process",
+    "nanny": "the scheduler has no nanny",
+    "worker_command": "the scheduler's job runs caf-hpc's scheduler command",
+    "worker_extra_args": "they are the workers' arguments; set the scheduler's in cluster.scheduler_options",
+    "death_timeout": "a worker's; the scheduler's job ends on dask_scheduler.client_timeout",
+    "scheduler_options": "set it in cluster.scheduler_options, for wherever the scheduler runs",
+    "local_directory": "a worker's spill directory",
+    "n_workers": "use the scale section",
+    "shared_temp_directory": "caf-hpc keeps TLS files in security.directory",
+    "silence_logs": "a cluster option, not a job's",
+    "name": "a cluster option, not a job's",
+}
+#: ``cluster.scheduler_options`` a scheduler in a batch job takes on its command line; any other key must be one
+#: of Dask's ``distributed.scheduler`` settings, which it gets as Dask config.
+SCHEDULER_JOB_OPTIONS = ("host", "port", "interface", "dashboard_address")
 
 #: Where TLS files go unless the site says otherwise; ``{site}`` is the site's name.
 DEFAULT_TLS_DIRECTORY = os.path.join("~", ".caf-hpc", "tls", "{site}")

@@ -136,6 +136,12 @@ class _Checker:
             self.error(where, problem)
         return value
 
+    def _placement(self, where: str, value: Any) -> Any:
+        if value not in schema.PLACEMENTS:
+            self.error(where, f"unknown placement {value!r}{_did_you_mean(str(value), schema.PLACEMENTS)} "
+                              f"Allowed: {', '.join(schema.PLACEMENTS)}")
+        return value
+
     def _mapping(self, where: str, value: Any) -> Any:
         if not isinstance(value, dict):
             self.error(where, f"expected a mapping (key: value), got {_type_name(value)}")
@@ -306,6 +312,55 @@ def _check_security(check: _Checker, security: dict) -> None:
                                           f"{schema.DEFAULT_TLS_DIRECTORY}")
 
 
+def _check_dask_scheduler(check: _Checker, section: dict, cluster: dict) -> None:
+    """``dask_scheduler``: its ``job`` keys are ``cluster`` keys of the scheduler's job; with ``placement: job``,
+    ``cluster.scheduler_options`` must be something a scheduler in a batch job can be given."""
+    scheduler = check.scheduler
+    assert scheduler is not None
+    job = section.get("job")
+    if isinstance(job, dict):
+        allowed = [key for key in scheduler.cluster_keys() if key not in schema.SCHEDULER_JOB_NOT_KEYS]
+        normalised = {}
+        for raw_key, value in job.items():
+            key = schema.normalise_key(raw_key)
+            key = schema.ALIASES.get(key, key)
+            where = f"dask_scheduler.job.{raw_key}"
+            if key in schema.SCHEDULER_JOB_NOT_KEYS:
+                check.error(where, f"not for the scheduler's job: {schema.SCHEDULER_JOB_NOT_KEYS[key]}")
+            elif key in allowed:
+                normalised[key] = check.value(where, scheduler.cluster_kind(key), value)
+                if key in schema.UNQUOTED_KEYS:
+                    _check_unquoted(check, where, value)
+            else:
+                check.error(where, f"unknown key{_did_you_mean(key, allowed)} The scheduler's job takes the cluster "
+                                   f"keys of {scheduler.name} that size and place a job: {', '.join(allowed)}")
+        section["job"] = normalised
+    directory = section.get("directory")
+    if isinstance(directory, str) and not directory.startswith(("~", "$")):
+        if not os.path.isabs(directory):
+            check.error("dask_scheduler.directory", f"{directory!r} is relative; give an absolute path (or one "
+                                                    "starting with ~) on a file system the workers share")
+        elif any(directory == top or directory.startswith(top + "/") for top in NODE_LOCAL):
+            check.error("dask_scheduler.directory", f"{directory} is on a node-local file system; the scheduler's "
+                                                    "job writes its address there for this host to read: give a "
+                                                    "directory on a shared file system")
+    if section.get("placement") != "job":
+        return
+    import dask.config
+
+    settings = {key.replace("-", "_") for key in dask.config.get("distributed.scheduler", {})}
+    options = cluster.get("scheduler_options")
+    for raw_key in options if isinstance(options, dict) else {}:
+        key = schema.normalise_key(raw_key)
+        if key not in schema.SCHEDULER_JOB_OPTIONS and key not in settings:
+            allowed = [*schema.SCHEDULER_JOB_OPTIONS, *sorted(settings)]
+            check.error(f"cluster.scheduler_options.{raw_key}",
+                        "a scheduler in a batch job (dask_scheduler.placement: job) cannot be given it"
+                        f"{_did_you_mean(key, allowed)} "
+                        f"It takes {', '.join(schema.SCHEDULER_JOB_OPTIONS)} and Dask's distributed.scheduler "
+                        f"settings: {', '.join(sorted(settings))}")
+
+
 def validate(raw: Any, source: str, unfilled: list | None = None) -> dict:
     """The normalised config, or a ``SiteConfigError`` listing every problem of ``raw``.
 
@@ -346,7 +401,7 @@ def validate(raw: Any, source: str, unfilled: list | None = None) -> dict:
         if sections.get(section):
             check.error(section, why)
     result["cluster"] = _check_cluster(check, sections.get("cluster") or {})
-    for section in ("scale", "container", "security", "runner"):
+    for section in ("scale", "container", "security", "runner", "dask_scheduler"):
         given = sections.get(section)
         if given is None or section in scheduler.unused_sections:
             continue
@@ -359,6 +414,8 @@ def validate(raw: Any, source: str, unfilled: list | None = None) -> dict:
         _check_container(check, result["container"])
     if scheduler.is_batch:
         _check_security(check, result.get("security", {}))
+    if "dask_scheduler" in result:
+        _check_dask_scheduler(check, result["dask_scheduler"], result["cluster"])
     if check.errors:
         raise SiteConfigError("\n".join(check.errors))
     return result

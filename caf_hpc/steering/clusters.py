@@ -13,6 +13,7 @@ import atexit
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -327,6 +328,9 @@ def close_all() -> None:
         _clients.clear()
         _clusters.clear()
     _close(clients, clusters)
+    scheduler_jobs = sys.modules.get("caf_hpc.sites.scheduler_job")  # imported only where a site uses one
+    if scheduler_jobs is not None:
+        scheduler_jobs.cancel_leftovers()  # a scheduler's job whose cluster never finished its start
 
 
 #: How long a batch cluster's workers get to go after their jobs were cancelled, before the cluster closes.

@@ -22,7 +22,7 @@ cluster:
 """
 
 SCHEDULERS = "local, slurm, pbs, sge, lsf, htcondor"
-SECTIONS = "scheduler, description, cluster, pools, scale, container, security, runner"
+SECTIONS = "scheduler, description, cluster, pools, scale, container, security, runner, dask_scheduler"
 
 
 def keys(scheduler: str) -> str:

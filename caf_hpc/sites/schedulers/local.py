@@ -23,6 +23,7 @@ class Local(Scheduler):
         "scale": "does not apply to local; set cluster.n_workers instead",
         "container": "does not apply to local (its workers are processes on this machine)",
         "security": "does not apply to local (its scheduler and workers listen on 127.0.0.1 only)",
+        "dask_scheduler": "does not apply to local (its scheduler is a process on this machine)",
     }
 
     def cluster_keys(self) -> tuple:
