@@ -79,7 +79,8 @@ UNQUOTED_SAFE = r"[A-Za-z0-9_./~@%+=:,#-]+"
 SCALE_KEYS = {"jobs": "count0", "minimum_jobs": "count0", "maximum_jobs": "count0"}
 CONTAINER_KEYS = {"runtime": "string", "image": "string", "binds": "strings", "env": "env", "options": "strings"}
 SECURITY_KEYS = {"tls": "bool", "directory": "optional_string"}
-RUNNER_KEYS = {"timeout": "optional_seconds", "retries": "count0", "worker_wait": "seconds", "preload": "preload"}
+RUNNER_KEYS = {"timeout": "optional_seconds", "retries": "count0", "worker_wait": "seconds", "preload": "preload",
+               "walltime_margin": "seconds", "expected_durations": "durations"}
 SECTION_KEYS = {"scale": SCALE_KEYS, "container": CONTAINER_KEYS, "security": SECURITY_KEYS, "runner": RUNNER_KEYS}
 
 #: Where TLS files go unless the site says otherwise; ``{site}`` is the site's name.

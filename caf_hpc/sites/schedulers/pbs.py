@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from .core import DryRun, Scheduler, Walltime, query, trial
+from .core import DryRun, Scheduler, Walltime, clock_seconds, query, trial
 from .sge import grid_engine_version
 
 
@@ -40,6 +40,10 @@ class PBS(Scheduler):
     job_id_variables = ("PBS_JOBID",)
     pending_states = frozenset({"Q", "W", "H"})
     running_states = frozenset({"R", "E"})
+
+    def walltime_seconds(self, value: Any) -> float | None:
+        """``HH:MM:SS``, ``MM:SS`` or seconds."""
+        return clock_seconds(str(value))
 
     def wrong_program(self, found: str) -> Optional[str]:
         version = grid_engine_version(found) if os.path.basename(found) == "qsub" else None

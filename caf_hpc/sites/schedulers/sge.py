@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ElementTree
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from .core import DryRun, Scheduler, Walltime, query, run_command, trial
+from .core import DryRun, Scheduler, Walltime, clock_seconds, query, run_command, trial
 
 
 def grid_engine_version(qsub: str) -> Optional[str]:
@@ -26,6 +26,10 @@ class GridEngine(Scheduler):
     job_id_variables = ("JOB_ID",)
     pending_states = frozenset({"qw", "hqw", "Rq"})
     running_states = frozenset({"r", "t"})
+
+    def walltime_seconds(self, value: Any) -> float | None:
+        """``HH:MM:SS``, ``MM:SS`` or seconds."""
+        return clock_seconds(str(value))
 
     def wrong_program(self, found: str) -> Optional[str]:
         if os.path.basename(found) == "qsub" and not grid_engine_version(found):
