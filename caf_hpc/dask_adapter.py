@@ -57,6 +57,47 @@ class QueueProducer(Queue):
         pass  # the runner created the queue; do not register as a holder
 
 
+def stop_taking_work(worker: Any) -> bool:
+    """Has ``worker`` take no new task, finishing those it runs; False if it is closing already.
+
+    The worker's status becomes ``closing_gracefully``, as ``Scheduler.retire_workers``
+    sets it: the scheduler sends it no new task (it is no longer among its running
+    workers) and the worker starts none of those it holds (its state machine pauses).
+    ``Worker.status`` is settable (it tells the scheduler) but not documented as an
+    interface; ``paused``, the other status that does the same, is undone by the memory
+    monitor as soon as the worker's memory is below its pause threshold. Dask's own
+    ``close_gracefully`` sets this status and removes the worker without waiting for its
+    running task (dask/dask-jobqueue#416). Tested by
+    ``tests/worker/test_walltime.py::test_a_worker_near_its_end_takes_no_new_work_and_leaves_once_idle``.
+    """
+    from distributed.core import Status
+
+    if worker.status not in (Status.running, Status.paused):
+        return False
+    worker.status = Status.closing_gracefully
+    return True
+
+
+def tasks_running(worker: Any) -> int:
+    """How many tasks ``worker`` runs now (``WorkerState.executing`` and ``long_running``, not public)."""
+    return len(worker.state.executing) + len(worker.state.long_running)
+
+
+async def leave(worker: Any, reason: str) -> None:
+    """Closes a worker that ``stop_taking_work`` drained, with its nanny, the way ``Worker.close_gracefully`` does.
+
+    ``close_gracefully`` itself only waits for the worker to close when its status is
+    ``closing_gracefully`` already, so its two steps are taken here: the scheduler retires
+    the worker (what it still holds is moved elsewhere; the tasks it was sent and never
+    started go to other workers), and the worker closes with its nanny, so that its batch
+    job ends. Tested by
+    ``tests/worker/test_walltime.py::test_a_worker_near_its_end_takes_no_new_work_and_leaves_once_idle``.
+    """
+    await worker.scheduler.retire_workers(workers=[worker.address], close_workers=False, remove=True,
+                                          stimulus_id=f"caf-hpc-walltime-{time.time()}")
+    await worker.close(nanny=True, reason=reason)
+
+
 # --------------------------------------------------------------------------- in the steering process
 #: Dask's handshake is a few dozen bytes; a length prefix beyond this is some other protocol's bytes.
 _HANDSHAKE_LIMIT = 64 * 1024
@@ -143,6 +184,24 @@ def client_event_loop(client: Client) -> asyncio.AbstractEventLoop:
     loop = client.loop
     assert isinstance(loop, BaseAsyncIOLoop), f"client {client} has no asyncio event loop ({loop!r})"
     return loop.asyncio_loop
+
+
+def running_workers(client: Any, metadata_key: str) -> dict:
+    """``{address: (the worker's metadata under [metadata_key, address] or None, tasks it is processing)}`` for
+    every worker the scheduler sends tasks to (status running), in one round trip.
+
+    ``Client.scheduler_info`` gives neither a worker's status nor the metadata, and
+    ``Client.get_metadata`` keeps the entries of workers long gone. Read on the scheduler
+    itself (a function sent by value, as ``allowed_failures``): ``Scheduler.running`` (the
+    workers it may send tasks to), ``WorkerState.processing`` and ``Scheduler.get_metadata``
+    are not documented as interfaces. Tested by
+    ``tests/steering/test_placement.py::test_placement_reads_each_workers_end_from_the_scheduler``.
+    """
+    def view(dask_scheduler: Any, key: str = metadata_key) -> dict:
+        return {ws.address: (dask_scheduler.get_metadata(keys=[key, ws.address], default=None), len(ws.processing))
+                for ws in dask_scheduler.running}
+
+    return dict(client.run_on_scheduler(view))
 
 
 def on_worker_events(client: Any, handler: Callable[[str, dict], None]) -> None:

@@ -34,7 +34,8 @@ def calibrate(tmp_path):
 
 #: The runner's environment variables: none may leak in from the shell that runs the tests.
 RUNNER_VARIABLES = ("CAF_HPC_SITE", "CAF_HPC_ADDRESS", "CAF_HPC_TIMEOUT", "CAF_HPC_RETRIES", "CAF_HPC_WORKER_WAIT",
-                    "CAF_HPC_WORKERS", "CAF_HPC_DASHBOARD", "CAF_HPC_PRELOAD", "CAF_HPC_FORK_SERVER")
+                    "CAF_HPC_WORKERS", "CAF_HPC_DASHBOARD", "CAF_HPC_PRELOAD", "CAF_HPC_FORK_SERVER",
+                    "CAF_HPC_WALLTIME_MARGIN")
 
 
 @pytest.fixture

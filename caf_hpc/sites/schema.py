@@ -84,7 +84,8 @@ SCALE_KEYS = {"jobs": "count0", "minimum_jobs": "count0", "maximum_jobs": "count
 CONTAINER_KEYS = {"runtime": "string", "image": "string", "binds": "strings", "env": "env", "options": "strings"}
 SECURITY_KEYS = {"tls": "bool", "directory": "optional_string"}
 RUNNER_KEYS: dict[str, Any] = {"timeout": "optional_seconds", "retries": "count0", "worker_wait": "seconds",
-                               "preload": "preload", "resources": resource_rules.site_value}
+                               "preload": "preload", "resources": resource_rules.site_value,
+                               "walltime_margin": "seconds", "expected_durations": "durations"}
 DASK_SCHEDULER_KEYS = {"placement": "placement", "job": "mapping", "start_wait": "seconds",
                        "client_timeout": "seconds", "directory": "string"}
 SECTION_KEYS: dict[str, dict[str, Any]] = {"scale": SCALE_KEYS, "container": CONTAINER_KEYS,

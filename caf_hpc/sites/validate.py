@@ -142,6 +142,11 @@ class _Checker:
                               f"Allowed: {', '.join(schema.PLACEMENTS)}")
         return value
 
+    def _durations(self, where: str, value: Any) -> Any:
+        for problem in checks.duration_problems(value):
+            self.error(where, problem)
+        return value
+
     def _mapping(self, where: str, value: Any) -> Any:
         if not isinstance(value, dict):
             self.error(where, f"expected a mapping (key: value), got {_type_name(value)}")

@@ -38,6 +38,7 @@ from . import clusters, interrupt, resources
 from .binding import bound_settings
 from .checks import did_you_mean, whole_number
 from .logs import log_excerpt
+from .placement import WALLTIME_LOSSES, Placement, collector_placement
 from .progress import RunProgress, StrategyProgress
 from .runner import Inbox, TaskDone, on_task_done
 from .settings import RunnerSettings, SettingsError, resolve_for_run
@@ -191,6 +192,7 @@ class _Unit:
         self.where: protocol.Where | None = None
         self.attempt: str | None = None
         self.lost: list = []
+        self.walltime_lost: list = []  # lost to the walltime of their batch jobs: not counted against retries
         self.verdict: str | None = None  # why it failed, when the tracker decided it (lost too often)
         self.progress = progress  # its entry in the run record
 
@@ -273,8 +275,9 @@ class Tracker:
                 waiting.append(unit)
                 continue
             self.running[id(unit.parent)] += 1
+            placed = collector_placement(self.client, self.settings, self._durations(unit.parent))
             unit.future = self.client.submit(run_collector_task, unit.task, key=unit.task.key, pure=False,
-                                             priority=PRIORITY, **resources.collector_options(self.settings))
+                                             priority=PRIORITY, **resources.collector_options(self.settings), **placed)
             unit.future.add_done_callback(partial(on_task_done, self.inbox, unit.task.key))
         self.pending = waiting
 
@@ -380,15 +383,33 @@ class Tracker:
             unit.future = None
             self._note_progress(unit.parent)
 
+    def _durations(self, parent: Any) -> list:
+        """How long the (sub)jobs of ``parent`` that ended so far ran (for placement by walltime)."""
+        return [attempt["finished"] - attempt["started"]
+                for u in self.units.values() if u.parent is parent and u.progress is not None
+                for attempt in u.progress.entry["attempts"]
+                if attempt.get("outcome") == "ended" and attempt.get("started") and attempt.get("finished")]
+
     def _lost(self, unit: _Unit, worker: str) -> None:
         where = unit.where.label() if unit.where is not None else f"worker {worker}"
-        unit.lost.append(where)
+        placement = Placement.of(self.client, self.settings)
+        walltime = placement.walltime_loss(worker) if placement is not None else None
+        (unit.walltime_lost if walltime else unit.lost).append(where)
         if unit.attempt is not None:
-            unit.progress.lost(0)
+            unit.progress.lost(0, walltime)
         else:
-            unit.progress.lost_unseen(worker)
+            unit.progress.lost_unseen(worker, walltime)
         unit.attempt = None
-        if len(unit.lost) > self.settings.retries:
+        if walltime and len(unit.walltime_lost) < WALLTIME_LOSSES:
+            log_warning(f"collector job {unit.job.name}: lost its worker ({where}) {walltime}; running it again, "
+                        "which does not count toward retries, its partial files removed first")
+        elif walltime:
+            unit.verdict = (f"was killed at its batch job's walltime {len(unit.walltime_lost)} times "
+                            f"({'; '.join(unit.walltime_lost)}): it needs more time than a job of "
+                            f"{clusters.worker_source(self.settings)} has left when it starts")
+            if unit.future is not None:
+                unit.future.cancel()
+        elif len(unit.lost) > self.settings.retries:
             unit.verdict = (f"lost its worker {len(unit.lost)} time(s) ({'; '.join(unit.lost)}), more than "
                             f"retries={self.settings.retries} allows. This is a failure of the cluster, not of the "
                             f"job: {clusters.worker_source(self.settings)}")

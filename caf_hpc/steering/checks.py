@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -30,3 +30,17 @@ def seconds(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         return "a positive number of seconds"
     return None
+
+
+def duration_problems(durations: Any) -> list[str]:
+    """What is wrong with ``expected_durations`` ({algorithm name: seconds}), one message per entry."""
+    if not isinstance(durations, Mapping):
+        return [f"expected a mapping of algorithm names to seconds, e.g. {{'Millepede': 3600}}, got {durations!r}"]
+    problems = []
+    for name, value in durations.items():
+        if not isinstance(name, str) or not name:
+            problems.append(f"{name!r} is not an algorithm name")
+        wanted = seconds(value)
+        if wanted:
+            problems.append(f"{name}: expected {wanted}, got {value!r}")
+    return problems

@@ -181,21 +181,35 @@ class StrategyProgress:
             self.run.write()
         log_info(f"{self.run.calibration}: {self.name}: {len(results)} result(s) so far")
 
-    def lost(self, results_dropped: int) -> None:
-        """The worker running the attempt was lost; the attempt's results were dropped."""
+    def lost(self, results_dropped: int, walltime: str | None = None) -> None:
+        """The worker running the attempt was lost (``walltime``: to its job's walltime, and why so); the
+        attempt's results were dropped."""
         if self.attempt is not None:
             with self.run._lock:
                 self.attempt.update(outcome="lost", finished=time.time(), results=results_dropped)
+                if walltime:
+                    self.attempt["lost_to"] = "walltime"
                 self.attempt, self.where = None, None
                 self.run.write()
 
-    def lost_unseen(self, worker: str) -> None:
-        """A worker was lost while running an attempt of which nothing had arrived yet."""
+    def cut(self, why: str) -> None:
+        """The strategy's task ended with an attempt its batch job's walltime cut; the runner submits it again
+        (a new entry)."""
+        with self.run._lock:
+            if self.attempt is not None:
+                self.attempt.update(outcome="lost", finished=time.time(), lost_to="walltime")
+                self.attempt, self.where = None, None
+            self.entry.update(finished=time.time(), error=why)
+            self.run.write()
+
+    def lost_unseen(self, worker: str, walltime: str | None = None) -> None:
+        """A worker was lost while running an attempt of which nothing had arrived yet (``walltime``: to its job's
+        walltime)."""
         with self.run._lock:
             self.entry["attempts"].append({
                 "attempt": None, **_where_fields(None), "worker": worker, "started": None, "finished": time.time(),
                 "outcome": "lost", "returncode": None, "signal": None, "timed_out": False, "final_state": None,
-                "results": 0, "result_codes": {}, "error": None})
+                "results": 0, "result_codes": {}, "error": None, **({"lost_to": "walltime"} if walltime else {})})
             self.run.write()
 
     def ended(self, final_state: str, results: list, end: protocol.TaskEnd | None,

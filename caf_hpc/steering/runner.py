@@ -39,6 +39,7 @@ from ..worker.task import run_strategy_task, start_preloading
 from . import clusters, interrupt, resources, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
 from .logs import log_excerpt
+from .placement import WALLTIME_LOSSES, Placement, strategy_placement
 from .progress import RunProgress, StrategyProgress
 from .settings import RunnerSettings, resolve_for_run
 from .worker_events import WorkerLost, WorkerWatch
@@ -258,6 +259,9 @@ class StrategyStream:
         self.waiting_since = time.monotonic()  # for a worker, while no attempt runs
         self.next_waiting_note = self.waiting_since + _WAITING_FIRST
         self.lost: list[str] = []              # where each lost attempt ran
+        self.walltime_lost: list[str] = []     # where each attempt lost to its job's walltime ran: not a retry
+        self.placement: Placement | None = None  # tells a loss at the walltime (batch sites with one)
+        self.walltime_attempts: set = set()    # attempts lost to the walltime
         self.lost_workers: set = set()         # their addresses: a late record from one is not a new attempt
         self.given_up: set = set()
         self.received: Counter = Counter()     # records read, per attempt
@@ -335,6 +339,20 @@ class StrategyStream:
         if self.progress is not None:
             self.progress.started(attempt, where)
 
+    def cut_by_walltime(self) -> tuple | None:
+        """``(where, why)`` when the task ended with the end of an attempt its batch job's walltime cut: one the
+        runner gave up as lost to the walltime, or one killed by a signal on a worker at its job's end. Dask
+        has that end and runs nothing again; the runner submits the strategy again."""
+        end = self.end
+        if self.placement is None or end is None or end.where is None or end.where.worker is None:
+            return None
+        lost_to_walltime = end.attempt in self.given_up and end.attempt in self.walltime_attempts
+        killed = end.returncode is not None and end.returncode < 0 and end.attempt not in self.given_up
+        if not (lost_to_walltime or killed):
+            return None
+        why = self.placement.walltime_loss(end.where.worker)
+        return (end.where.label(), why) if why else None
+
     def _message(self, message: protocol.ChildMessage) -> None:
         if isinstance(message, protocol.Result):
             self.results.append(message.value)
@@ -349,27 +367,45 @@ class StrategyStream:
         if worker in self.lost_workers:
             return  # told twice
         self.lost_workers.add(worker)
+        walltime = self.placement.walltime_loss(worker) if self.placement is not None else None
         if self.attempt is None:
-            self.lost.append(f"worker {worker}")  # lost before its first record arrived
+            (self.walltime_lost if walltime else self.lost).append(f"worker {worker}")  # before its first record
             if self.progress is not None:
-                self.progress.lost_unseen(worker)
+                self.progress.lost_unseen(worker, walltime)
         elif self.where is not None and self.where.worker == worker:
-            self._lose_current()
+            self._lose_current(walltime)
         # else: the removed worker ran an attempt given up already
 
-    def _lose_current(self) -> None:
+    def _lose_current(self, walltime: str | None = None) -> None:
         where = _where_text(self.where)
-        self.lost.append(where)
-        log_warning(f"lost the worker running {self.algorithm_name} ({where}); "
+        (self.walltime_lost if walltime else self.lost).append(where)
+        if walltime and self.attempt is not None:
+            self.walltime_attempts.add(self.attempt)
+        why = (f" {walltime}; it runs again, which does not count toward retries" if walltime else "")
+        log_warning(f"lost the worker running {self.algorithm_name} ({where}){why}; "
                     f"dropping {len(self.results)} result(s) of the lost attempt")
         self.given_up.add(self.attempt)
         if self.progress is not None:
-            self.progress.lost(len(self.results))
+            self.progress.lost(len(self.results), walltime)
         self.results.clear()
         self.final_state = self.exception = self.violation = None
         self.attempt, self.where = None, None
         self.waiting_since = time.monotonic()
         self.next_waiting_note = self.waiting_since + _WAITING_FIRST
+
+
+class CutByWalltime(Exception):
+    """A strategy's task ended with the end of an attempt that its batch job's walltime cut: submit it again."""
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(where, why)
+        self.where, self.why = where, why
+
+
+def _walltime_message(cut: list, settings: RunnerSettings) -> str:
+    return (f"was killed at its batch job's walltime {len(cut)} times ({'; '.join(cut)}): it needs more time than "
+            f"a job of {clusters.worker_source(settings)} has left when it starts; give the site a longer "
+            "cluster.walltime, or the algorithm's expected duration (expected_durations)")
 
 
 def _where_text(where: protocol.Where | None) -> str:
@@ -500,7 +536,25 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
 
     def _run_strategy(self, client: Any, inbox: Inbox, settings: RunnerSettings, preload: protocol.Preload,
                       progress: RunProgress, name: str, payload: bytes) -> str:
-        """Submits one strategy, streams its results into ``self.results[name]``; returns its final state."""
+        """Submits one strategy, streams its results into ``self.results[name]``; returns its final state.
+
+        A strategy whose task ended with the end of an attempt cut by its batch job's walltime
+        (``CutByWalltime``) is submitted again: Dask has its end and will not run it again itself.
+        """
+        cut: list[str] = []
+        while True:
+            try:
+                return self._run_strategy_once(client, inbox, settings, preload, progress, name, payload, cut)
+            except CutByWalltime as err:
+                cut.append(err.where)
+                log_warning(f"{self.name}: the strategy of {name} was cut on {err.where} {err.why}; it runs again, "
+                            "which does not count toward retries")
+                if len(cut) >= WALLTIME_LOSSES:
+                    self._fail(name, shipping.log_file(self.output_dir, name), _walltime_message(cut, settings))
+
+    def _run_strategy_once(self, client: Any, inbox: Inbox, settings: RunnerSettings, preload: protocol.Preload,
+                           progress: RunProgress, name: str, payload: bytes, cut: list) -> str:
+        """One submission of a strategy (``cut``: where earlier ones were cut by the walltime)."""
         if interrupt.interrupted():  # Ctrl-C came while this run was still getting its cluster
             raise interrupt.Interrupted()
         results = self.results.setdefault(name, [])
@@ -514,8 +568,11 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                                      memory_limit=self._resources.memory_limit(name))
         strategy_progress = progress.strategy(name, key, log_path)
         stream = StrategyStream(key, name, results, strategy_progress)
+        stream.placement, placed = strategy_placement(client, settings, f"{self.name}: {name}", self.output_dir, name)
+        stream.walltime_lost = list(cut)
         inbox.watch(key)
-        future = client.submit(run_strategy_task, task, key=key, pure=False, **self._resources.submit_options(name))
+        future = client.submit(run_strategy_task, task, key=key, pure=False,
+                               **self._resources.submit_options(name), **placed)
         asyncio.run_coroutine_threadsafe(take_end(inbox, key, future, client), dask_adapter.client_event_loop(client))
         self._tasks.append(future)  # released at the run's end: see __init__
         log_debug(f"{self.name}: submitted {name} as task {key}")
@@ -526,6 +583,10 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             raise
         except (interrupt.Interrupted, KeyboardInterrupt):
             strategy_progress.ended(self.FAILED, results, stream.end, "interrupted (Ctrl-C)")
+            raise
+        except CutByWalltime as err:
+            if stream.progress is not None:
+                stream.progress.cut(f"cut {err.why}")
             raise
         finally:
             # Only the run may hold the future (``_tasks``, let go at its end). An error's traceback keeps
@@ -556,11 +617,16 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                     stream.consume(event)
                 if len(stream.lost) > settings.retries:
                     self._fail(name, log_path, self._lost_message(stream, settings))
+                if len(stream.walltime_lost) >= WALLTIME_LOSSES:
+                    self._fail(name, log_path, _walltime_message(stream.walltime_lost, settings))
         finally:
             inbox.forget(key)
             if not future.done():
                 future.cancel()
             del future  # not kept by an error's traceback: see _run_strategy
+        cut = stream.cut_by_walltime()
+        if cut is not None:
+            raise CutByWalltime(*cut)
         return self._judge(name, log_path, stream, settings)
 
     @staticmethod
@@ -620,8 +686,10 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         else:  # the scheduler's own limit came first (it changed after the settings check)
             limit = (f"and its Dask scheduler gave up on it there (distributed.scheduler.allowed-failures is below "
                      f"retries={settings.retries})")
-        return (f"lost its worker {len(stream.lost)} time(s) ({'; '.join(stream.lost)}), {limit}. This is a failure "
-                f"of the cluster, not of the algorithm: {clusters.worker_source(settings)}")
+        walltime = (f" (and {len(stream.walltime_lost)} time(s) to its batch job's walltime, which retries do not "
+                    "count)" if stream.walltime_lost else "")
+        return (f"lost its worker {len(stream.lost)} time(s) ({'; '.join(stream.lost)}){walltime}, {limit}. This is "
+                f"a failure of the cluster, not of the algorithm: {clusters.worker_source(settings)}")
 
     def _judge(self, name: str, log_path: Any, stream: StrategyStream, settings: RunnerSettings) -> str:
         """Turns how the child ended into CAF's outcome, as the reference runner does."""

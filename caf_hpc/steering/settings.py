@@ -18,12 +18,15 @@ setting                     environment variable   meaning
 ``preload``                 CAF_HPC_PRELOAD        modules each worker imports once before its
                                                    strategies, ``module`` or ``module:function``
                                                    to call one as well (comma-separated)
+``walltime_margin``         CAF_HPC_WALLTIME_MARGIN batch site with a walltime: seconds a job is
+                                                   kept clear of its end (``steering.placement``)
 ==========================  =====================  ============================================
 
 ``factories`` ({algorithm name: "package.module:function"}), ``ship_modules``
-(names of modules to send by value) and ``resources`` ({algorithm name: {"cores": 8,
-"memory": "16GB"}}, also a site's ``runner.resources``; see ``steering.resources``) are
-arguments only.
+(names of modules to send by value), ``resources`` ({algorithm name: {"cores": 8,
+"memory": "16GB"}}, also a site's ``runner.resources``; see ``steering.resources``) and
+``expected_durations`` ({algorithm name: seconds}, a strategy's expected duration until the
+run records know it; also a site's ``runner`` key) are arguments only.
 
 A site config's ``runner`` section fills in what neither gives (``resolve_site``): the site
 is read there, once per run, and travels with the settings (``site_config``) to whatever
@@ -55,10 +58,11 @@ ENVIRONMENT = {
     "worker_wait": "CAF_HPC_WORKER_WAIT",
     "fork_server": "CAF_HPC_FORK_SERVER",
     "preload": "CAF_HPC_PRELOAD",
+    "walltime_margin": "CAF_HPC_WALLTIME_MARGIN",
 }
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 _INTEGERS = {"n_workers": 1, "retries": 0}      # setting -> smallest allowed value
-_SECONDS = ("timeout", "worker_wait")
+_SECONDS = ("timeout", "worker_wait", "walltime_margin")
 def scheduler_host_port(address: str) -> tuple:
     """``(host, port)`` of a Dask scheduler address; ValueError unless Dask can connect to it (a known
     protocol, its plugins included, or none; a host; a port)."""
@@ -108,6 +112,10 @@ class RunnerSettings:
     ship_modules: tuple = ()
     #: What an algorithm needs of its worker, {algorithm name: {resource: amount}} (``steering.resources``).
     resources: Mapping[str, Any] = field(default_factory=dict)
+    #: On a batch site with a walltime: seconds kept clear of a job's end (None: ``placement.default_margin``).
+    walltime_margin: float | None = None
+    #: {algorithm name: seconds}: a strategy's expected duration while no run record has one (``placement``).
+    expected_durations: Mapping[str, Any] = field(default_factory=dict)
     #: The settings the user gave (argument or environment), which a site's defaults must not replace.
     explicit: frozenset = field(default=frozenset(), compare=False)
     #: The site's validated config, read once per run by ``resolve_site``; what the run does later (its
@@ -134,6 +142,9 @@ class RunnerSettings:
         if problems:
             raise SettingsError(f"{'; '.join(problems)} (runner_for(resources=...))")
         object.__setattr__(self, "resources", needs)
+        problems = checks.duration_problems(self.expected_durations)
+        if problems:
+            raise SettingsError(f"expected_durations: {'; '.join(problems)}")
         problems = preload_problems(self.preload)
         if problems:
             raise SettingsError(f"preload: {'; '.join(problems)}")

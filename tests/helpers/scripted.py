@@ -196,6 +196,13 @@ class ScriptedStrategy(AlgorithmStrategy):
     def _sleep(self, seconds):
         time.sleep(seconds)
 
+    def _sleep_first_time(self, marker, seconds):
+        """Sleeps ``seconds`` on the first attempt only (one its batch job's walltime ends)."""
+        if _first_time(marker):
+            print(f"sleeping {seconds} s in batch job {os.environ.get('SLURM_JOB_ID')}")
+            sys.stdout.flush()
+            time.sleep(seconds)
+
     def _wait_for_file(self, path, timeout=60):
         deadline = time.monotonic() + timeout
         while not Path(path).exists():

@@ -19,7 +19,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar
@@ -50,6 +50,17 @@ class Walltime:
     pattern: re.Pattern
     formats: str
     example: str
+
+
+def clock_seconds(text: str) -> float | None:
+    """Seconds of ``[[H:]M:]S`` (``01:30:00``, ``90:00``, ``5400``); None when ``text`` is not of that form."""
+    parts = text.strip().split(":")
+    if not 1 <= len(parts) <= 3 or not all(part.isdigit() for part in parts):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return float(seconds)
 
 
 def run_command(command: Sequence[str], timeout: float = TIMEOUT) -> tuple:
@@ -141,6 +152,19 @@ class Scheduler:
     def job_arguments(self, kwargs: dict) -> dict:
         """The cluster class's keyword arguments, as this scheduler's job class wants them."""
         return kwargs
+
+    def walltime_seconds(self, value: Any) -> float | None:
+        """The site's ``cluster.walltime`` in seconds, read as this batch system reads it; None when it has
+        none, or none that ends (Slurm's ``UNLIMITED``). Validation has checked ``value`` against ``walltime``."""
+        return None
+
+    # -- inside a job ---------------------------------------------------------------------------
+
+    def job_time_left(self, environ: Mapping[str, str], timeout: float = 10) -> float | None:
+        """Seconds the batch job this process runs in has left, as the batch system itself says (asked from
+        inside the job: its environment, or a query naming its id); None when it cannot say. The worker's
+        own estimate (``caf_hpc.worker.walltime``) fills in where it cannot."""
+        return None
 
     # -- submitting -----------------------------------------------------------------------------
 

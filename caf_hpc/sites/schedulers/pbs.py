@@ -10,8 +10,9 @@ import os
 import re
 import shutil
 from collections.abc import Sequence
+from typing import Any
 
-from .core import DryRun, Scheduler, Walltime, query, trial
+from .core import DryRun, Scheduler, Walltime, clock_seconds, query, trial
 from .sge import grid_engine_version
 
 
@@ -40,6 +41,10 @@ class PBS(Scheduler):
     job_id_variables = ("PBS_JOBID",)
     pending_states = frozenset({"Q", "W", "H"})
     running_states = frozenset({"R", "E"})
+
+    def walltime_seconds(self, value: Any) -> float | None:
+        """``HH:MM:SS``, ``MM:SS`` or seconds."""
+        return clock_seconds(str(value))
 
     def wrong_program(self, found: str) -> str | None:
         version = grid_engine_version(found) if os.path.basename(found) == "qsub" else None

@@ -6,8 +6,9 @@ import os
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
+from typing import Any
 
-from .core import DryRun, Scheduler, Walltime, query, run_command, trial
+from .core import DryRun, Scheduler, Walltime, clock_seconds, query, run_command, trial
 
 
 def grid_engine_version(qsub: str) -> str | None:
@@ -26,6 +27,10 @@ class GridEngine(Scheduler):
     job_id_variables = ("JOB_ID",)
     pending_states = frozenset({"qw", "hqw", "Rq"})
     running_states = frozenset({"r", "t"})
+
+    def walltime_seconds(self, value: Any) -> float | None:
+        """``HH:MM:SS``, ``MM:SS`` or seconds."""
+        return clock_seconds(str(value))
 
     def wrong_program(self, found: str) -> str | None:
         if os.path.basename(found) == "qsub" and not grid_engine_version(found):

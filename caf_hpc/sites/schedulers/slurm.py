@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .core import DryRun, Scheduler, Walltime, query, trial
@@ -18,6 +20,33 @@ def slurm_memory(value: Any) -> tuple:
     if not isinstance(value, str) or not MEMORY.match(value):
         return value, f"{value!r} is not a Slurm memory size; write e.g. '4000M' or '4G'"
     return value, None
+
+
+def slurm_seconds(text: str) -> float | None:
+    """Seconds of a Slurm time (``--time``, ``squeue %L``): ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``,
+    ``D-HH:MM``, ``D-HH:MM:SS``; None for ``UNLIMITED``/``INFINITE`` and anything else it cannot read.
+
+    Slurm reads a lone number as minutes and two fields as minutes and seconds (``man sbatch``, ``--time``).
+    """
+    text = text.strip()
+    days = 0
+    if "-" in text:
+        day, _, text = text.partition("-")
+        if not day.isdigit():
+            return None
+        days = int(day)
+        fields = text.split(":")
+        fields += ["0"] * (3 - len(fields))  # D-HH, D-HH:MM: hours first
+    else:
+        fields = text.split(":")
+        if len(fields) == 1:
+            fields = ["0", fields[0], "0"]  # minutes
+        elif len(fields) == 2:
+            fields = ["0", *fields]  # minutes and seconds
+    if len(fields) != 3 or not all(field.isdigit() for field in fields):
+        return None
+    hours, minutes, seconds = (int(field) for field in fields)
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
 class Slurm(Scheduler):
@@ -36,6 +65,24 @@ class Slurm(Scheduler):
 
     def dry_run(self, words: list, path: str, directory: str) -> DryRun:
         return trial([*words, "--test-only", path])
+
+    def walltime_seconds(self, value: Any) -> float | None:
+        return slurm_seconds(str(value))
+
+    def job_time_left(self, environ: Mapping[str, str], timeout: float = 10) -> float | None:
+        """``SLURM_JOB_END_TIME`` (Slurm 23.02 and later), else ``squeue -h -o %L -j $SLURM_JOB_ID``: the
+        time left as Slurm counts it, which also knows a limit changed after submission (``scontrol update``)."""
+        end = environ.get("SLURM_JOB_END_TIME", "")
+        if end.isdigit():
+            return float(end) - time.time()
+        job = environ.get("SLURM_JOB_ID", "")
+        if not job:
+            return None
+        try:
+            output = query(["squeue", "--noheader", "--format=%L", f"--jobs={job}"], timeout).strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return slurm_seconds(output) if output else None
 
     def query_states(self, ids: Sequence[str], timeout: float) -> dict | None:
         output = query(["squeue", "--noheader", "--format=%i %T", f"--jobs={','.join(ids)}"], timeout)
