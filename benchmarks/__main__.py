@@ -33,7 +33,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL_MEASURES = {"cold_start": measures.cold_start, "memory": measures.memory, "overhead_local": measures.overhead,
                   "realistic": measures.realistic,
                   "latency": measures.latency, "throughput": measures.throughput,
-                  "wall_over_sum": measures.wall_over_sum, "parallel": measures.parallel,
+                  "wall_over_sum": measures.wall_over_sum, "parallel": measures.parallel, "many": measures.many,
                   "root": measures.root_preload, "fork_server": measures.fork_server,
                   "collector_throughput": measures.collector_throughput,
                   "collector_latency": measures.collector_latency, "collector_wall": measures.collector_wall}

@@ -66,6 +66,9 @@ class Plan:
     memory_runs: int = 200
     parallel: int = 4                # calibrations in threads, and workers
     parallel_seconds: float = 0.5
+    many: tuple = (16, 64)           # calibrations in threads of the "many" measure,
+    many_seconds: float = 1.0        # ... 3 strategies of this long each
+    many_repeats: int = 2
     root_strategies: int = 10
     with_slow_reference: bool = True
     collector_subjobs: int = 1000          # trivial subjobs of one collector step,
@@ -80,7 +83,8 @@ class Plan:
 
 QUICK = replace(Plan(), repeats=1, strategies=3, reference_strategies=1, reference_repeats=1, results=500,
                 paced=5, pace=0.02, latency_repeats=1, sleeps=2, sleep_seconds=0.2, cold_repeats=1,
-                memory_runs=10, parallel_seconds=0.1, root_strategies=2, with_slow_reference=False,
+                memory_runs=10, parallel_seconds=0.1, many=(4, 8), many_seconds=0.2, many_repeats=1,
+                root_strategies=2, with_slow_reference=False,
                 collector_subjobs=20, collector_repeats=1, collector_reference_repeats=1, heartbeat=0.1,
                 full_update=1.0, collector_sleeps=4, collector_sleep_seconds=0.2)
 
@@ -379,6 +383,64 @@ def parallel(plan: Plan, tmp: Path) -> Measure:
             measure.series[label] = spans_
     finally:
         clusters.close(runner.settings())
+    return measure
+
+
+def _slots(runner: type) -> int:
+    """How many strategies ``runner``'s local cluster runs at once: its workers' threads."""
+    settings = runner.settings()  # type: ignore[attr-defined]  # a runner class of runner_for()
+    workers = clusters.client_for(settings).scheduler_info(n_workers=-1)["workers"].values()
+    return sum(worker["nthreads"] for worker in workers)
+
+
+MANY_DEFAULT = "{count} calibrations, local default"
+MANY_SLOTS = "{count} calibrations, n_workers={count}"
+
+
+def many(plan: Plan, tmp: Path) -> Measure:
+    """Many calibrations in threads on one machine, as CAF starts every calibration whose dependencies are met.
+
+    On the local default (one strategy per core) they queue: the figure is the wall time
+    over the ideal queue, one calibration's wall per round of as many calibrations as the
+    cluster runs at once (for no more calibrations than cores, one round: wall over one
+    calibration alone). With ``n_workers`` as many as the calibrations, the strategies
+    (sleeps, which need no core) all run at once as threads of one worker process per core:
+    wall over one calibration alone.
+    """
+    seconds = plan.many_seconds
+    largest = MANY_DEFAULT.format(count=max(plan.many))
+    plan_here = replace(plan, parallel_seconds=seconds)
+    measure = Measure("many", f"{' and '.join(map(str, plan.many))} calibrations in threads, 3 strategies of "
+                      f"{seconds:g} s each", "× ideal wall", target=1.2, judged=largest,
+                      how=f"wall time of the calibrations started at once / the ideal: one calibration's wall alone "
+                      f"(same cluster, same run) times the rounds, ceil(calibrations / strategies at once). Local "
+                      f"default: one strategy per core; n_workers=N: N strategies at once, threads of at most one "
+                      f"worker process per core. {plan.many_repeats} repetition(s), each with its own 'alone'")
+    _warm(LOCAL, tmp)
+    slots = _slots(LOCAL)
+    for count in plan.many:
+        figure, note = [], ""
+        for i in range(plan.many_repeats):
+            alone, _ = _together(LOCAL, plan_here, tmp / f"default{count}" / f"alone{i}", 1)
+            together, spans_ = _together(LOCAL, plan_here, tmp / f"default{count}" / f"many{i}", count)
+            rounds = -(-count // slots)
+            figure.append(together / (alone * rounds))
+            note = f"{slots} at once, {rounds} rounds; wall {together:.1f} s, one alone {alone:.2f} s"
+        measure.figures[MANY_DEFAULT.format(count=count)] = Figure(figure, note=note)
+        measure.series[MANY_DEFAULT.format(count=count)] = spans_
+    for count in plan.many:
+        runner = runner_for(n_workers=count)
+        try:
+            _together(runner, plan_here, tmp / f"slots{count}" / "warm-up", count)  # its fork servers started
+            figure = []
+            for i in range(plan.many_repeats):
+                alone, _ = _together(runner, plan_here, tmp / f"slots{count}" / f"alone{i}", 1)
+                together, _ = _together(runner, plan_here, tmp / f"slots{count}" / f"many{i}", count)
+                figure.append(together / alone)
+                note = f"{_slots(runner)} at once; wall {together:.1f} s, one alone {alone:.2f} s"
+            measure.figures[MANY_SLOTS.format(count=count)] = Figure(figure, note=note)
+        finally:
+            clusters.close(runner.settings())
     return measure
 
 

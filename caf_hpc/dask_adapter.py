@@ -14,7 +14,7 @@ import struct
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from distributed import Client, Queue
@@ -318,8 +318,10 @@ def job_arguments(cluster: Any) -> dict:
     return dict(cluster._job_kwargs)
 
 
-def subprocess_cluster(**kwargs: Any) -> Any:
-    """A local cluster whose scheduler and workers are fresh interpreters (``SubprocessCluster``, experimental).
+def subprocess_cluster(threads: Sequence[int], host: str, dashboard_address: str | None, silence_logs: int,
+                       scheduler_kwargs: dict | None = None, worker_kwargs: dict | None = None) -> Any:
+    """A local cluster whose scheduler and workers are fresh interpreters, one worker process per entry of
+    ``threads`` with that many threads (``SubprocessCluster``'s processes, experimental).
 
     ``LocalCluster``'s worker processes start with multiprocessing's *spawn*, which
     re-executes the steering script in every worker, and CAF steering scripts run their
@@ -327,12 +329,50 @@ def subprocess_cluster(**kwargs: Any) -> Any:
     ``SubprocessCluster`` starts ``python -m dask spec`` processes instead. Tested by
     ``tests/steering/test_local_default.py``.
 
+    ``SubprocessCluster`` gives every worker the same number of threads; the local
+    default spreads ``n_workers`` strategies over at most one process per core, so that
+    ``n_workers=5`` on 2 cores is 3 + 2 threads, not 6. The cluster is therefore built
+    here as ``SubprocessCluster`` builds it (a ``SpecCluster`` of its ``SubprocessScheduler``
+    and ``SubprocessWorker``, with its defaults for host, dashboard, memory limit and
+    logs), with one worker spec per process. Tested by
+    ``tests/steering/test_many_calibrations.py::test_many_strategies_at_once_share_one_process_per_core``.
+
     Each of those processes starts in a session of its own (``_own_sessions``).
     """
     from distributed.deploy import subprocess as module
+    from distributed.deploy.spec import SpecCluster
+    from distributed.worker_memory import parse_memory_limit
 
     _own_sessions(module)
-    return module.SubprocessCluster(**kwargs)
+    worker_kwargs = dict(worker_kwargs or {})
+    if "memory_limit" not in worker_kwargs:  # SubprocessCluster's: the machine's memory shared by the processes
+        worker_kwargs["memory_limit"] = parse_memory_limit("auto", 1, len(threads), logger=logging.getLogger(__name__))
+    scheduler = {"cls": module.SubprocessScheduler, "options": {"scheduler_kwargs": {
+        "host": host, "port": 0, "dashboard": dashboard_address is not None, "dashboard_address": dashboard_address,
+        **(scheduler_kwargs or {})}}}
+
+    def worker(nthreads: int) -> dict:
+        return {"cls": module.SubprocessWorker, "options": {"worker_class": "distributed.Nanny", "worker_kwargs": {
+            "host": host, "nthreads": nthreads, "silence_logs": silence_logs, **worker_kwargs}}}
+
+    return SpecCluster(workers={i: worker(n) for i, n in enumerate(threads)}, scheduler=scheduler,
+                       worker=worker(max(threads)), name="SubprocessCluster", silence_logs=silence_logs)
+
+
+def ended_subprocess_workers(cluster: Any) -> list:
+    """The exit codes of a local ``SubprocessCluster``'s worker processes that have ended (a nanny that could
+    not start its worker ends with 1); empty while all run.
+
+    The cluster manager never looks at them once started (``SubprocessWorker.process``, an
+    ``asyncio.subprocess.Process``, as ``end_subprocess_workers`` uses it): a cluster whose
+    nannies all ended at start sits with no worker, and every strategy waited its whole
+    ``worker_wait``. Tested by
+    ``tests/steering/test_many_calibrations.py::test_local_workers_that_end_at_start_are_one_clear_error``.
+    """
+    from distributed.deploy.subprocess import SubprocessWorker
+
+    return [w.process.returncode for w in list(cluster.workers.values())
+            if isinstance(w, SubprocessWorker) and w.process is not None and w.process.returncode is not None]
 
 
 class _SpawnInOwnSession:
@@ -345,6 +385,7 @@ class _SpawnInOwnSession:
     @staticmethod
     async def create_subprocess_exec(*args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("start_new_session", True)
+        kwargs.setdefault("stderr", asyncio.subprocess.PIPE)  # a worker's: read by ``drain_worker_stderr``
         return await asyncio.create_subprocess_exec(*args, **kwargs)
 
 
@@ -364,7 +405,8 @@ def _own_sessions(module: Any) -> None:
     ``asyncio.create_subprocess_exec`` with no way to pass it arguments; the module's
     ``asyncio`` is replaced by one whose ``create_subprocess_exec`` adds
     ``start_new_session=True`` (every other name is asyncio's own). caf-hpc is the only
-    user of ``SubprocessCluster`` in a steering process. Tested by
+    user of ``SubprocessCluster`` in a steering process. A worker's process also gets its
+    stderr on a pipe, read by ``drain_worker_stderr`` (the scheduler sets its own). Tested by
     ``tests/test_dask_adapter.py::test_local_cluster_processes_are_out_of_the_terminals_process_group``.
     """
     if not isinstance(module.asyncio, _SpawnInOwnSession):
@@ -395,10 +437,51 @@ def drain_scheduler_stderr(cluster: Any, on_line: Callable[[str], None]) -> None
     cluster.loop.add_callback(start)
 
 
+def drain_worker_stderr(cluster: Any, on_line: Callable[[str, str], None], keep: int = 40) -> dict:
+    """Reads the stderr of each worker process of a local ``SubprocessCluster`` (its nanny's, which its worker
+    shares), line by line, on the cluster's loop; returns ``{worker name: its last ``keep`` lines}``.
+
+    ``SubprocessWorker._start`` gives its process no ``stderr`` argument, so every nanny
+    and worker wrote straight onto the steering script's terminal: on a machine too busy
+    to start them within their ``death_timeout``, 28 nannies printed 3,410 lines of
+    tracebacks there. ``_own_sessions`` has them start with their stderr on a pipe
+    instead (the scheduler's own ``stderr=PIPE`` is kept), read here: ``on_line(name,
+    line)`` gets each line, and the last lines of each worker stay for the message that
+    says why it ended. Relies on ``SubprocessWorker.process`` and ``SpecCluster.workers``,
+    as ``end_subprocess_workers`` does. Tested by
+    ``tests/steering/test_many_calibrations.py::test_local_workers_that_end_at_start_are_one_clear_error``.
+    """
+    import collections
+
+    from distributed.deploy.subprocess import SubprocessWorker
+
+    tails: dict = {}
+    streams = [(str(name), worker.process.stderr) for name, worker in list(cluster.workers.items())
+               if isinstance(worker, SubprocessWorker) and worker.process is not None and worker.process.stderr]
+
+    async def drain(name: str, stream: Any) -> None:
+        tail = tails[name]
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            tail.append(text)
+            on_line(name, text)
+
+    def start() -> None:
+        cluster.caf_hpc_worker_drains = [asyncio.ensure_future(drain(name, stream)) for name, stream in streams]
+
+    for name, _ in streams:
+        tails[name] = collections.deque(maxlen=keep)
+    cluster.loop.add_callback(start)
+    return tails
+
+
 def stop_draining(cluster: Any) -> None:
-    drain = getattr(cluster, "caf_hpc_drain", None)
-    if drain is not None:
-        cluster.loop.add_callback(drain.cancel)
+    for drain in [getattr(cluster, "caf_hpc_drain", None), *getattr(cluster, "caf_hpc_worker_drains", ())]:
+        if drain is not None:
+            cluster.loop.add_callback(drain.cancel)
 
 
 def end_subprocess_workers(cluster: Any, timeout: float) -> None:

@@ -113,9 +113,8 @@ def local_cluster():
     """A local ``SubprocessCluster`` of one worker, as the runner starts it, and a client of it."""
     from distributed import Client
 
-    cluster = dask_adapter.subprocess_cluster(host="127.0.0.1", n_workers=1, threads_per_worker=1,
-                                              dashboard_address=None, silence_logs=logging.WARNING,
-                                              worker_kwargs={"death_timeout": 10})
+    cluster = dask_adapter.subprocess_cluster(threads=[1], host="127.0.0.1", dashboard_address=None,
+                                              silence_logs=logging.WARNING, worker_kwargs={"death_timeout": 10})
     client = Client(cluster, set_as_default=False)
     try:
         client.wait_for_workers(1, timeout=60)

@@ -24,26 +24,28 @@ from .. import dask_adapter
 from ..basf2_compat import log_info, log_warning
 from ..sites import pools
 from ..sites.build import build_cluster
-from . import interrupt
+from . import interrupt, local_layout
 from .setting_rules import ALLOWED_FAILURES
 from .settings import RunnerSettings, SettingsError, resolve_site, scheduler_host_port
 
 _lock = threading.Lock()
 _clients: dict[tuple, Client] = {}
 _clusters: dict[tuple, Any] = {}
+#: The local cluster that could start no worker, per target: told at once to every later calibration.
+_failed_local: dict[tuple, BaseException] = {}
 #: Seconds a local worker waits for a scheduler that is gone before it ends.
 LOCAL_DEATH_TIMEOUT = 10
 
 
 def local_cluster(settings: RunnerSettings) -> Any:
-    """A cluster of local worker processes, one single-threaded worker per core by default."""
-    from dask.system import CPU_COUNT
-
-    n_workers = settings.n_workers or CPU_COUNT
+    """A cluster of local worker processes running ``n_workers`` strategies at once (one per core by default),
+    as threads of at most one worker process per core (``local_layout`` says why); refused before anything
+    starts when the machine cannot hold them (``local_layout.LocalCapacityError``)."""
+    layout = local_layout.layout(settings.n_workers)
+    log_info(f"local Dask cluster: {layout.describe()}")
     cluster = dask_adapter.subprocess_cluster(
+        threads=layout.threads,
         host="127.0.0.1",
-        n_workers=n_workers,
-        threads_per_worker=1,
         dashboard_address=settings.dashboard_address,
         silence_logs=logging.WARNING,
         # the scheduler ends with this process; the workers end when their scheduler is gone
@@ -51,8 +53,65 @@ def local_cluster(settings: RunnerSettings) -> Any:
                           "preload_argv": [["--parent", str(os.getpid())]], "allowed_failures": ALLOWED_FAILURES},
         worker_kwargs={"death_timeout": LOCAL_DEATH_TIMEOUT},
     )
+    cluster.caf_hpc_layout = layout
     dask_adapter.drain_scheduler_stderr(cluster, _pass_on_scheduler_line)
+    cluster.caf_hpc_worker_tails = dask_adapter.drain_worker_stderr(cluster, _pass_on_worker_line)
     return cluster
+
+
+def _pass_on_worker_line(name: str, text: str) -> None:
+    """A local worker's warnings and errors, one line each, in this process's log; its tracebacks only in the
+    message that says why it ended (``wait_for_local_worker``)."""
+    if " - WARNING - " in text or " - ERROR - " in text or " - CRITICAL - " in text:
+        log_warning(f"Dask worker {name}: {text}")
+
+
+#: How often the steering process looks whether the first local worker came, while it waits for it.
+_LOCAL_START_POLL = 0.05
+
+
+def wait_for_local_worker(client: Client, cluster: Any, settings: RunnerSettings) -> None:
+    """Returns once a worker of the local ``cluster`` is connected; ``ClusterError`` when none comes.
+
+    No strategy can start before, so the wait costs nothing. It fails at once when every
+    worker process ended (a nanny that could not start its worker within its start
+    timeout ends), and after ``worker_wait`` when none connected; the message says what
+    was asked, what the machine has and what to do, instead of every strategy waiting
+    for a worker that will never come.
+    """
+    layout = getattr(cluster, "caf_hpc_layout", None)
+    deadline = time.monotonic() + settings.worker_wait
+    while True:
+        if client.scheduler_info(n_workers=-1).get("workers"):
+            return
+        ended = dask_adapter.ended_subprocess_workers(cluster)
+        if (layout is not None and len(ended) >= layout.processes) or time.monotonic() >= deadline:
+            break
+        time.sleep(_LOCAL_START_POLL)
+    raise ClusterError(_no_local_worker(cluster, layout, settings, ended))
+
+
+def _no_local_worker(cluster: Any, layout: Any, settings: RunnerSettings, ended: list) -> str:
+    import psutil
+
+    asked = layout.describe() if layout is not None else "the local Dask cluster"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    machine = (f"this machine has {layout.machine.cores} core(s), a load average of {load:.1f} over the last "
+               f"minute and {psutil.virtual_memory().available / 1e9:.1f} GB of memory available"
+               if layout is not None else f"this machine has a load average of {load:.1f}")
+    if ended and layout is not None and len(ended) >= layout.processes:
+        what = (f"all {len(ended)} of its worker processes ended while starting (exit code(s) "
+                f"{', '.join(sorted({str(code) for code in ended}))})")
+    else:
+        what = f"no worker connected within {settings.worker_wait:g} s (worker_wait)"
+    tails = getattr(cluster, "caf_hpc_worker_tails", {})
+    said = next((line for tail in tails.values() for line in reversed(tail)
+                 if " - ERROR - " in line or "Error" in line), "")
+    said = f"; the first worker's last error: {said.strip().rstrip('.')}" if said else ""
+    return (f"the local Dask cluster started no worker for {asked}: {what}; {machine}{said}. "
+            f"A machine this busy or short of memory cannot start them in time: run when it is quieter, give a "
+            f"longer worker_wait, or fewer strategies at once (runner_for(n_workers=...) or CAF_HPC_WORKERS; fewer "
+            f"than the cores also starts fewer worker processes), or run on a batch site (docs/site-configs.md)")
 
 
 def _pass_on_scheduler_line(text: str) -> None:
@@ -233,6 +292,9 @@ def client_for(settings: RunnerSettings) -> Client:
         if client is not None and client.status == "running":
             return client
         dask_adapter.quiet_benign_errors()
+        failed = _failed_local.get(key)
+        if failed is not None:
+            raise ClusterError(str(failed))
         if settings.address:
             client = _connect(key, settings.address)
             _limits.pop(key, None)
@@ -245,6 +307,13 @@ def client_for(settings: RunnerSettings) -> Client:
                 if dashboard:
                     log_info(f"Dask dashboard at {dashboard}")
             client = _client(key, cluster)
+            if hasattr(cluster, "caf_hpc_layout"):
+                try:
+                    wait_for_local_worker(client, cluster, settings)
+                except ClusterError as err:
+                    _failed_local[key] = err  # the next calibration's thread is told at once
+                    _close([_clients.pop(key)], [_clusters.pop(key)])
+                    raise
             if hasattr(cluster, "job_cls"):  # a dask-jobqueue cluster
                 from .job_replacement import keep_jobs
 

@@ -8,7 +8,7 @@ setting                     environment variable   meaning
 ==========================  =====================  ============================================
 ``address``                 CAF_HPC_ADDRESS        a running Dask scheduler, e.g. tcp://host:8786
 ``site``                    CAF_HPC_SITE           a site config name or YAML file
-``n_workers``               CAF_HPC_WORKERS        local default: worker processes (default: cores)
+``n_workers``               CAF_HPC_WORKERS        local default: strategies at once (default: cores)
 ``timeout``                 CAF_HPC_TIMEOUT        seconds one strategy may run (default: no limit)
 ``dashboard_address``       CAF_HPC_DASHBOARD      local default: dashboard (default 127.0.0.1:0)
 ``retries``                 CAF_HPC_RETRIES        re-runs of a strategy after its worker was lost (1)

@@ -19,7 +19,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--site", help="site config name or YAML file (default: the local Dask cluster)")
     target.add_argument("--address", help="address of a running Dask scheduler, e.g. tcp://host:8786")
-    parser.add_argument("--workers", type=int, help="local cluster: number of worker processes (default: cores)")
+    parser.add_argument("--workers", type=int, help="local cluster: strategies at once (default: one per core)")
     parser.add_argument("--fail", choices=ALGORITHM_NAMES, help="make this algorithm fail, to show fail-fast")
     parser.add_argument("--flavour", choices=("auto", "cpp", "python"), default="auto",
                         help="cpp: C++ algorithms through ROOT, reading ROOT files; python: pure-Python ones; "
