@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
     except KeyboardInterrupt:  # Ctrl-C, also while the commands are imported: one line naming what it
-        from .steering import interrupt  # stopped; the clusters close at exit
+        from . import interrupt  # stopped; the clusters close at exit
 
         interrupt.say()
         return 130

@@ -33,7 +33,7 @@ def register_before_thread_join(hook: Callable[[], None]) -> bool:
     ``threading._register_atexit`` (CPython 3.9 and later; ``concurrent.futures`` stops its
     workers through it): ``atexit`` runs only after the non-daemon threads were joined, too
     late for CAF's calibration threads, which would wait for their strategies for hours after
-    Ctrl-C (``steering.interrupt``). Hooks run last-registered first. Returns False where the
+    Ctrl-C (``caf_hpc.interrupt``). Hooks run last-registered first. Returns False where the
     interpreter has no such hook or is already shutting down (Ctrl-C then waits for the
     threads, as Python does). Tested by ``tests/steering/test_interrupt.py::
     test_ctrl_c_with_calibrations_in_threads_is_one_line_ends_them_at_once_and_leaves_nothing``.

@@ -41,8 +41,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .sites.schedulers import JOB_ID_VARIABLES  # batch-system job ids a worker may run under: one per scheduler
-
 # --------------------------------------------------------------------------- CAF's message rules
 RESULT = "result"
 FINAL_STATE = "final_state"
@@ -216,8 +214,7 @@ class Where:
     job_id: str | None = None    # the batch job it runs in
 
     @classmethod
-    def here(cls, worker: str | None = None) -> Where:
-        job_id = next((os.environ[v] for v in JOB_ID_VARIABLES if os.environ.get(v)), None)
+    def here(cls, worker: str | None = None, job_id: str | None = None) -> Where:
         return cls(socket.gethostname(), os.getpid(), worker, job_id)
 
     def label(self) -> str:

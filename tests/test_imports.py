@@ -135,7 +135,7 @@ def test_the_parser_sees_imports_inside_functions_and_relative_ones():
     """What the two rules below rely on, checked on modules whose imports are known."""
     graph = _graph()
     assert "caf_hpc.steering.settings" in graph["caf_hpc.steering.binding"]  # at module level, relative
-    assert "caf_hpc.steering.interrupt" in graph["caf_hpc.cli"]  # inside a function
+    assert "caf_hpc.interrupt" in graph["caf_hpc.cli"]  # inside a function
     assert "caf_hpc.errors" in graph["caf_hpc.report.command"]  # inside a function, two dots
     assert "caf_hpc.extras.standins.conditions" in graph["caf_hpc.extras.standins.cpp"]
     assert "caf_hpc.report.command" in graph["caf_hpc.cli"]  # by name, as cli imports its sub-commands

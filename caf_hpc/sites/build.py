@@ -13,9 +13,8 @@ import shlex
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import dask_adapter
-from ..steering import interrupt
-from ..steering.setting_rules import ALLOWED_FAILURES
+from .. import dask_adapter, interrupt
+from ..setting_rules import ALLOWED_FAILURES
 from . import pools, scheduler_job
 from .config import SiteConfig
 from .container import container_command

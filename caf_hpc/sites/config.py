@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ..steering.setting_rules import LOCAL_DASHBOARD
+from ..setting_rules import LOCAL_DASHBOARD
 from . import lookup, schedulers, schema
 from .errors import SiteConfigError
 from .schedulers import Scheduler

@@ -1,7 +1,7 @@
 """The one exception every site-config mistake raises."""
 from __future__ import annotations
 
-from ..steering.setting_rules import SettingsError
+from ..setting_rules import SettingsError
 
 
 class SiteConfigError(SettingsError):

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..steering import checks
+from .. import checks
 from .errors import SiteConfigError
 
 SITE_PATH_VARIABLE = "CAF_HPC_SITE_PATH"

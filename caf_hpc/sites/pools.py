@@ -17,7 +17,7 @@ each pool's jobs are dask-jobqueue ``Job`` objects of the cluster's job class, m
 the cluster's own job arguments and the pool's keys over them (``PoolJobs``). On a site
 with pools, every worker, the default pool's too, declares what it gives as Dask worker
 resources (``--resources cores=8,memory=16000000000``), which is how Dask places a
-strategy that asks for them (``caf_hpc.steering.resources``). The default pool alone is
+strategy that asks for them (``caf_hpc.resources``). The default pool alone is
 scaled by the ``scale`` section and its policy; each pool keeps its ``jobs`` for the
 cluster's life, and they are cancelled with it.
 """
@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..steering import checks, resources
+from .. import checks, resources
 from . import schema
 
 #: What a pool may say besides the cluster keys it overrides.

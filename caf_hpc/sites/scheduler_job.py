@@ -42,8 +42,8 @@ from typing import Any
 
 from distributed.deploy.spec import ProcessInterface
 
+from .. import interrupt
 from ..basf2_compat import log_info
-from ..steering import interrupt
 from .errors import SiteConfigError
 
 #: The command the scheduler's job runs, as ``python -m MODULE`` (dask-jobqueue's ``worker_command``).

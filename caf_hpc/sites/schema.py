@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from ..steering import resources as resource_rules
+from .. import resources as resource_rules
 
 SECTIONS = ("scheduler", "description", "cluster", "pools", "scale", "container", "security", "runner",
             "dask_scheduler")

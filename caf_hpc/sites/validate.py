@@ -15,8 +15,8 @@ from typing import Any
 
 from dask.utils import parse_bytes
 
-from ..steering import checks
-from ..steering.setting_rules import preload_problems
+from .. import checks
+from ..setting_rules import preload_problems
 from . import pools, schedulers, schema
 from .errors import SiteConfigError
 from .schedulers import Scheduler

@@ -31,12 +31,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .. import dask_adapter, protocol
+from .. import dask_adapter, interrupt, protocol, resources
 from ..basf2_compat import Backend, Result, log_error, log_info, log_warning
+from ..checks import did_you_mean, whole_number
 from ..worker.collector import run_collector_task
-from . import clusters, interrupt, resources
+from . import clusters
 from .binding import bound_settings
-from .checks import did_you_mean, whole_number
 from .logs import log_excerpt
 from .placement import WALLTIME_LOSSES, Placement, collector_placement
 from .progress import RunProgress, StrategyProgress

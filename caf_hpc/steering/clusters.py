@@ -20,12 +20,12 @@ from typing import Any
 
 from distributed import Client
 
-from .. import dask_adapter
+from .. import dask_adapter, interrupt
 from ..basf2_compat import log_info, log_warning
+from ..setting_rules import ALLOWED_FAILURES
 from ..sites import pools
 from ..sites.build import build_cluster
-from . import interrupt, local_layout
-from .setting_rules import ALLOWED_FAILURES
+from . import local_layout
 from .settings import RunnerSettings, SettingsError, resolve_site, scheduler_host_port
 
 _lock = threading.Lock()

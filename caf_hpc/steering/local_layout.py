@@ -25,7 +25,7 @@ import resource
 from dataclasses import dataclass
 from typing import NoReturn
 
-from .setting_rules import SettingsError
+from ..setting_rules import SettingsError
 
 MB = 1_000_000
 #: Memory of one local worker process, with its nanny and its fork server (unique set size measured with

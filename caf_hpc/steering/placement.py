@@ -35,10 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import dask_adapter
+from .. import dask_adapter, interrupt
 from ..basf2_compat import log_info, log_warning
 from ..worker.walltime import METADATA_KEY, WalltimePlugin
-from . import interrupt
 from .progress import RECORD_FILE
 from .settings import RunnerSettings
 

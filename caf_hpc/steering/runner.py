@@ -33,10 +33,10 @@ from typing import Any, ClassVar, NoReturn
 
 from distributed import KilledWorker, Queue
 
-from .. import dask_adapter, protocol
+from .. import dask_adapter, interrupt, protocol, resources
 from ..basf2_compat import AlgorithmsRunner, RunnerError, log_debug, log_error, log_warning
 from ..worker.task import run_strategy_task, start_preloading
-from . import clusters, interrupt, resources, shipping
+from . import clusters, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
 from .logs import log_excerpt
 from .placement import WALLTIME_LOSSES, Placement, strategy_placement

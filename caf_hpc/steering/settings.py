@@ -24,7 +24,7 @@ setting                     environment variable   meaning
 
 ``factories`` ({algorithm name: "package.module:function"}), ``ship_modules``
 (names of modules to send by value), ``resources`` ({algorithm name: {"cores": 8,
-"memory": "16GB"}}, also a site's ``runner.resources``; see ``steering.resources``) and
+"memory": "16GB"}}, also a site's ``runner.resources``; see ``caf_hpc.resources``) and
 ``expected_durations`` ({algorithm name: seconds}, a strategy's expected duration until the
 run records know it; also a site's ``runner`` key) are arguments only.
 
@@ -40,10 +40,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .. import checks
+from .. import resources as resource_rules
+from ..setting_rules import LOCAL_DASHBOARD, SettingsError, preload_problems
 from ..sites.config import SiteConfig, load_site
-from . import checks
-from . import resources as resource_rules
-from .setting_rules import LOCAL_DASHBOARD, SettingsError, preload_problems
 
 __all__ = ["ENVIRONMENT", "RunnerSettings", "SettingsError", "resolve", "resolve_for_run", "resolve_site",
            "scheduler_host_port", "value_problem"]
@@ -110,7 +110,7 @@ class RunnerSettings:
     preload: tuple = ()
     factories: Mapping[str, Any] = field(default_factory=dict)
     ship_modules: tuple = ()
-    #: What an algorithm needs of its worker, {algorithm name: {resource: amount}} (``steering.resources``).
+    #: What an algorithm needs of its worker, {algorithm name: {resource: amount}} (``caf_hpc.resources``).
     resources: Mapping[str, Any] = field(default_factory=dict)
     #: On a batch site with a walltime: seconds kept clear of a job's end (None: ``placement.default_margin``).
     walltime_margin: float | None = None

@@ -37,7 +37,7 @@ MARGIN_LEAST = 200 * 2**20
 
 
 def _size(amount: float) -> str:
-    from ..steering.resources import size  # a leaf module: no Dask, no runner
+    from ..resources import size  # a leaf module: no Dask, no runner
 
     return size(amount)
 

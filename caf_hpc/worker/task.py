@@ -39,6 +39,7 @@ import psutil
 from distributed import WorkerPlugin
 
 from .. import dask_adapter, protocol
+from ..sites import schedulers
 from . import forkserver, memory
 
 _READ_SIZE = 1 << 20
@@ -51,13 +52,15 @@ _EXIT_WAIT = 60.0       # how long a child that closed its message pipe may take
 
 
 def where() -> protocol.Where:
-    """This worker: host, pid, Dask address and batch job, for the runner's messages."""
+    """This worker: host, pid, Dask address and batch job (each scheduler's module names its job id's
+    variable), for the runner's messages."""
+    job_id = next((os.environ[v] for v in schedulers.JOB_ID_VARIABLES if os.environ.get(v)), None)
     try:
         from distributed import get_worker
 
-        return protocol.Where.here(get_worker().address)
+        return protocol.Where.here(get_worker().address, job_id)
     except ValueError:
-        return protocol.Where.here()
+        return protocol.Where.here(job_id=job_id)
 
 
 def _stop(process: Any) -> int | None:

@@ -7,8 +7,8 @@ import pytest
 from distributed import Client
 
 from caf_hpc.cli import main
+from caf_hpc.setting_rules import ALLOWED_FAILURES
 from caf_hpc.sites import build_cluster, load_site
-from caf_hpc.steering.setting_rules import ALLOWED_FAILURES
 from tests.helpers.requirements import require_testbed
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(90)]

@@ -40,13 +40,13 @@ def _imports(path: Path) -> list:
 
 def test_site_configs_never_import_the_steering_side_that_reads_them():
     """The circle settings -> sites -> settings was held apart by imports inside functions; what both need is in
-    ``steering.setting_rules``, which imports neither."""
+    leaf modules (``caf_hpc.setting_rules``, ``checks``, ``resources``, ``interrupt``), which import neither: the
+    steering process's modules build on the site configs, never the reverse (the workers read the schedulers)."""
     for path in sorted(SITES.rglob("*.py")):
         for module, _ in _imports(path):
-            assert not any(module == f"caf_hpc.steering.{name}" or module.startswith(f"caf_hpc.steering.{name}.")
-                           for name in (*STEERING, "runner", "backend")), \
+            assert not (module == "caf_hpc.steering" or module.startswith("caf_hpc.steering.")), \
                 f"{path.relative_to(PACKAGE)} imports {module}"
-    rules = {module for module, _ in _imports(PACKAGE / "steering" / "setting_rules.py")}
+    rules = {module for module, _ in _imports(PACKAGE / "setting_rules.py")}
     assert not {m for m in rules if m.startswith("caf_hpc.")}, rules
 
 
@@ -97,8 +97,18 @@ def test_no_scheduler_is_named_outside_its_module():
         assert not named, f"{path.relative_to(PACKAGE)} names {named}"
 
 
-def test_the_job_id_variables_of_a_worker_are_the_schedulers_own():
-    from caf_hpc.protocol import JOB_ID_VARIABLES
+def test_the_job_id_variables_of_a_worker_are_the_schedulers_own(monkeypatch):
+    """A worker names its batch job by the variables each scheduler's module declares, Slurm's first (PBS over
+    Slurm sets both)."""
+    from caf_hpc.worker.task import where
 
-    assert JOB_ID_VARIABLES == tuple(v for s in schedulers.all_schedulers() for v in s.job_id_variables)
-    assert JOB_ID_VARIABLES[:3] == ("SLURM_JOB_ID", "PBS_JOBID", "JOB_ID")  # PBS over Slurm sets both: Slurm's first
+    assert schedulers.JOB_ID_VARIABLES == tuple(v for s in schedulers.all_schedulers() for v in s.job_id_variables)
+    assert schedulers.JOB_ID_VARIABLES[:3] == ("SLURM_JOB_ID", "PBS_JOBID", "JOB_ID")
+    for name in schedulers.JOB_ID_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert where().job_id is None
+    monkeypatch.setenv("JOB_ID", "77")
+    assert where().job_id == "77"
+    monkeypatch.setenv("PBS_JOBID", "12.server")
+    monkeypatch.setenv("SLURM_JOB_ID", "12")
+    assert where().job_id == "12"

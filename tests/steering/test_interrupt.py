@@ -66,7 +66,7 @@ def test_ctrl_c_with_calibrations_in_threads_is_one_line_ends_them_at_once_and_l
 def test_ctrl_c_during_a_deferred_step_comes_right_after_it():
     import time
 
-    from caf_hpc.steering import interrupt
+    from caf_hpc import interrupt
 
     done = []
     with pytest.raises(KeyboardInterrupt):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from distributed import Client
 
-from caf_hpc import runner_for
-from caf_hpc.steering import clusters, resources
+from caf_hpc import resources, runner_for
+from caf_hpc.steering import clusters
 from caf_hpc.steering.settings import SettingsError, resolve
 from tests.helpers.own_cluster import OwnCluster
 from tests.helpers.scripted import ok, scripted

@@ -95,7 +95,7 @@ def _stop_calibration(watched: list) -> None:
 
     The demo says "interrupted" itself, so the stopped runner's and jobs' own messages are not shown.
     """
-    from ...steering import interrupt
+    from ... import interrupt
 
     for name in ("caf_hpc", "caf"):
         logging.getLogger(name).setLevel(logging.CRITICAL)

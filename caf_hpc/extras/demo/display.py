@@ -110,7 +110,7 @@ class RunDisplay:
             self._say_collector()
 
     def _say_collector(self) -> None:
-        from ...steering import interrupt
+        from ... import interrupt
 
         if interrupt.interrupted():
             return  # after Ctrl-C, the one line about it is the last

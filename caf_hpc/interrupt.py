@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .. import private_interfaces
+from . import private_interfaces
 
 _interrupted = threading.Event()
 _lock = threading.Lock()
