@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .. import dask_adapter
 from ..steering import interrupt
+from ..steering.allocation import apply_scale
 from ..steering.setting_rules import ALLOWED_FAILURES
 from .config import SiteConfig
 from .container import container_command
@@ -82,14 +83,6 @@ def _expand_word(word: str) -> str:
     return os.path.expandvars(os.path.expanduser(word))
 
 
-def apply_scale(cluster: Any, scale: dict) -> None:
-    """A fixed number of jobs, or adaptive between minimum_jobs and maximum_jobs."""
-    if "maximum_jobs" in scale:
-        cluster.adapt(minimum_jobs=scale.get("minimum_jobs", 0), maximum_jobs=scale["maximum_jobs"])
-    elif scale.get("jobs"):
-        cluster.scale(jobs=scale["jobs"])
-
-
 def build_cluster(site: SiteConfig, dashboard_address: Optional[str] = None,
                   keep: Callable[[Any], None] = lambda cluster: None) -> Any:
     """The cluster for a batch site: dask-jobqueue's class, scaled as the site says.
@@ -116,5 +109,5 @@ def build_cluster(site: SiteConfig, dashboard_address: Optional[str] = None,
         raise SiteConfigError(f"{site.source}: {trial.summary}; no job submitted:\n{output}{hint}")
     with interrupt.deferred():
         keep(cluster)
-        apply_scale(cluster, site.scale)
+        apply_scale(cluster, site.scale, site.cluster.get("worker_extra_args") or ())
     return cluster
