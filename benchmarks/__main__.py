@@ -23,7 +23,7 @@ from pathlib import Path
 
 from caf_hpc.steering import clusters
 
-from . import batch, measures, report
+from . import allocation, batch, measures, report
 from .record import Measure
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,7 +38,7 @@ LOCAL_MEASURES = {"cold_start": measures.cold_start, "memory": measures.memory, 
                   "collector_throughput": measures.collector_throughput,
                   "collector_latency": measures.collector_latency, "collector_wall": measures.collector_wall}
 #: The measures on the testbed's Slurm, after the local ones.
-BATCH_MEASURES = ("overhead_slurm", "collector_slurm")
+BATCH_MEASURES = ("overhead_slurm", "collector_slurm", "allocation", "allocation_wall")
 KEYS = (*LOCAL_MEASURES, *BATCH_MEASURES)
 
 
@@ -63,6 +63,9 @@ def _not_measured(key: str, reason: str) -> Measure:
     """The row of a batch measure that was not measured, and why."""
     if key == "collector_slurm":
         return Measure(key, measures.COLLECTOR_SLURM, "ms", skipped=reason)
+    if key in ("allocation", "allocation_wall"):
+        title, target = (allocation.HELD_TITLE, 1.3) if key == "allocation" else (allocation.WALL_TITLE, 1.1)
+        return Measure(key, title, "×", target=target, skipped=reason)
     return Measure(key, "overhead per trivial strategy on the testbed's Slurm over TLS", "ms", target=35,
                    skipped=reason)
 
@@ -89,6 +92,12 @@ def _run_batch(plan: measures.Plan, tmp: Path, cold: Measure, keys: list) -> lis
                     done.append(measures.collector_slurm(plan, Path.cwd() / "collector"))
                 except Exception as err:
                     done.append(_not_measured("collector_slurm", f"failed: {type(err).__name__}: {err}"))
+            wanted = [key for key in ("allocation", "allocation_wall") if key in keys]
+            if wanted:  # one pair of runs gives both rows
+                try:
+                    done += [m for m in allocation.measures(Path.cwd() / "allocation") if m.key in wanted]
+                except Exception as err:
+                    done += [_not_measured(key, f"failed: {type(err).__name__}: {err}") for key in wanted]
     except batch.Unavailable as err:
         done += [_not_measured(key, str(err)) for key in keys if key not in {m.key for m in done}]
     return done

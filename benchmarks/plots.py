@@ -81,7 +81,8 @@ def _timeline(axes, measure: Measure) -> None:
 _PANELS = {"overhead_local": _bars, "realistic": _bars, "overhead_slurm": _bars, "latency": _latency,
            "throughput": _bars, "wall_over_sum": _bars, "cold_start": _bars, "memory": _memory,
            "parallel": _timeline, "many": _bars, "root": _bars, "fork_server": _bars, "collector_throughput": _bars,
-           "collector_latency": _bars, "collector_wall": _bars, "collector_slurm": _bars}
+           "collector_latency": _bars, "collector_wall": _bars, "collector_slurm": _bars, "allocation": _bars,
+           "allocation_wall": _bars}
 _LOG = {"overhead_local", "throughput", "root", "collector_latency"}
 
 

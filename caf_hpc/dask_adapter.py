@@ -300,7 +300,7 @@ def stop_adaptive(cluster: Any) -> None:
     ``Cluster.adapt()`` keeps its ``Adaptive`` as ``cluster._adaptive`` and has no public
     way to stop it. Tested by ``tests/batch/test_runner.py::test_job_logs_of_a_successful_run_hold_no_error``.
     """
-    adaptive = getattr(cluster, "_adaptive", None)
+    adaptive = adaptive_of(cluster)
     if adaptive is not None:
         adaptive.stop()
 
@@ -316,6 +316,50 @@ def job_arguments(cluster: Any) -> dict:
     test_the_alignment_runs_in_the_pool_job_and_the_rest_in_the_default_pool``.
     """
     return dict(cluster._job_kwargs)
+
+
+def adaptive_of(cluster: Any) -> Any:
+    """The ``Adaptive`` that ``cluster.adapt()`` started, or None.
+
+    ``Cluster.adapt()`` returns it and keeps it as ``cluster._adaptive``; whoever did not
+    make the call (the job replacement, asking whether the cluster's size is adaptive) has
+    no public way to it. Tested by
+    ``tests/steering/test_allocation.py::test_the_adaptive_of_a_cluster_is_found_and_stopped``.
+    """
+    return getattr(cluster, "_adaptive", None)
+
+
+async def run_on_scheduler_comm(comm: Any, function: Callable, **kwargs: Any) -> Any:
+    """``function(dask_scheduler, **kwargs)`` run in the scheduler's process, through a cluster's ``scheduler_comm``.
+
+    ``Client.run_on_scheduler`` does this for a client; an ``Adaptive`` has none, only its
+    cluster's RPC to the scheduler (``Cluster.scheduler_comm``), whose ``run_function``
+    handler takes the function and its arguments pickled and answers ``{"status": "OK",
+    "result": ...}`` (the same call the client makes, an undocumented message layout). The
+    caf-hpc adaptive scaling needs the scheduler's task states (``queued``, ``unrunnable``,
+    restrictions, each worker's ``processing``), which no public call reports: it uses this
+    once, to add two handlers of its own to the scheduler's ``handlers`` (the table every Dask
+    server dispatches its RPC calls by), and calls those. Tested by
+    ``tests/steering/test_allocation.py::test_demand_counts_every_long_task_and_no_task_a_new_job_cannot_run``.
+    """
+    from distributed.protocol import pickle
+
+    response = await comm.run_function(function=pickle.dumps(function), kwargs=pickle.dumps(kwargs))
+    if not isinstance(response, dict) or response.get("status") != "OK":
+        error = response.get("exception") if isinstance(response, dict) else response
+        raise RuntimeError(f"the Dask scheduler could not run {function.__name__}: {error!r}")
+    return response["result"]
+
+
+def job_worker_threads(cluster: Any) -> int:
+    """Threads of one worker of a dask-jobqueue cluster's jobs (``cores / processes``).
+
+    dask-jobqueue computes it on the job object it keeps to render scripts
+    (``JobQueueCluster._dummy_job.worker_process_threads``, also what its ``adapt`` uses to turn
+    jobs into workers); no public attribute has it. Tested by
+    ``tests/steering/test_allocation.py::test_worker_threads_of_a_job_come_from_dask_jobqueue``.
+    """
+    return max(1, int(cluster._dummy_job.worker_process_threads))
 
 
 def subprocess_cluster(threads: Sequence[int], host: str, dashboard_address: str | None, silence_logs: int,
@@ -575,6 +619,26 @@ async def replace_jobs(cluster: Any, names: list) -> list:
             pass
     if jobs:
         await cluster._correct_state()
+    return jobs
+
+
+async def drop_jobs(cluster: Any, names: list) -> list:
+    """Closes ``cluster``'s jobs ``names`` (cancelling them if still queued) and takes them out of its plan.
+
+    For an adaptive cluster, whose size its ``Adaptive`` decides: the dead job's entry in
+    ``SpecCluster.worker_spec`` would count as a worker still arriving, so that adaptive scaling
+    would neither submit another nor retire it (``replace_jobs`` says why there is no public
+    call). Tested by
+    ``tests/batch/test_allocation.py::test_a_lost_job_of_an_adaptive_cluster_is_dropped_not_resubmitted``.
+    """
+    jobs = [cluster.workers.pop(name) for name in names if name in cluster.workers]
+    for name in names:
+        cluster.worker_spec.pop(name, None)
+    for job in jobs:
+        try:
+            await job.close()
+        except Exception:
+            pass
     return jobs
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .. import dask_adapter, interrupt
 from ..setting_rules import ALLOWED_FAILURES
 from . import pools, scheduler_job
+from .allocation import apply_scale
 from .config import SiteConfig
 from .container import container_command
 from .errors import SiteConfigError
@@ -84,14 +85,6 @@ def _expand_word(word: str) -> str:
     return os.path.expandvars(os.path.expanduser(word))
 
 
-def apply_scale(cluster: Any, scale: dict) -> None:
-    """A fixed number of jobs, or adaptive between minimum_jobs and maximum_jobs."""
-    if "maximum_jobs" in scale:
-        cluster.adapt(minimum_jobs=scale.get("minimum_jobs", 0), maximum_jobs=scale["maximum_jobs"])
-    elif scale.get("jobs"):
-        cluster.scale(jobs=scale["jobs"])
-
-
 def build_cluster(site: SiteConfig, dashboard_address: str | None = None,
                   keep: Callable[[Any], None] = lambda cluster: None) -> Any:
     """The cluster for a batch site: dask-jobqueue's class, scaled as the site says.
@@ -132,6 +125,6 @@ def build_cluster(site: SiteConfig, dashboard_address: str | None = None,
         raise SiteConfigError(f"{site.source}: {trial.summary}; no job submitted:\n{output}{hint}")
     with interrupt.deferred():
         keep(cluster)
-        apply_scale(cluster, site.scale)
+        apply_scale(cluster, site.scale, site.cluster.get("worker_extra_args") or ())
         pools.start(cluster, site, dask_adapter.job_arguments(cluster))
     return cluster

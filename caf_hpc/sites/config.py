@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from ..setting_rules import LOCAL_DASHBOARD
-from . import lookup, schedulers, schema
+from . import lookup, scale_defaults, schedulers, schema
 from .errors import SiteConfigError
 from .schedulers import Scheduler
 from .validate import validate
@@ -140,11 +140,16 @@ def merge_overrides(raw: Any, overrides: Mapping[str, Any]) -> Any:
     return merged
 
 
+def scale_with_defaults(scale: dict) -> dict:
+    """A batch site's ``scale`` as it runs: ``jobs: N`` as given, else adaptive with every default written out."""
+    return dict(scale) if scale_defaults.is_fixed(scale) else scale_defaults.adaptive_settings(scale)
+
+
 def with_defaults(config: dict, name: str) -> dict:
-    """caf-hpc's defaults for what the file leaves out: one job, TLS on, the dashboard on 127.0.0.1."""
+    """caf-hpc's defaults for what the file leaves out: adaptive scaling, TLS on, the dashboard on 127.0.0.1."""
     config = copy.deepcopy(config)
     if schedulers.get(config["scheduler"]).is_batch:
-        config.setdefault("scale", {"jobs": 1})
+        config["scale"] = scale_with_defaults(config.get("scale") or {})
         security: dict[str, Any] = {"tls": True, "directory": schema.DEFAULT_TLS_DIRECTORY}
         security.update(config.get("security") or {})
         if isinstance(security.get("directory"), str):

@@ -26,7 +26,7 @@ CONTAINER_RUNTIMES = ("apptainer", "singularity", "podman")
 MANAGED = {
     "security": "set by caf-hpc; use the security section (tls, directory)",
     "protocol": "set by caf-hpc; use the security section (tls, directory)",
-    "n_workers": "use the scale section (jobs, or minimum_jobs and maximum_jobs)",
+    "n_workers": "use the scale section (minimum_jobs, maximum_jobs and idle_grace, or a fixed number of jobs)",
     "dashboard_address": "put it in cluster.scheduler_options, as dask-jobqueue requires",
     "host": "put it in cluster.scheduler_options, as dask-jobqueue requires",
     "config_name": "caf-hpc takes every value from the site config; paste that section's keys here instead",
@@ -80,7 +80,9 @@ UNQUOTED_KEYS = ("queue", "account", "project", "job_name", "log_directory", "lo
 UNQUOTED_SAFE = r"[A-Za-z0-9_./~@%+=:,#-]+"
 
 #: caf-hpc's own sections: key -> value kind.
-SCALE_KEYS = {"jobs": "count0", "minimum_jobs": "count0", "maximum_jobs": "count0"}
+SCALE_KEYS = {"jobs": "count0", "minimum_jobs": "count0", "maximum_jobs": "count0", "idle_grace": "seconds0"}
+#: The ``scale`` keys of adaptive scaling (the default on batch sites); ``jobs`` asks for a fixed number instead.
+ADAPTIVE_KEYS = ("minimum_jobs", "maximum_jobs", "idle_grace")
 CONTAINER_KEYS = {"runtime": "string", "image": "string", "binds": "strings", "env": "env", "options": "strings"}
 SECURITY_KEYS = {"tls": "bool", "directory": "optional_string"}
 RUNNER_KEYS: dict[str, Any] = {"timeout": "optional_seconds", "retries": "count0", "worker_wait": "seconds",

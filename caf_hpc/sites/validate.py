@@ -17,7 +17,7 @@ from dask.utils import parse_bytes
 
 from .. import checks
 from ..setting_rules import preload_problems
-from . import pools, schedulers, schema
+from . import pools, scale_defaults, schedulers, schema
 from .errors import SiteConfigError
 from .schedulers import Scheduler
 
@@ -99,6 +99,11 @@ class _Checker:
         wanted = checks.seconds(value)
         if wanted:
             self.error(where, f"expected {wanted}, got {value!r}")
+        return value
+
+    def _seconds0(self, where: str, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            self.error(where, f"expected a number of seconds (0 or more), got {value!r}")
         return value
 
     def _optional_seconds(self, where: str, value: Any) -> Any:
@@ -256,22 +261,25 @@ def _check_unquoted(check: _Checker, where: str, value: Any) -> None:
 
 
 def _check_scale(check: _Checker, scale: dict) -> None:
-    fixed = "jobs" in scale
-    adaptive = {"minimum_jobs", "maximum_jobs"} & set(scale)
-    if fixed and adaptive:
-        check.error("scale", "give either jobs (a fixed number) or minimum_jobs and maximum_jobs (adaptive), not both")
-    elif adaptive and "maximum_jobs" not in scale:
-        check.error("scale.maximum_jobs", "missing; adaptive scaling needs the largest number of jobs to ask for")
-    low, high = scale.get("minimum_jobs", 0), scale.get("maximum_jobs")
-    if isinstance(low, int) and isinstance(high, int) and low > high:
-        check.error("scale.minimum_jobs", f"{low} is more than maximum_jobs {high}")
-    # no job ever: every strategy would wait worker_wait for nothing
-    if scale.get("jobs") == 0 and not adaptive:
-        check.error("scale.jobs", "0 jobs would start no worker, and every strategy would wait for one in vain; "
-                                  "give at least 1, or for jobs only while there is work use "
-                                  "minimum_jobs: 0 with maximum_jobs: N")
-    if high == 0 and "maximum_jobs" in scale:
+    """Fixed (``jobs``) or adaptive (``minimum_jobs``, ``maximum_jobs``, ``idle_grace``, defaults in ``allocation``)."""
+    adaptive = [key for key in schema.ADAPTIVE_KEYS if key in scale]
+    if "jobs" in scale and adaptive:
+        check.error("scale", f"jobs (a fixed number of jobs) cannot go with {', '.join(adaptive)} (adaptive "
+                             "scaling, the default): give jobs alone, or leave it out for jobs that follow the work")
+        return
+    if "jobs" in scale:
+        if scale["jobs"] == 0:  # no job ever: every strategy would wait worker_wait for nothing
+            check.error("scale.jobs", "0 jobs would start no worker, and every strategy would wait for one in vain; "
+                                      "give at least 1, or leave jobs out for jobs only while there is work "
+                                      "(adaptive: minimum_jobs, maximum_jobs, idle_grace)")
+        return
+    settings = scale_defaults.adaptive_settings(scale)
+    low, high = settings["minimum_jobs"], settings["maximum_jobs"]
+    if high == 0:
         check.error("scale.maximum_jobs", "0 would start no worker ever; give at least 1")
+    elif isinstance(low, int) and isinstance(high, int) and low > high:
+        default = "" if "maximum_jobs" in scale else " (the default; give maximum_jobs too)"
+        check.error("scale.minimum_jobs", f"{low} is more than maximum_jobs {high}{default}")
 
 
 def _check_container(check: _Checker, container: dict) -> None:

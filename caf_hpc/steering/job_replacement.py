@@ -6,7 +6,12 @@ counts them, so ``scale()`` submits nothing new and the next strategy waits for 
 that never comes. This keeper watches the scheduler's worker events: a job that once had
 workers connected and now has none is cancelled (in case it still sits in the batch
 queue, e.g. hung) and dropped, and the cluster is asked to reach its size again, which
-submits a new job under the same name. Adaptive clusters get the same treatment.
+submits a new job under the same name.
+
+An adaptive cluster (``allocation``) owns its size: there a lost job is dropped from the
+cluster's plan as well, and the adaptive scaling submits a new one at its next look if
+work waits for it, instead of both submitting one for the same need. A job whose worker
+the adaptive scaling retired on purpose (idle) is not lost and not reported.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Any
 
 from .. import dask_adapter
 from ..basf2_compat import log_warning
+from ..sites import allocation
 from .worker_events import WorkerWatch
 
 
@@ -46,6 +52,17 @@ class JobKeeper:
             log_warning(f"could not check the batch jobs after a worker event: {err!r}")
 
     async def _replace(self, lost: list) -> None:
+        adaptive = allocation.adaptive_of(self._cluster)
+        if adaptive is not None:
+            retired = {job for job in lost if any(allocation.job_of_worker(self._cluster, name) == job
+                                                  for name in adaptive.retiring)}
+            adaptive.retiring -= {name for name in adaptive.retiring
+                                  if allocation.job_of_worker(self._cluster, name) in retired}
+            for job in await dask_adapter.drop_jobs(self._cluster, lost):
+                if job.name not in retired:
+                    log_warning(f"batch job {getattr(job, 'job_id', '?')} ({job.name}) lost its workers; "
+                                "another is submitted if work waits for it")
+            return
         for job in await dask_adapter.replace_jobs(self._cluster, lost):
             log_warning(f"batch job {getattr(job, 'job_id', '?')} ({job.name}) lost its workers; "
                         "submitted a replacement")

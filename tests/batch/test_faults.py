@@ -12,37 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from caf_hpc import runner_for
 from caf_hpc.basf2_compat import RunnerError
 from caf_hpc.extras.standins.utils import IoV, IoV_Result
-from caf_hpc.steering import clusters
 from tests.helpers.batch_queues import jobs_named, wait_until_no_jobs
 from tests.helpers.requirements import require_testbed
 from tests.helpers.scripted import ok, scripted
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(180)]
 
-SITE = "localhost-slurm"
 
 
 @pytest.fixture
-def slurm(isolated_sites, monkeypatch, request):
+def slurm(slurm_runners):
     """A Slurm cluster of this test's own (named after it), closed afterwards with no job left."""
-    for key, value in require_testbed("slurm").items():
-        monkeypatch.setenv(key, value)
-    job_name = f"caf-{request.node.name[5:30]}"
-    runners = []
-
-    def make(jobs=2, **settings):
-        cluster = dict(settings.pop("cluster", {}), job_name=job_name)
-        runner = runner_for(SITE, cluster=cluster, scale={"jobs": jobs}, **settings)
-        runners.append(runner)
-        return runner
-
-    yield make
-    for runner in runners:
-        clusters.close(runner.settings())
-    assert wait_until_no_jobs("slurm", job_name) == []
+    return lambda jobs=2, **settings: slurm_runners(jobs, **settings)
 
 
 def _cancelling(tmp_path, name="Cancelled"):

@@ -94,6 +94,18 @@ def _steering(tmp_path: Path, template: str, **fields: str) -> tuple:
     return process, job_name, mark
 
 
+def _what_it_saw(process: subprocess.Popen) -> dict:
+    """The steering script's last line (JSON), once it ended by itself (or was killed after 200 s)."""
+    try:
+        stdout, stderr = process.communicate(timeout=200)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert process.returncode == 0, stderr
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def _no_job_and_no_process_left(job_name: str, mark: str) -> None:
     assert wait_until_no_jobs("slurm", job_name, seconds=10) == []
     assert wait_until_no_jobs("slurm", f"{job_name}-scheduler", seconds=10) == []
@@ -105,14 +117,7 @@ def test_calibration_with_the_scheduler_in_a_slurm_job_connects_outward_only_and
     the steering process nor in a process it started; the steering process listens nowhere and connects to the
     scheduler only; afterwards neither job nor process is left."""
     process, job_name, mark = _steering(tmp_path, DEMO)
-    try:
-        stdout, stderr = process.communicate(timeout=200)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    assert process.returncode == 0, stderr
-    seen = json.loads(stdout.strip().splitlines()[-1])
+    seen = _what_it_saw(process)
     assert seen["state"] == "COMPLETED", seen["error"]
     assert seen["address"].startswith("tls://"), seen
     assert seen["scheduler_slurm_job"] == seen["job_id"], seen      # the scheduler's process runs in its job
@@ -176,14 +181,7 @@ def test_ctrl_c_while_the_scheduler_job_starts_cancels_it(tmp_path, moment):
 
 def test_a_failing_strategy_leaves_no_job(tmp_path):
     process, job_name, mark = _steering(tmp_path, FAILING)
-    try:
-        stdout, stderr = process.communicate(timeout=200)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    assert process.returncode == 0, stderr
-    seen = json.loads(stdout.strip().splitlines()[-1])
+    seen = _what_it_saw(process)
     assert seen["state"] == "FAILED" and seen["job_id"], seen
     _no_job_and_no_process_left(job_name, mark)
 

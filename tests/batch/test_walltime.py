@@ -14,36 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from caf_hpc import runner_for
-from caf_hpc.steering import clusters
-from tests.helpers.batch_queues import wait_until_no_jobs
-from tests.helpers.requirements import require_testbed
 from tests.helpers.scripted import ok, scripted
 
 pytestmark = [pytest.mark.batch, pytest.mark.timeout(300)]
 
-SITE = "localhost-slurm"
 WALLTIME = "00:01:00"
 
 
 @pytest.fixture
-def slurm(isolated_sites, monkeypatch, request):
+def slurm(slurm_runners):
     """A Slurm cluster of one-minute jobs of this test's own, closed afterwards with no job left."""
-    for key, value in require_testbed("slurm").items():
-        monkeypatch.setenv(key, value)
-    job_name = f"caf-{request.node.name[5:30]}"
-    runners = []
-
     def make(jobs=1, **settings):
-        cluster = dict(settings.pop("cluster", {}), job_name=job_name, walltime=WALLTIME)
-        runner = runner_for(SITE, cluster=cluster, scale={"jobs": jobs}, **settings)
-        runners.append(runner)
-        return runner
+        return slurm_runners(jobs, cluster=dict(settings.pop("cluster", {}), walltime=WALLTIME), **settings)
 
-    yield make
-    for runner in runners:
-        clusters.close(runner.settings())
-    assert wait_until_no_jobs("slurm", job_name) == []
+    return make
 
 
 def _attempts(output_dir: Path) -> list:

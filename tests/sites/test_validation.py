@@ -64,7 +64,8 @@ BAD_CONFIGS = [
      "{file}: cluster.security: set by caf-hpc; use the security section (tls, directory)"),
     ("n_workers inside a batch cluster",
      SLURM + "  n_workers: 3\n",
-     "{file}: cluster.n_workers: use the scale section (jobs, or minimum_jobs and maximum_jobs)"),
+     "{file}: cluster.n_workers: use the scale section (minimum_jobs, maximum_jobs and idle_grace, or a fixed "
+     "number of jobs)"),
     ("dashboard outside scheduler_options",
      SLURM + "  dashboard_address: ':8787'\n",
      "{file}: cluster.dashboard_address: put it in cluster.scheduler_options, as dask-jobqueue requires"),
@@ -163,10 +164,25 @@ BAD_CONFIGS = [
      "{file}: security.tls: expected true or false, got 'maybe'"),
     ("fixed and adaptive scale",
      with_section("scale: {jobs: 2, maximum_jobs: 4}\n"),
-     "{file}: scale: give either jobs (a fixed number) or minimum_jobs and maximum_jobs (adaptive), not both"),
-    ("adaptive scale without maximum",
-     with_section("scale: {minimum_jobs: 1}\n"),
-     "{file}: scale.maximum_jobs: missing; adaptive scaling needs the largest number of jobs to ask for"),
+     "{file}: scale: jobs (a fixed number of jobs) cannot go with maximum_jobs (adaptive scaling, the default): "
+     "give jobs alone, or leave it out for jobs that follow the work"),
+    ("idle grace with fixed jobs",
+     with_section("scale: {jobs: 2, idle_grace: 30}\n"),
+     "{file}: scale: jobs (a fixed number of jobs) cannot go with idle_grace (adaptive scaling, the default): "
+     "give jobs alone, or leave it out for jobs that follow the work"),
+    ("idle grace misspelt",
+     with_section("scale: {idle_grac: 30}\n"),
+     "{file}: scale.idle_grac: unknown key; did you mean 'idle_grace'? Allowed keys: jobs, minimum_jobs, "
+     "maximum_jobs, idle_grace"),
+    ("idle grace in words",
+     with_section("scale: {idle_grace: a minute}\n"),
+     "{file}: scale.idle_grace: expected a number of seconds (0 or more), got 'a minute'"),
+    ("idle grace negative",
+     with_section("scale: {idle_grace: -5}\n"),
+     "{file}: scale.idle_grace: expected a number of seconds (0 or more), got -5"),
+    ("minimum above the default maximum",
+     with_section("scale: {minimum_jobs: 12}\n"),
+     "{file}: scale.minimum_jobs: 12 is more than maximum_jobs 10 (the default; give maximum_jobs too)"),
     ("minimum above maximum",
      with_section("scale: {minimum_jobs: 5, maximum_jobs: 2}\n"),
      "{file}: scale.minimum_jobs: 5 is more than maximum_jobs 2"),
@@ -182,7 +198,8 @@ BAD_CONFIGS = [
     ("no jobs at all",
      with_section("scale: {jobs: 0}\n"),
      "{file}: scale.jobs: 0 jobs would start no worker, and every strategy would wait for one in vain; give at "
-     "least 1, or for jobs only while there is work use minimum_jobs: 0 with maximum_jobs: N"),
+     "least 1, or leave jobs out for jobs only while there is work (adaptive: minimum_jobs, maximum_jobs, "
+     "idle_grace)"),
     ("adaptive up to no job",
      with_section("scale: {minimum_jobs: 0, maximum_jobs: 0}\n"),
      "{file}: scale.maximum_jobs: 0 would start no worker ever; give at least 1"),
@@ -227,7 +244,7 @@ def test_bad_config_is_refused_with_its_message(tmp_path, text, message):
 TOGETHER = ["unknown cluster key with a suggestion", "dashboard outside scheduler_options",
             "deprecated dask-jobqueue name", "memory not an amount", "slurm walltime in words",
             "directives as one string", "unfilled placeholder", "unknown container runtime",
-            "TLS directory relative", "adaptive scale without maximum", "negative retries", "preload as one string"]
+            "TLS directory relative", "idle grace in words", "negative retries", "preload as one string"]
 
 
 def _merged(names: list) -> tuple:
@@ -333,7 +350,14 @@ def test_every_shipped_file_is_found_in_the_package():
 def test_defaults_fill_in_tls_scale_and_dashboard(tmp_path):
     site = load_site(str(write(tmp_path, SLURM, "mysite.yaml")))
     assert site.security == {"tls": True, "directory": "~/.caf-hpc/tls/mysite"}
-    assert site.scale == {"jobs": 1}
+    assert site.scale == {"minimum_jobs": 0, "maximum_jobs": 10, "idle_grace": 60}  # adaptive by default
+
+
+def test_an_adaptive_scale_gets_the_defaults_it_leaves_out_and_a_fixed_one_stays(tmp_path):
+    site = load_site(str(write(tmp_path, with_section("scale: {maximum_jobs: 4}\n"), "adaptive.yaml")))
+    assert site.scale == {"minimum_jobs": 0, "maximum_jobs": 4, "idle_grace": 60}
+    site = load_site(str(write(tmp_path, with_section("scale: {jobs: 3}\n"), "fixed.yaml")))
+    assert site.scale == {"jobs": 3}
     assert site.cluster["scheduler_options"] == {"dashboard_address": "127.0.0.1:0"}
 
 
