@@ -266,6 +266,32 @@ def register_local_modules(extra: Iterable[str] = ()) -> list[str]:
     return chosen
 
 
+def modules_by_reference(algorithm: Any, by_value: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The modules a worker imports to unpickle ``algorithm``'s job, of those it imports itself: the modules of
+    its strategy class, of its CAF ``Algorithm`` class and of a pure-Python algorithm object's class, with their
+    base classes, that travel by reference (installed: a basf2 release, site-packages).
+
+    The worker's fork server imports them once, so that each strategy's process does not import them again
+    (``caf_hpc.worker.forkserver``). ``__main__`` and the modules shipped by value (``by_value``, cloudpickle's
+    registry unless given: what ``register_local_modules`` chose) are left out: they travel with the job.
+    """
+    registered = set(cloudpickle.list_registry_pickle_by_value() if by_value is None else by_value)
+    inner = getattr(algorithm, "algorithm", None)
+    classes = [type(algorithm), getattr(algorithm, "strategy", None),
+               None if inner is None or root_helpers.is_cpp_object(inner) else type(inner)]
+    names: dict[str, None] = {}
+    for cls in classes:
+        for base in getattr(cls, "__mro__", ()) if isinstance(cls, type) else ():
+            name = getattr(base, "__module__", None)
+            if not isinstance(name, str) or name in names or name in ("builtins", "__main__") \
+                    or name not in sys.modules:
+                continue
+            parts = name.split(".")
+            if not any(".".join(parts[:i]) in registered for i in range(1, len(parts) + 1)):
+                names[name] = None
+    return tuple(names)
+
+
 def _without_algorithm_object(algorithm: Any) -> Any:
     """A copy without ``.algorithm``; methods bound to the original (CAF's default
     ``data_input`` is one) are bound to the copy, or they would drag the original along."""
