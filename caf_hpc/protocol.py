@@ -121,6 +121,8 @@ class StrategyTask:
     preload: Preload = Preload()  # run once per worker process before the strategy's process starts
     input_files: tuple = () # checked for on the worker before the strategy starts
     memory_limit: int | None = None  # bytes the strategy asked for; the worker ends it past them (worker.memory)
+    imports: tuple = ()     # installed modules the payload is unpickled with (by reference): the fork server
+                            # imports them once for the strategies after this one (worker.forkserver)
 
 
 @dataclass(frozen=True)

@@ -478,7 +478,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         try:
             preload = shipping.preload_for(settings.preload)
             packed = [(alg, shipping.pack(alg, params, iov, iteration, settings.factories.get(alg.name),
-                                          settings.preload))
+                                          settings.preload), shipping.modules_by_reference(alg))
                       for alg in algorithms]
             self._resources = resources.plan_run(self.name, [alg.name for alg in algorithms], settings)
             client = clusters.client_for(settings)
@@ -494,10 +494,11 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                                clusters.dashboard(client))
         stopped = False
         try:
-            for algorithm, payload in packed:
+            for algorithm, payload, imports in packed:
                 watch.algorithm = algorithm.name
                 try:
-                    state = self._run_strategy(client, inbox, settings, preload, progress, algorithm.name, payload)
+                    state = self._run_strategy(client, inbox, settings, preload, progress, algorithm.name, payload,
+                                               imports)
                 except interrupt.Interrupted:  # Ctrl-C, while this ran in a thread of its own
                     self.final_state = self.FAILED
                     stopped = True
@@ -535,7 +536,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         return algorithms
 
     def _run_strategy(self, client: Any, inbox: Inbox, settings: RunnerSettings, preload: protocol.Preload,
-                      progress: RunProgress, name: str, payload: bytes) -> str:
+                      progress: RunProgress, name: str, payload: bytes, imports: tuple = ()) -> str:
         """Submits one strategy, streams its results into ``self.results[name]``; returns its final state.
 
         A strategy whose task ended with the end of an attempt cut by its batch job's walltime
@@ -544,7 +545,8 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         cut: list[str] = []
         while True:
             try:
-                return self._run_strategy_once(client, inbox, settings, preload, progress, name, payload, cut)
+                return self._run_strategy_once(client, inbox, settings, preload, progress, name, payload, cut,
+                                               imports)
             except CutByWalltime as err:
                 cut.append(err.where)
                 log_warning(f"{self.name}: the strategy of {name} was cut on {err.where} {err.why}; it runs again, "
@@ -553,8 +555,9 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                     self._fail(name, shipping.log_file(self.output_dir, name), _walltime_message(cut, settings))
 
     def _run_strategy_once(self, client: Any, inbox: Inbox, settings: RunnerSettings, preload: protocol.Preload,
-                           progress: RunProgress, name: str, payload: bytes, cut: list) -> str:
-        """One submission of a strategy (``cut``: where earlier ones were cut by the walltime)."""
+                           progress: RunProgress, name: str, payload: bytes, cut: list, imports: tuple = ()) -> str:
+        """One submission of a strategy (``cut``: where earlier ones were cut by the walltime; ``imports``: the
+        installed modules its job is unpickled with, ``shipping.modules_by_reference``)."""
         if interrupt.interrupted():  # Ctrl-C came while this run was still getting its cluster
             raise interrupt.Interrupted()
         results = self.results.setdefault(name, [])
@@ -565,7 +568,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                                      log_path=str(log_path), output_dir=str(self.output_dir),
                                      timeout=settings.timeout, fork_server=settings.fork_server, preload=preload,
                                      input_files=tuple(str(path) for path in self.input_files or ()),
-                                     memory_limit=self._resources.memory_limit(name))
+                                     memory_limit=self._resources.memory_limit(name), imports=imports)
         strategy_progress = progress.strategy(name, key, log_path)
         stream = StrategyStream(key, name, results, strategy_progress)
         stream.placement, placed = strategy_placement(client, settings, f"{self.name}: {name}", self.output_dir, name)

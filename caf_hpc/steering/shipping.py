@@ -203,15 +203,24 @@ def module_sources(module: types.ModuleType, what: str = "") -> tuple:
     return tuple(sorted(sources, key=lambda source: source.name))
 
 
-def _installed_roots() -> list[Path]:
+#: Where a basf2 release and a user's local release are (``_installed_roots``).
+_RELEASE_VARIABLES = ("BELLE2_RELEASE_DIR", "BELLE2_LOCAL_DIR", "BELLE2_EXTERNALS_DIR")
+#: ``_installed_roots`` by the values of ``_RELEASE_VARIABLES``: the interpreter's own paths do not change while
+#: it runs, and finding and resolving them cost every ``run()`` half a millisecond.
+_roots: dict = {}
+
+
+def _installed_roots() -> tuple[Path, ...]:
     """Directories whose modules every worker of the same software environment imports itself:
     the standard library, site-packages, and a basf2 release."""
-    roots = {Path(p) for key in ("stdlib", "platstdlib", "purelib", "platlib")
-             if (p := sysconfig.get_paths().get(key))}
-    for variable in ("BELLE2_RELEASE_DIR", "BELLE2_LOCAL_DIR", "BELLE2_EXTERNALS_DIR"):
-        if os.environ.get(variable):
-            roots.add(Path(os.environ[variable]))
-    return sorted(r.resolve() for r in roots)
+    releases = tuple(os.environ.get(variable) for variable in _RELEASE_VARIABLES)
+    found = _roots.get(releases)
+    if found is None:
+        roots = {Path(p) for key in ("stdlib", "platstdlib", "purelib", "platlib")
+                 if (p := sysconfig.get_paths().get(key))}
+        roots.update(Path(release) for release in releases if release)
+        found = _roots[releases] = tuple(sorted(r.resolve() for r in roots))
+    return found
 
 
 def _is_local(module: Any, installed: Iterable[Path]) -> bool:
@@ -233,9 +242,9 @@ def _is_local_file(name: str, file: str | None, installed: Iterable[Path]) -> bo
 _verdicts: dict = {}
 
 
-def _verdict(name: str, module: Any, installed: list) -> bool:
+def _verdict(name: str, module: Any, installed: tuple) -> bool:
     """``_is_local(module)``, judged once per module."""
-    verdicts = _verdicts.setdefault(tuple(installed), {})
+    verdicts = _verdicts.setdefault(installed, {})
     key = (name, getattr(module, "__file__", None))
     local = verdicts.get(key)
     if local is None:
@@ -248,11 +257,21 @@ def register_local_modules(extra: Iterable[str] = ()) -> list[str]:
 
     ``extra`` names further modules (imported already) that the workers cannot import.
     Each module is judged once: resolving the paths of the ~700 modules a steering
-    process holds took 27 ms, at the start of every ``run()``.
+    process holds took 27 ms, at the start of every ``run()``; the scan that remains
+    looks each module up once (2 ms per ``run()`` as calls of ``_verdict``).
     """
     installed = _installed_roots()
-    chosen = [name for name, module in list(sys.modules.items())
-              if module is not None and _verdict(name, module, installed)]
+    verdicts = _verdicts.setdefault(installed, {})
+    chosen = []
+    for name, module in list(sys.modules.items()):
+        if module is None:
+            continue
+        key = (name, getattr(module, "__file__", None))
+        local = verdicts.get(key)
+        if local is None:
+            local = verdicts[key] = _is_local(module, installed)
+        if local:
+            chosen.append(name)
     for name in extra:
         if name not in sys.modules:
             raise ShippingError(f"ship_modules names {name!r}, which is not imported in this process; "
@@ -264,6 +283,32 @@ def register_local_modules(extra: Iterable[str] = ()) -> list[str]:
         except ValueError:
             pass  # not a module cloudpickle can ship by value (e.g. a namespace package)
     return chosen
+
+
+def modules_by_reference(algorithm: Any, by_value: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The modules a worker imports to unpickle ``algorithm``'s job, of those it imports itself: the modules of
+    its strategy class, of its CAF ``Algorithm`` class and of a pure-Python algorithm object's class, with their
+    base classes, that travel by reference (installed: a basf2 release, site-packages).
+
+    The worker's fork server imports them once, so that each strategy's process does not import them again
+    (``caf_hpc.worker.forkserver``). ``__main__`` and the modules shipped by value (``by_value``, cloudpickle's
+    registry unless given: what ``register_local_modules`` chose) are left out: they travel with the job.
+    """
+    registered = set(cloudpickle.list_registry_pickle_by_value() if by_value is None else by_value)
+    inner = getattr(algorithm, "algorithm", None)
+    classes = [type(algorithm), getattr(algorithm, "strategy", None),
+               None if inner is None or root_helpers.is_cpp_object(inner) else type(inner)]
+    names: dict[str, None] = {}
+    for cls in classes:
+        for base in getattr(cls, "__mro__", ()) if isinstance(cls, type) else ():
+            name = getattr(base, "__module__", None)
+            if not isinstance(name, str) or name in names or name in ("builtins", "__main__") \
+                    or name not in sys.modules:
+                continue
+            parts = name.split(".")
+            if not any(".".join(parts[:i]) in registered for i in range(1, len(parts) + 1)):
+                names[name] = None
+    return tuple(names)
 
 
 def _without_algorithm_object(algorithm: Any) -> Any:

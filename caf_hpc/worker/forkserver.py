@@ -18,6 +18,17 @@ imported from the source sent with the list (``caf_hpc.child.modules``), and the
 inherit it imported. A worker keeps one server per preload list, so calibrations with
 different lists share a worker without sharing their set-up.
 
+A request also names the installed modules its job is unpickled with (``imports``: the
+modules of its strategy's and algorithm's classes, which travel by reference, as a basf2
+release's do). The server imports each once, after its first child was handed its request
+and before the next is forked, so that later strategies do not import it again
+(``_import_ahead``): as CAF's own runner forks strategies from a steering process that
+imported them. Only a module whose import leaves the process as it found it, but for the
+module, is imported so: no thread, process or open file more and no output, tried first in a
+throwaway child of its own (a server with a thread more would fork children that inherit
+its locks held). A module that fails that check, or to import, is imported by each child
+itself, as before: its failure, and its output, stay the strategy's.
+
 Why not ``multiprocessing``'s own forkserver: Dask's worker processes are daemonic, and
 a daemonic process may not start ``multiprocessing`` children; and its children could
 not be given the log file as their fds 1 and 2 before they run anything.
@@ -38,6 +49,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import IO
 
 from .. import protocol
@@ -48,6 +60,7 @@ from ..child import process as child
 PRELOAD = ("caf_hpc.child.process", "caf_hpc.protocol", "cloudpickle", *STRATEGY_MODULES)
 _MAX_MESSAGE = 65536
 _READY_WAIT = 10.0
+_PROBE_WAIT = 10.0  # how long the trial import of a module named by a request may take (``_harmless_import``)
 
 
 def _send(control: socket.socket, message: dict) -> None:
@@ -172,6 +185,99 @@ class _Spare:
         self._requests.close()
 
 
+#: Modules named by a request that the server tried to import ahead (each once: ``_import_ahead``).
+_tried_ahead: set = set()
+
+
+def _import_ahead(names: list, control: socket.socket) -> None:
+    """Imports the installed modules a request named that this server has not imported yet, when their import
+    is harmless (``_harmless_import``), so that the children forked from now on find them imported.
+
+    Called between a request and the next fork, off every strategy's path but the
+    first's. A module that is not imported here is imported by the child that needs it, as
+    without this: its failure or its output is the strategy's, in its log.
+    """
+    for name in names:
+        if not isinstance(name, str) or name in sys.modules or name in _tried_ahead:
+            continue
+        _tried_ahead.add(name)
+        if _harmless_import(name, control):
+            try:
+                importlib.import_module(name)
+            except BaseException:  # the child that needs it imports it itself, and says why it fails
+                pass
+
+
+def _process_state() -> tuple:
+    """This process's threads (the kernel's: C++ ones too) and open descriptors, as far as the system says."""
+    tasks = f"/proc/{os.getpid()}/task"
+    threads = len(os.listdir(tasks)) if os.path.isdir(tasks) else threading.active_count()
+    fds_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    return threads, frozenset(os.listdir(fds_dir))
+
+
+def _has_running_children() -> bool:
+    try:
+        while True:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return True
+    except ChildProcessError:
+        return False
+
+
+def _probe(name: str, control: socket.socket) -> None:
+    """In a throwaway child: imports ``name``; exits 0 if that left the process as it was but for the module."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        control.close()
+        os.setsid()
+        read, write = os.pipe()  # the import's output, if any, shows on it
+        os.set_blocking(write, False)
+        os.dup2(write, 1)
+        os.dup2(write, 2)
+        os.close(write)
+        before = _process_state()
+        importlib.import_module(name)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child.libc().fflush(None)
+        wrote = bool(select.select([read], [], [], 0)[0])
+        threads, fds = _process_state()
+        if not wrote and threads <= before[0] and fds <= before[1] and not _has_running_children():
+            code = 0
+    finally:
+        os._exit(code)
+
+
+def _harmless_import(name: str, control: socket.socket) -> bool:
+    """Whether importing ``name`` starts no thread or process, opens no file and writes nothing, tried in a
+    child forked for it (and ended with whatever it started): what the server imports must not change
+    what its children inherit but for the module itself."""
+    child.libc().fflush(None)
+    pid = os.fork()
+    if pid == 0:
+        _probe(name, control)
+    deadline, pause, status = time.monotonic() + _PROBE_WAIT, 0.0005, None
+    while status is None and time.monotonic() < deadline:
+        done, wait_status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = wait_status
+        else:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # what it started, and itself if it took too long
+    except (ProcessLookupError, PermissionError):
+        pass
+    if status is None:
+        os.waitpid(pid, 0)
+        return False
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def _reap(children: set, control: socket.socket, spare: _Spare | None) -> None:
     while children:
         try:
@@ -225,6 +331,7 @@ def serve(control: socket.socket) -> None:
                 pid, spare = spare.pid, None
                 _send(control, {"id": request["id"], "pid": pid})
                 _reap(children, control, None)
+                _import_ahead(request.get("imports", ()), control)  # before the next spare is forked
     finally:
         for pid in children:
             try:
@@ -323,9 +430,15 @@ class ForkServer:
                     self._exits[message["pid"]] = message["returncode"]
                 self._changed.notify_all()
 
-    def spawn(self, stdin_fd: int, log_fd: int, message_fd: int, cwd: str) -> ForkedChild:
-        """Forks a strategy process with these descriptors as stdin, stdout+stderr and message pipe."""
-        return self._request({"cwd": cwd}, [stdin_fd, log_fd, message_fd])
+    def spawn(self, stdin_fd: int, log_fd: int, message_fd: int, cwd: str, imports: tuple = ()) -> ForkedChild:
+        """Forks a strategy process with these descriptors as stdin, stdout+stderr and message pipe.
+
+        ``imports``: installed modules its job is unpickled with, which the server then imports for the
+        children after it, where that is harmless (``_import_ahead``)."""
+        request: dict = {"cwd": cwd}
+        if imports:
+            request["imports"] = list(imports)
+        return self._request(request, [stdin_fd, log_fd, message_fd])
 
     def spawn_command(self, argv: list, env: dict, cwd: str, stdin_fd: int, stdout_fd: int,
                       stderr_fd: int) -> ForkedChild:

@@ -202,7 +202,8 @@ def _start_child(task: protocol.StrategyTask, message_fd: int, here: protocol.Wh
     process: forkserver.ForkedChild | subprocess.Popen[bytes]
     try:
         if task.fork_server:
-            process = forkserver.shared(task.preload).spawn(stdin_read, log_fd, message_fd, task.output_dir)
+            process = forkserver.shared(task.preload).spawn(stdin_read, log_fd, message_fd, task.output_dir,
+                                                            task.imports)
         else:
             process = subprocess.Popen(
                 [sys.executable, "-m", "caf_hpc.child", str(message_fd)],

@@ -337,3 +337,72 @@ def test_a_second_computation_of_an_ended_task_returns_the_first_end_and_runs_no
     second = worker_task.supervise(task, again.append)
     assert second == first and first.returncode == 0 and first.records + len(first.frames) >= 1
     assert again == [] and runs.read_text() == "ran\n"
+
+
+INSTALLED = """
+import os
+import threading
+
+from caf_hpc.extras.standins.strategies import AlgorithmStrategy
+
+with open({notes!r}, "a") as note:  # every process that imports this module, at its import
+    note.write(f"imported {{os.getpid()}}\\n")
+{extra}
+
+
+class Noted(AlgorithmStrategy):
+    def run(self, iov, iteration, queue):
+        with open({notes!r}, "a") as note:
+            note.write(f"ran {{os.getpid()}}\\n")
+        queue.put({{"type": "final_state", "value": "COMPLETED"}})
+"""
+
+
+@pytest.mark.parametrize("extra,ahead", [
+    ("", True),
+    ("threading.Thread(target=threading.Event().wait, daemon=True).start()", False),
+    ("print('hello from the import')", False),
+    ("HELD = open(__file__)", False),
+], ids=["harmless", "starts-a-thread", "prints", "keeps-a-file-open"])
+def test_fork_server_imports_a_strategys_installed_module_once_when_that_is_harmless(tmp_path, monkeypatch,
+                                                                                      extra, ahead):
+    """A strategy class that travels by reference (installed, as a basf2 release's) is imported by the
+    worker's fork server after the first strategy names it, so that the strategies after it do not import
+    it again; a module whose import starts a thread, writes output or keeps a file open is left to each
+    strategy's process, as before (a fork server holding a thread would fork children with its locks held)."""
+    release = tmp_path / "release"
+    release.mkdir()
+    notes = tmp_path / "notes"
+    module_name = f"installed_strategy_{len(extra)}"
+    (release / f"{module_name}.py").write_text(INSTALLED.format(notes=str(notes), extra=extra))
+    monkeypatch.setenv("BELLE2_LOCAL_DIR", str(release))  # counts as installed: the class travels by reference
+    monkeypatch.setenv("PYTHONPATH", str(release) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.syspath_prepend(str(release))
+    monkeypatch.setattr(forkserver, "_servers", {})  # a server of its own, started with the release on its path
+    try:
+        module = __import__(module_name)
+        runs = []
+        for i in range(3):
+            algorithm = ok(f"Installed{i}")
+            algorithm.strategy = module.Noted
+            task = _task(tmp_path, algorithm)
+            assert module_name in task.payload.decode(errors="replace")  # by reference: named, not sent
+            task = dataclasses.replace(task, imports=shipping.modules_by_reference(algorithm))
+            assert module_name in task.imports
+            end = worker_task.supervise(task, lambda record: None)
+            assert end.returncode == 0, (tmp_path / f"Installed{i}_stdout").read_text()
+            runs.append(end)
+    finally:
+        sys.modules.pop(module_name, None)
+        for server in forkserver._servers.values():
+            server.close()
+    lines = [line.split() for line in notes.read_text().splitlines()]
+    ran = [int(pid) for what, pid in lines if what == "ran"]
+    imported_in = {int(pid) for what, pid in lines if what == "imported"} - {os.getpid()}
+    assert len(ran) == 3
+    if ahead:  # the first strategy's process imported it; the server after it; the others found it imported
+        assert ran[0] in imported_in and not imported_in & set(ran[1:]), lines
+    else:
+        assert set(ran) <= imported_in, lines
+        if "print" in extra:  # its output stays in each strategy's log
+            assert all("hello from the import" in (tmp_path / f"Installed{i}_stdout").read_text() for i in range(3))
