@@ -38,7 +38,7 @@ from ..worker.collector import run_collector_task
 from . import clusters
 from .binding import bound_settings
 from .logs import log_excerpt
-from .placement import WALLTIME_LOSSES, Placement, collector_placement
+from .placement import WALLTIME_LOSSES, Placement, collector_placement, with_resources
 from .progress import RunProgress, StrategyProgress
 from .runner import Inbox, TaskDone, on_task_done
 from .settings import RunnerSettings, SettingsError, resolve_for_run
@@ -277,7 +277,9 @@ class Tracker:
             self.running[id(unit.parent)] += 1
             placed = collector_placement(self.client, self.settings, self._durations(unit.parent))
             unit.future = self.client.submit(run_collector_task, unit.task, key=unit.task.key, pure=False,
-                                             priority=PRIORITY, **resources.collector_options(self.settings), **placed)
+                                             priority=PRIORITY,
+                                             **with_resources(self.client, placed,
+                                                              resources.collector_options(self.settings)))
             unit.future.add_done_callback(partial(on_task_done, self.inbox, unit.task.key))
         self.pending = waiting
 

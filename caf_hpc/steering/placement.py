@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import dask_adapter, interrupt
+from .. import dask_adapter, interrupt, resources
 from ..basf2_compat import log_info, log_warning
 from ..worker.walltime import METADATA_KEY, WalltimePlugin
 from .progress import RECORD_FILE
@@ -240,8 +240,30 @@ def submit_options(workers: list | None) -> dict:
     return {} if workers is None else {"workers": workers, "allow_other_workers": True}
 
 
+def with_resources(client: Any, placed: dict, needs: dict) -> dict:
+    """``Client.submit`` keywords for a task both placed (``placed``: workers with time enough, a loose
+    restriction) and asking for resources (``needs``: ``resources=`` or ``workers=``, hard restrictions).
+
+    The placement's workers are narrowed to those that give what the task needs. Where none of
+    them does, the placement gives way: Dask ignores every restriction of a task whose loose
+    worker restriction and resources have no worker in common, resources included, and would
+    put it on a worker that never runs it (the worker waits for resources it does not have).
+    """
+    if "workers" not in placed or not needs:
+        return {**placed, **needs}
+    if "workers" in needs:
+        chosen = [address for address in placed["workers"] if address in set(needs["workers"])]
+    else:
+        declared = client.scheduler_info(n_workers=-1).get("workers", {})
+        chosen = [address for address in placed["workers"]
+                  if resources.fits(needs["resources"], (declared.get(address) or {}).get("resources") or {})]
+    if not chosen:
+        return dict(needs)
+    return {**needs, **placed, "workers": chosen}
+
+
 __all__ = ["WALLTIME_LOSSES", "Decision", "Placement", "Worker", "choose", "collector_placement", "default_margin",
-           "durations_in_records", "expected_duration", "strategy_placement", "submit_options"]
+           "durations_in_records", "expected_duration", "strategy_placement", "submit_options", "with_resources"]
 
 
 def strategy_placement(client: Any, settings: RunnerSettings, label: str, output_dir: Any,

@@ -39,7 +39,7 @@ from ..worker.task import run_strategy_task, start_preloading
 from . import clusters, shipping
 from .directory_lock import DirectoryInUse, DirectoryLock
 from .logs import log_excerpt
-from .placement import WALLTIME_LOSSES, Placement, strategy_placement
+from .placement import WALLTIME_LOSSES, Placement, strategy_placement, with_resources
 from .progress import RunProgress, StrategyProgress
 from .settings import RunnerSettings, resolve_for_run
 from .worker_events import WorkerLost, WorkerWatch
@@ -575,7 +575,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         stream.walltime_lost = list(cut)
         inbox.watch(key)
         future = client.submit(run_strategy_task, task, key=key, pure=False,
-                               **self._resources.submit_options(name), **placed)
+                               **with_resources(client, placed, self._resources.submit_options(name)))
         asyncio.run_coroutine_threadsafe(take_end(inbox, key, future, client), dask_adapter.client_event_loop(client))
         self._tasks.append(future)  # released at the run's end: see __init__
         log_debug(f"{self.name}: submitted {name} as task {key}")

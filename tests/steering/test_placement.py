@@ -105,3 +105,32 @@ def test_placement_reads_each_workers_end_from_the_scheduler():
         client.sync(client.scheduler.set_metadata, keys=[METADATA_KEY, first], value={"end": NOW})
         view = dask_adapter.running_workers(client, METADATA_KEY)
         assert view == {first: ({"end": NOW}, 0), second: (None, 0)}
+
+
+def test_a_placed_task_that_asks_for_resources_goes_where_both_allow_and_never_waits_where_neither_does(tmp_path):
+    """The placement's choice (the idle worker with the most time left: here the small one) and an algorithm's
+    resources (only the large one gives them) have no worker in common. Dask would then drop every restriction,
+    resources included, and could send the task to the small worker, where it waits for ever for cores it
+    does not have; the placement gives way to the resources instead."""
+    from tests.helpers.own_cluster import OwnCluster
+
+    cluster = OwnCluster(tmp_path)
+    try:
+        cluster.add_worker("--resources", "cores=1", "--name", "small")
+        cluster.add_worker("--resources", "cores=4", "--name", "large", "--nthreads", "4")
+        with Client(cluster.address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+            names = {info["name"]: address for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
+            placed = placement.submit_options([names["small"]])
+            options = placement.with_resources(client, placed, {"resources": {"cores": 4}})
+            assert options == {"resources": {"cores": 4}}
+            for _ in range(5):
+                future = client.submit(lambda: __import__("distributed").get_worker().name, pure=False, **options)
+                assert future.result(timeout=30) == "large"
+            both = placement.submit_options([names["small"], names["large"]])
+            assert placement.with_resources(client, both, {"resources": {"cores": 4}}) == \
+                {"resources": {"cores": 4}, "workers": [names["large"]], "allow_other_workers": True}
+            assert placement.with_resources(client, both, {}) == both
+            assert placement.with_resources(client, {}, {"workers": [names["large"]]}) == {"workers": [names["large"]]}
+    finally:
+        cluster.close()
