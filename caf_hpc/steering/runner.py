@@ -70,6 +70,15 @@ LINGER = 15.0
 
 
 @dataclass(frozen=True)
+class TaskFinished:
+    """The task of ``key`` finished on its worker (its future's first completion): its attempt runs no more,
+    whatever becomes of the end it returned. Should the worker holding that end be lost before the runner
+    takes it, Dask computes the task again, which needs a worker (``worker_wait`` bounds the wait)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
 class TaskDone:
     """A Dask task of ours ended (``status``: finished, error, cancelled, lost).
 
@@ -98,7 +107,7 @@ class Unreadable:
     error: str
 
 
-Event = protocol.Started | protocol.Frames | TaskDone | WorkerLost | Unreadable | CtrlC
+Event = protocol.Started | protocol.Frames | TaskFinished | TaskDone | WorkerLost | Unreadable | CtrlC
 
 
 class Inbox:
@@ -271,6 +280,7 @@ class StrategyStream:
         self.end: protocol.Ended | None = None
         self.end_frames_read = False
         self.task_done: TaskDone | None = None
+        self.end_pending = False  # the task finished on its worker; its end is being taken
         self.task_done_at: float | None = None
         self.future_done_at: float | None = None  # when the runner saw the task ended without its end yet
         self.unreadable: str | None = None
@@ -332,9 +342,17 @@ class StrategyStream:
                 self.progress.results(self.results)
         self._read_end_frames()
 
+    def finished_on_worker(self) -> None:
+        """The task finished, its end not taken yet: from now on no attempt runs, and a wait for the end that
+        outlasts the task's worker is a wait for a worker to compute it again."""
+        if self.task_done is None and not self.end_pending:
+            self.end_pending = True
+            self.waiting_since = time.monotonic()
+
     def _start(self, attempt: str, where: protocol.Where) -> None:
         if self.attempt is not None:
             self._lose_current()  # the scheduler ran the task again elsewhere
+        self.end_pending = False
         self.attempt, self.where = attempt, where
         if self.progress is not None:
             self.progress.started(attempt, where)
@@ -576,6 +594,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
         inbox.watch(key)
         future = client.submit(run_strategy_task, task, key=key, pure=False,
                                **with_resources(client, placed, self._resources.submit_options(name)))
+        future.add_done_callback(lambda _: inbox.put(TaskFinished(key)))
         asyncio.run_coroutine_threadsafe(take_end(inbox, key, future, client), dask_adapter.client_event_loop(client))
         self._tasks.append(future)  # released at the run's end: see __init__
         log_debug(f"{self.name}: submitted {name} as task {key}")
@@ -616,6 +635,9 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                 elif isinstance(event, TaskDone):
                     if event.key == key:
                         stream.ended(event, event.end)
+                elif isinstance(event, TaskFinished):
+                    if event.key == key:
+                        stream.finished_on_worker()
                 else:
                     stream.consume(event)
                 if len(stream.lost) > settings.retries:
@@ -640,7 +662,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
             until = stream.task_done_at + _DRAIN_WAIT
         elif stream.future_done_at is not None:
             until = stream.future_done_at + _RESULT_WAIT
-        elif stream.attempt is None:
+        elif stream.attempt is None or stream.end_pending:
             until = min(stream.waiting_since + settings.worker_wait, stream.next_waiting_note)
         else:
             return _QUIET_WAIT  # running: its time limit is the worker's to keep (worker.task)
@@ -670,7 +692,7 @@ class DaskAlgorithmsRunner(AlgorithmsRunner):
                            f"it again?). This is a failure of the cluster, not of the algorithm: "
                            f"{clusters.worker_source(settings)}")
             return
-        if stream.attempt is not None:
+        if stream.attempt is not None and not stream.end_pending:
             return
         if now >= stream.next_waiting_note and stream.progress is not None:
             stream.progress.waiting(now - stream.waiting_since, clusters.state(client, settings))

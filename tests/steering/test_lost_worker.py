@@ -207,3 +207,37 @@ def test_the_end_is_taken_even_when_the_worker_holding_it_is_lost_first(calibrat
         assert runs.read_text() == "ran\n", "the strategy ran again"
     finally:
         cluster.close()
+
+
+def test_an_end_lost_with_the_last_worker_is_a_wait_for_a_worker_bounded_by_worker_wait(calibrate, tmp_path,
+                                                                                         monkeypatch):
+    """The task finished, and its worker (the only one) was lost before the runner took the end: computing it
+    again needs a worker, and none comes. The runner no longer takes the finished attempt for a running one
+    (it waited for ever, seen on Slurm when a strategy's job was cancelled just as it ended): the wait is for a
+    worker, and ``worker_wait`` bounds it."""
+    import asyncio
+
+    from caf_hpc.steering import runner as runner_module
+
+    cluster = OwnCluster(tmp_path)
+    take_end = runner_module.take_end
+
+    async def losing_the_holder_first(inbox, key, future, client):
+        while not future.done():
+            await asyncio.sleep(0.01)
+        only.kill()
+        only.wait(timeout=10)
+        await take_end(inbox, key, future, client)
+
+    monkeypatch.setattr(runner_module, "take_end", losing_the_holder_first)
+    try:
+        only = cluster.add_worker()
+        started = time.monotonic()
+        # its results stream while it runs (so its attempt is known to have started), then it ends
+        outcome = calibrate([scripted("Once", ("results", 3), ("sleep", 1), ("final", "COMPLETED"))],
+                            runner=runner_for(address=cluster.address, worker_wait=3), root=tmp_path / "a")
+        assert outcome.final_state == "FAILED"
+        assert "found no worker to run it within 3 s (worker_wait)" in str(outcome.error), outcome.error
+        assert time.monotonic() - started < 30
+    finally:
+        cluster.close()
