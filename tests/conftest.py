@@ -1,11 +1,22 @@
 """Shared fixtures: CAF's own sequence of calls around a runner, on the real local default."""
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from caf_hpc import DaskAlgorithmsRunner
 from caf_hpc.extras.standins.driver import run_algorithms
 from tests.helpers.requirements import require_root
+
+
+def pytest_configure(config):
+    """The Ctrl-C tests start steering scripts as a terminal does, whose SIGINT is not ignored. A suite started
+    in the background by a shell without job control (``... &`` in a script, ``nohup``) inherits SIGINT (and
+    SIGQUIT) ignored, and every process it starts would inherit that too: an exec keeps an ignored signal
+    ignored, while one with a handler starts with the default. So the suite handles SIGINT itself."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items):
