@@ -7,6 +7,7 @@ Dask release changes what it relies on (named in its docstring).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import socket
@@ -468,17 +469,19 @@ def drain_scheduler_stderr(cluster: Any, on_line: Callable[[str], None]) -> None
     """
     stream = cluster.scheduler.process.stderr
 
-    async def drain() -> None:
-        while True:
-            line = await stream.readline()
-            if not line:
-                return
-            on_line(line.decode(errors="replace").rstrip())
-
     def start() -> None:
-        cluster.caf_hpc_drain = asyncio.ensure_future(drain())
+        cluster.caf_hpc_drain = asyncio.ensure_future(_read_lines(stream, on_line))
 
     cluster.loop.add_callback(start)
+
+
+async def _read_lines(stream: Any, on_line: Callable[[str], None]) -> None:
+    """``on_line(text)`` for each line of a subprocess's asyncio ``stream`` until it ends."""
+    while True:
+        line = await stream.readline()
+        if not line:
+            return
+        on_line(line.decode(errors="replace").rstrip())
 
 
 def drain_worker_stderr(cluster: Any, on_line: Callable[[str, str], None], keep: int = 40) -> dict:
@@ -503,18 +506,13 @@ def drain_worker_stderr(cluster: Any, on_line: Callable[[str, str], None], keep:
     streams = [(str(name), worker.process.stderr) for name, worker in list(cluster.workers.items())
                if isinstance(worker, SubprocessWorker) and worker.process is not None and worker.process.stderr]
 
-    async def drain(name: str, stream: Any) -> None:
-        tail = tails[name]
-        while True:
-            line = await stream.readline()
-            if not line:
-                return
-            text = line.decode(errors="replace").rstrip()
-            tail.append(text)
-            on_line(name, text)
+    def seen(name: str, text: str) -> None:
+        tails[name].append(text)
+        on_line(name, text)
 
     def start() -> None:
-        cluster.caf_hpc_worker_drains = [asyncio.ensure_future(drain(name, stream)) for name, stream in streams]
+        cluster.caf_hpc_worker_drains = [asyncio.ensure_future(_read_lines(stream, functools.partial(seen, name)))
+                                         for name, stream in streams]
 
     for name, _ in streams:
         tails[name] = collections.deque(maxlen=keep)
@@ -611,12 +609,7 @@ async def replace_jobs(cluster: Any, names: list) -> list:
     the jobs match the spec again; there is no public call for "this job is gone for good". Tested by
     ``tests/batch/test_faults.py::test_lost_job_is_replaced_so_the_strategy_finds_a_worker``.
     """
-    jobs = [cluster.workers.pop(name) for name in names if name in cluster.workers]
-    for job in jobs:
-        try:
-            await job.close()
-        except Exception:
-            pass
+    jobs = await _close_jobs(cluster, names)
     if jobs:
         await cluster._correct_state()
     return jobs
@@ -631,9 +624,15 @@ async def drop_jobs(cluster: Any, names: list) -> list:
     call). Tested by
     ``tests/batch/test_allocation.py::test_a_lost_job_of_an_adaptive_cluster_is_dropped_not_resubmitted``.
     """
-    jobs = [cluster.workers.pop(name) for name in names if name in cluster.workers]
     for name in names:
         cluster.worker_spec.pop(name, None)
+    return await _close_jobs(cluster, names)
+
+
+async def _close_jobs(cluster: Any, names: list) -> list:
+    """Takes ``cluster``'s jobs ``names`` out of ``SpecCluster.workers`` and closes them (a dead one's close may
+    fail: it is gone either way)."""
+    jobs = [cluster.workers.pop(name) for name in names if name in cluster.workers]
     for job in jobs:
         try:
             await job.close()

@@ -163,14 +163,21 @@ def test_strategy_process_ends_when_its_supervisor_goes_away(tmp_path, fork_serv
     os.close(read_fd)
 
 
-def test_fork_server_takes_its_children_along_when_the_worker_goes(tmp_path):
-    server = forkserver.ForkServer()
+def _spawn(server, tmp_path):
+    """``(child, its stdin's write end, its message pipe's read end)``: a child forked by ``server`` with no job
+    yet, its log in ``tmp_path``."""
     stdin_read, stdin_write = os.pipe()
     message_read, message_write = os.pipe()
     log_fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
     child = server.spawn(stdin_read, log_fd, message_write, str(tmp_path))
     for fd in (stdin_read, message_write, log_fd):
         os.close(fd)
+    return child, stdin_write, message_read
+
+
+def test_fork_server_takes_its_children_along_when_the_worker_goes(tmp_path):
+    server = forkserver.ForkServer()
+    child, stdin_write, message_read = _spawn(server, tmp_path)
     assert child.poll() is None
     server.close()
     assert _wait_gone(child.pid)
@@ -215,12 +222,7 @@ def test_a_spare_that_died_unused_is_replaced_without_holding_the_strategys_pipe
         assert _wait_gone(dead)
         _spare(server, but=(dead,))  # reaped and replaced (a killed process shows as a zombie before its
         # threads have ended and its descriptors are closed: a request sent then would still be taken)
-        stdin_read, stdin_write = os.pipe()
-        message_read, message_write = os.pipe()
-        log_fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
-        child = server.spawn(stdin_read, log_fd, message_write, str(tmp_path))
-        for fd in (stdin_read, message_write, log_fd):
-            os.close(fd)
+        child, stdin_write, message_read = _spawn(server, tmp_path)
         assert child.pid != dead and child.poll() is None
         spare = _spare(server, but=(child.pid, dead))
         assert os.fstat(message_read).st_ino not in _pipes_held(spare)
